@@ -1,0 +1,1 @@
+"""RSSM, networks, imagination actor-critic and the Lightning module."""

@@ -1,0 +1,167 @@
+"""The Lightning module: the only owner of optimizers, loss scales, logging and the update order.
+
+One update on a replayed batch ``[B, T]`` (Dream to Control, Algorithm 1):
+
+1. world model (with its objective): loss on the batch, backward, clip, Adam step;
+2. actor: imagine H steps from every posterior state (``N = B·T`` starts, detached) with the world
+   model frozen, maximise λ-returns by dynamics backpropagation;
+3. critic: regress the λ-returns of the same rollout; then move the slow critic.
+
+Lightning counts ``global_step`` once per optimizer step (three per update); wmbench's own
+``updates`` counter counts updates.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import lightning as L
+import torch
+from torch import Tensor
+
+from wmbench.agents.imagination import ActorCritic, ActorCriticConfig
+from wmbench.agents.world_model import WorldModel, WorldModelConfig
+from wmbench.objectives import Objective
+from wmbench.types import RSSMState
+
+
+@dataclass(frozen=True)
+class AgentConfig:
+    """World model and imagination learner.
+
+    Attributes:
+        world_model: see ``WorldModelConfig``.
+        actor_critic: see ``ActorCriticConfig``.
+        log_every: log training metrics every this many updates (uses the last update's values).
+    """
+
+    world_model: WorldModelConfig = field(default_factory=WorldModelConfig)
+    actor_critic: ActorCriticConfig = field(default_factory=ActorCriticConfig)
+    log_every: int = 10
+
+
+class DreamerModule(L.LightningModule):
+    """World model + objective + actor-critic, trained with manual optimisation and three optimizers.
+
+    Args:
+        config: see ``AgentConfig``.
+        image_shape: ``(3, 64, 64)``.
+        action_dim: A.
+        objective_cls: objective class from the registry.
+        objective_config: instance of ``objective_cls.Config``.
+
+    Batches (from the runtime's replay loader) are dicts with ``image`` uint8 ``[B, T, 3, 64, 64]``,
+    ``prev_action`` float32 ``[B, T, A]``, ``reward`` float32 ``[B, T]``, ``is_first``,
+    ``is_terminal``, ``is_last`` bool ``[B, T]`` and ``env_frames`` (int, the x-axis for logging).
+    """
+
+    def __init__(
+        self,
+        config: AgentConfig,
+        image_shape: tuple[int, int, int],
+        action_dim: int,
+        objective_cls: type[Objective],
+        objective_config: Any,
+    ) -> None:
+        super().__init__()
+        self.automatic_optimization = False
+        self.config = config
+        self.world_model = WorldModel(config.world_model, image_shape, action_dim, objective_cls, objective_config)
+        self.actor_critic = ActorCritic(config.world_model.rssm.feat_dim, action_dim, config.actor_critic)
+        self.updates = 0
+
+    def configure_optimizers(self):
+        wm, ac = self.config.world_model, self.config.actor_critic
+        return [
+            torch.optim.Adam(self.world_model.parameters(), lr=wm.lr, eps=wm.eps),
+            torch.optim.Adam(self.actor_critic.actor.parameters(), lr=ac.actor_lr, eps=wm.eps),
+            torch.optim.Adam(self.actor_critic.critic.parameters(), lr=ac.critic_lr, eps=wm.eps),
+        ]
+
+    def _step(self, opt, loss: Tensor, clip: float) -> None:
+        opt.zero_grad(set_to_none=True)
+        self.manual_backward(loss)
+        self.clip_gradients(opt, gradient_clip_val=clip, gradient_clip_algorithm="norm")
+        opt.step()
+
+    def training_step(self, batch: dict[str, Any], batch_idx: int) -> None:
+        wm_opt, actor_opt, critic_opt = self.optimizers()
+        wm_cfg, ac_cfg = self.config.world_model, self.config.actor_critic
+
+        with self.toggled_optimizer(wm_opt):
+            wm_loss, post, metrics = self.world_model.loss(batch)
+            self._step(wm_opt, wm_loss, wm_cfg.grad_clip)
+
+        start = post.detach().map(lambda x: x.flatten(0, 1))
+        with self.toggled_optimizer(actor_opt):
+            feat, ret, weight, entropy = self._imagine(start)
+            actor_loss, ac_metrics = self.actor_critic.actor_loss(ret, weight, entropy)
+            self._step(actor_opt, actor_loss, ac_cfg.grad_clip)
+
+        with self.toggled_optimizer(critic_opt):
+            critic_loss, critic_metrics = self.actor_critic.critic_loss(feat[:-1], ret, weight)
+            self._step(critic_opt, critic_loss, ac_cfg.grad_clip)
+        self.actor_critic.update_slow_critic()
+
+        self.updates += 1
+        if self.updates % self.config.log_every == 0:
+            metrics.update(ac_metrics)
+            metrics.update(critic_metrics)
+            metrics.update({"loss/world_model": wm_loss.detach(), "loss/actor": actor_loss.detach(), "loss/critic": critic_loss.detach()})
+            logged = {f"train/{k}": v for k, v in metrics.items()}
+            logged.update({"updates": float(self.updates), "env_frames": float(batch["env_frames"])})
+            self.log_dict(logged, on_step=True, on_epoch=False, batch_size=1)
+
+    def _imagine(self, start: RSSMState) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+        """Imagined rollout, returns, weights and entropy estimate (all time-major ``[H(+1), N]``)."""
+        wm = self.world_model
+        entropies = []
+
+        def policy(feat: Tensor) -> Tensor:
+            dist = self.actor_critic.actor(feat)
+            action = dist.rsample()
+            entropies.append(-dist.log_prob(action))
+            return action
+
+        states, _ = wm.rssm.imagine(start, policy, self.config.actor_critic.imag_horizon)
+        feat = wm.rssm.feat(states)
+        reward = wm.reward_head(feat[1:])
+        cont = torch.sigmoid(wm.cont_head(feat[1:]))
+        ret, weight = self.actor_critic.returns(feat, reward, cont)
+        return feat, ret, weight, torch.stack(entropies, 0)
+
+    @torch.no_grad()
+    def act(
+        self,
+        image: Tensor,
+        prev_action: Tensor,
+        is_first: Tensor,
+        state: RSSMState | None,
+        explore: bool,
+    ) -> tuple[Tensor, RSSMState]:
+        """One policy step from a real observation.
+
+        Args:
+            image: uint8 ``[N, 3, 64, 64]``.
+            prev_action: a_{t-1}, float32 ``[N, A]`` (zeroed where ``is_first``).
+            is_first: bool ``[N]``.
+            state: posterior at t-1 (``[N]``), or ``None`` at the start.
+            explore: sample from the actor if true, else its mode.
+
+        Returns:
+            ``(action, post)``: action float32 ``[N, A]`` in [-1, 1]; posterior at t.
+        """
+        wm = self.world_model
+        if state is None:
+            state = wm.rssm.initial(len(image), image.device)
+        post, _ = wm.rssm.obs_step(state, prev_action, wm.encoder(image), is_first)
+        feat = wm.rssm.feat(post)
+        action = self.actor_critic.actor(feat).sample() if explore else self.actor_critic.actor.mode(feat)
+        return action.clamp(-1, 1), post
+
+    def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        checkpoint["wmbench_updates"] = self.updates
+
+    def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        self.updates = checkpoint.get("wmbench_updates", 0)

@@ -1,0 +1,243 @@
+"""Recurrent state-space model (RSSM).
+
+Hafner et al., *Learning Latent Dynamics for Planning from Pixels* (PlaNet, ICML 2019), Sec. 3 and
+*Dream to Control* (ICLR 2020), Sec. 3:
+
+    deterministic state   h_t = f(h_{t-1}, z_{t-1}, a_{t-1})       (GRU)
+    prior (transition)    p(z_t | h_t)
+    posterior (repr.)     q(z_t | h_t, e_t),  e_t = enc(o_t)
+
+``stoch`` is either a diagonal Gaussian (Dreamer v1: S=30) or S groups of K-way categoricals with
+straight-through gradients (DreamerV2, Hafner et al. 2021, Sec. 2; e.g. 32×32) mixed with 1 %
+uniform (DreamerV3, Hafner et al. 2023, "unimix").
+
+This module knows nothing of images, rewards or objectives.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+from torch.distributions import Independent, Normal, OneHotCategoricalStraightThrough, kl_divergence
+
+from wmbench.types import RSSMState
+
+
+@dataclass(frozen=True)
+class RSSMConfig:
+    """RSSM sizes and latent type.
+
+    Attributes:
+        deter: size D of the GRU state h_t (Dreamer v1: 200).
+        stoch: Gaussian size S, or number of categorical groups S (Dreamer v1: 30 Gaussian).
+        classes: K classes per group; 0 selects Gaussian latents (DreamerV2/V3: 32).
+        hidden: width of the hidden layers before the GRU and in the prior/posterior nets (200).
+        min_std: lower bound added to the softplus std of Gaussian latents (0.1).
+        unimix: uniform mixture weight of categorical latents (0.01).
+    """
+
+    deter: int = 200
+    stoch: int = 30
+    classes: int = 0
+    hidden: int = 200
+    min_std: float = 0.1
+    unimix: float = 0.01
+
+    def __post_init__(self) -> None:
+        for name in ("deter", "stoch", "hidden"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"rssm.{name} must be >= 1, got {getattr(self, name)}")
+        if self.classes < 0 or self.classes == 1:
+            raise ValueError(f"rssm.classes must be 0 (Gaussian) or >= 2, got {self.classes}")
+
+    @property
+    def stoch_flat(self) -> int:
+        """Flattened stochastic size: S (Gaussian) or S*K (categorical)."""
+        return self.stoch * self.classes if self.classes else self.stoch
+
+    @property
+    def feat_dim(self) -> int:
+        """F = D + flattened stoch."""
+        return self.deter + self.stoch_flat
+
+
+@dataclass(frozen=True)
+class KLConfig:
+    """KL term between posterior and prior, with KL balancing and free nats.
+
+    Attributes:
+        free_nats: lower clamp (nats) of each KL side, applied per ``(B, T)`` position to the KL
+            summed over latent dimensions, before averaging (DreamerV3 eq. 5; 1.0).
+        dyn_scale: weight of the dynamics side KL(sg(post) || prior), training the prior (0.5).
+        rep_scale: weight of the representation side KL(post || sg(prior)), training the posterior
+            (0.1). ``dyn_scale = rep_scale`` recovers the unbalanced KL of Dreamer v1.
+    """
+
+    free_nats: float = 1.0
+    dyn_scale: float = 0.5
+    rep_scale: float = 0.1
+
+
+class RSSM(nn.Module):
+    """Recurrent state-space model with Gaussian or categorical stochastic state.
+
+    Args:
+        config: sizes, see ``RSSMConfig``.
+        embed_dim: E, size of the observation embedding.
+        action_dim: A.
+    """
+
+    def __init__(self, config: RSSMConfig, embed_dim: int, action_dim: int) -> None:
+        super().__init__()
+        self.config = config
+        c = config
+        stats = 2 * c.stoch if not c.classes else c.stoch * c.classes
+        self.img_in = nn.Sequential(nn.Linear(c.stoch_flat + action_dim, c.hidden), nn.ELU())
+        self.cell = nn.GRUCell(c.hidden, c.deter)
+        self.prior_net = nn.Sequential(nn.Linear(c.deter, c.hidden), nn.ELU(), nn.Linear(c.hidden, stats))
+        self.post_net = nn.Sequential(nn.Linear(c.deter + embed_dim, c.hidden), nn.ELU(), nn.Linear(c.hidden, stats))
+
+    # --- states and distributions -------------------------------------------------------------
+    def initial(self, batch: int, device: torch.device | None = None) -> RSSMState:
+        """All-zero state for ``batch`` sequences: deter ``[B, D]``, stoch ``[B, S(, K)]``."""
+        c = self.config
+        deter = torch.zeros(batch, c.deter, device=device)
+        if c.classes:
+            zeros = torch.zeros(batch, c.stoch, c.classes, device=device)
+            return RSSMState(deter=deter, stoch=zeros, logits=zeros)
+        zeros = torch.zeros(batch, c.stoch, device=device)
+        return RSSMState(deter=deter, stoch=zeros, mean=zeros, std=torch.ones_like(zeros))
+
+    def _state(self, deter: Tensor, raw: Tensor) -> RSSMState:
+        """Turn the raw output of the prior/posterior net into a sampled state."""
+        c = self.config
+        if c.classes:
+            logits = raw.reshape(*raw.shape[:-1], c.stoch, c.classes)
+            probs = (1 - c.unimix) * logits.softmax(-1) + c.unimix / c.classes
+            logits = probs.log()
+            stoch = OneHotCategoricalStraightThrough(logits=logits).rsample()
+            return RSSMState(deter=deter, stoch=stoch, logits=logits)
+        mean, std = raw.chunk(2, -1)
+        std = F.softplus(std) + c.min_std
+        stoch = mean + std * torch.randn_like(std)
+        return RSSMState(deter=deter, stoch=stoch, mean=mean, std=std)
+
+    def dist(self, state: RSSMState) -> torch.distributions.Distribution:
+        """The distribution over stoch described by ``state`` (event dims: the latent dims)."""
+        if self.config.classes:
+            return Independent(OneHotCategoricalStraightThrough(logits=state.logits), 1)
+        return Independent(Normal(state.mean, state.std), 1)
+
+    def feat(self, state: RSSMState) -> Tensor:
+        """Features ``[..., F]`` = concat(deter, flattened stoch)."""
+        stoch = state.stoch.flatten(-2) if self.config.classes else state.stoch
+        return torch.cat([state.deter, stoch], -1)
+
+    # --- one step ---------------------------------------------------------------------------
+    def img_step(self, prev: RSSMState, prev_action: Tensor) -> RSSMState:
+        """Prior step: h_t = GRU(h_{t-1}, [z_{t-1}, a_{t-1}]), z_t ~ p(z_t | h_t).
+
+        Args:
+            prev: state at t-1, leading shape ``[B]``.
+            prev_action: a_{t-1}, float32 ``[B, A]`` in [-1, 1].
+
+        Returns:
+            The prior state at t, leading shape ``[B]``.
+        """
+        stoch = prev.stoch.flatten(-2) if self.config.classes else prev.stoch
+        x = self.img_in(torch.cat([stoch, prev_action], -1))
+        deter = self.cell(x, prev.deter)
+        return self._state(deter, self.prior_net(deter))
+
+    def obs_step(
+        self, prev: RSSMState, prev_action: Tensor, embed: Tensor, is_first: Tensor
+    ) -> tuple[RSSMState, RSSMState]:
+        """Posterior step with state reset at episode starts.
+
+        Where ``is_first`` is true, the previous state and the previous action are replaced by
+        zeros before the transition, so no information crosses an episode boundary.
+
+        Args:
+            prev: state at t-1, leading shape ``[B]``.
+            prev_action: a_{t-1}, ``[B, A]``.
+            embed: e_t, ``[B, E]``.
+            is_first: bool ``[B]``.
+
+        Returns:
+            ``(post, prior)`` at t, each with leading shape ``[B]``.
+        """
+        keep = (~is_first).float()
+        prev = prev.map(lambda x: x * keep.reshape(-1, *([1] * (x.dim() - 1))))
+        prior = self.img_step(prev, prev_action * keep[:, None])
+        post = self._state(prior.deter, self.post_net(torch.cat([prior.deter, embed], -1)))
+        return post, prior
+
+    # --- sequences --------------------------------------------------------------------------
+    def observe(
+        self, embed: Tensor, prev_action: Tensor, is_first: Tensor, state: RSSMState | None = None
+    ) -> tuple[RSSMState, RSSMState]:
+        """Filter a batch of sequences.
+
+        Args:
+            embed: ``[B, T, E]``.
+            prev_action: a_{t-1}, ``[B, T, A]``.
+            is_first: bool ``[B, T]``.
+            state: state before the first step (``[B]``); zeros when ``None``.
+
+        Returns:
+            ``(post, prior)`` with leading shape ``[B, T]``.
+        """
+        batch, steps = embed.shape[:2]
+        if state is None:
+            state = self.initial(batch, embed.device)
+        posts, priors = [], []
+        for t in range(steps):
+            state, prior = self.obs_step(state, prev_action[:, t], embed[:, t], is_first[:, t])
+            posts.append(state)
+            priors.append(prior)
+        return RSSMState.stack(posts, 1), RSSMState.stack(priors, 1)
+
+    def kl_loss(self, post: RSSMState, prior: RSSMState, config: KLConfig) -> tuple[Tensor, dict[str, Tensor]]:
+        """Balanced KL loss with free nats.
+
+        ``dyn = max(free_nats, KL(sg(q) || p))`` and ``rep = max(free_nats, KL(q || sg(p)))`` where each
+        KL is summed over the latent dimensions at one ``(B, T)`` position; the clamp is applied
+        there, per position, before any mean (DreamerV3, Hafner et al. 2023, eq. 5). Below the clamp a
+        side has zero gradient.
+
+        Args:
+            post, prior: states with leading shape ``[B, T]``.
+            config: scales and free nats.
+
+        Returns:
+            ``(loss, metrics)``: loss ``[B, T]`` = dyn_scale * dyn + rep_scale * rep (nats);
+            metrics hold the unclamped mean KL (nats, detached).
+        """
+        dyn = kl_divergence(self.dist(post.detach()), self.dist(prior))
+        rep = kl_divergence(self.dist(post), self.dist(prior.detach()))
+        loss = config.dyn_scale * dyn.clamp(min=config.free_nats) + config.rep_scale * rep.clamp(min=config.free_nats)
+        return loss, {"kl": dyn.detach().mean()}
+
+    def imagine(self, start: RSSMState, policy, horizon: int) -> tuple[RSSMState, Tensor]:
+        """Roll the prior forward under a policy.
+
+        Args:
+            start: start states, leading shape ``[N]``.
+            policy: callable ``feat [N, F] -> action [N, A]`` (may be stochastic, differentiable).
+            horizon: H imagined steps.
+
+        Returns:
+            ``(states, actions)``: states ``[H+1, N]`` (index 0 is ``start``), actions ``[H, N, A]``
+            where ``actions[t]`` was taken in ``states[t]``.
+        """
+        states, actions = [start], []
+        state = start
+        for _ in range(horizon):
+            action = policy(self.feat(state))
+            state = self.img_step(state, action)
+            states.append(state)
+            actions.append(action)
+        return RSSMState.stack(states, 0), torch.stack(actions, 0)

@@ -1,0 +1,191 @@
+"""Sequence replay buffer over uint8 frames for a single stream of episodes."""
+
+from __future__ import annotations
+
+import numpy as np
+
+
+class Replay:
+    """FIFO ring buffer of environment rows, sampled as windows of consecutive rows.
+
+    Stores one stream of episodes from one environment, in insertion order. Row ``t``
+    holds ``(o_t, a_{t-1}, r_t)``: the observation, the action that led to it, and the
+    reward that action caused. Time alignment for one episode of three actions::
+
+        env call:      reset()   step(a_0)  step(a_1)  step(a_2)
+        row t:         0         1          2          3
+        image:         o_0       o_1        o_2        o_3
+        prev_action:   0         a_0        a_1        a_2
+        reward:        0         r_1        r_2        r_3
+        is_first:      True      False      False      False
+        is_terminal:   False     False      False      True/False
+        is_last:       False     False      False      True
+
+    ``is_terminal`` marks a true terminal state (no bootstrapping from it);
+    ``is_last`` marks the last row of an episode, whether terminal or truncated, so
+    ``is_terminal`` implies ``is_last``. ``add`` enforces the stream invariant
+    ``is_first[t] == (t is the first row added or is_last[t-1])``, and that first rows
+    carry a zero ``prev_action`` and zero reward. Hence every episode boundary inside a
+    window of consecutively stored rows falls on a row with ``is_first=True``.
+
+    Frames are kept as uint8 only; when full, the oldest row is overwritten.
+
+    Attributes:
+        capacity: Maximum number of stored rows.
+        image_shape: Frame shape ``(C, H, W)``.
+        action_dim: Action size ``A``.
+    """
+
+    def __init__(
+        self, capacity: int, image_shape: tuple[int, int, int], action_dim: int, seed: int = 0
+    ) -> None:
+        """Preallocates storage for ``capacity`` rows.
+
+        Args:
+            capacity: Maximum number of stored rows (agent steps), ``>= 1``.
+            image_shape: Frame shape ``(C, H, W)``, all positive.
+            action_dim: Action size ``A``, ``>= 1``.
+            seed: Seed of the generator used by :meth:`sample`.
+
+        Raises:
+            ValueError: If ``capacity`` or ``action_dim`` is below 1, or ``image_shape``
+                is not three positive integers.
+        """
+        if capacity < 1:
+            raise ValueError(f"capacity must be >= 1, got {capacity}")
+        if action_dim < 1:
+            raise ValueError(f"action_dim must be >= 1, got {action_dim}")
+        if len(image_shape) != 3 or any(int(d) < 1 for d in image_shape):
+            raise ValueError(f"image_shape must be three positive ints (C, H, W), got {image_shape}")
+        self.capacity = int(capacity)
+        self.image_shape = tuple(int(d) for d in image_shape)
+        self.action_dim = int(action_dim)
+        self._image = np.zeros((self.capacity, *self.image_shape), dtype=np.uint8)
+        self._prev_action = np.zeros((self.capacity, self.action_dim), dtype=np.float32)
+        self._reward = np.zeros(self.capacity, dtype=np.float32)
+        self._is_first = np.zeros(self.capacity, dtype=bool)
+        self._is_terminal = np.zeros(self.capacity, dtype=bool)
+        self._is_last = np.zeros(self.capacity, dtype=bool)
+        self._rng = np.random.Generator(np.random.PCG64(seed))
+        self._next = 0  # physical index of the next write
+        self._size = 0
+        self._expect_first = True  # next added row must start an episode
+
+    def __len__(self) -> int:
+        """Returns the number of stored rows (at most ``capacity``)."""
+        return self._size
+
+    @property
+    def nbytes(self) -> int:
+        """Total bytes of the storage arrays: ``capacity * (C*H*W + 4*A + 4 + 3)``."""
+        arrays = (
+            self._image,
+            self._prev_action,
+            self._reward,
+            self._is_first,
+            self._is_terminal,
+            self._is_last,
+        )
+        return sum(a.nbytes for a in arrays)
+
+    def add(
+        self,
+        image: np.ndarray,
+        prev_action: np.ndarray,
+        reward: float,
+        is_first: bool,
+        is_terminal: bool,
+        is_last: bool,
+    ) -> None:
+        """Appends one row, evicting the oldest row when full.
+
+        Args:
+            image: Observation ``o_t``, uint8 array of shape ``(C, H, W)``.
+            prev_action: Action ``a_{t-1}``, real array-like of shape ``(A,)``; stored as
+                float32. Must be all zeros when ``is_first``.
+            reward: Reward ``r_t`` caused by ``prev_action``; must be 0 when ``is_first``.
+            is_first: Whether this row starts an episode.
+            is_terminal: Whether ``o_t`` is a true terminal state.
+            is_last: Whether this is the episode's last row (terminal or truncated).
+
+        Raises:
+            ValueError: If ``image`` is not uint8 of shape ``image_shape``,
+                ``prev_action`` is not of shape ``(A,)``, a flag is not a bool, or the
+                row breaks the episode invariants documented on the class (``is_first``
+                must equal "previous row was last", first rows need zero action and
+                reward, ``is_terminal`` requires ``is_last``).
+        """
+        if not isinstance(image, np.ndarray) or image.dtype != np.uint8:
+            dtype = getattr(image, "dtype", None)
+            raise ValueError(f"image must be a uint8 numpy array, got {type(image).__name__} of dtype {dtype}")
+        if image.shape != self.image_shape:
+            raise ValueError(f"image must have shape {self.image_shape}, got {image.shape}")
+        action = np.asarray(prev_action, dtype=np.float32)
+        if action.shape != (self.action_dim,):
+            raise ValueError(f"prev_action must have shape ({self.action_dim},), got {action.shape}")
+        flags = {"is_first": is_first, "is_terminal": is_terminal, "is_last": is_last}
+        for name, flag in flags.items():
+            if not isinstance(flag, (bool, np.bool_)):
+                raise ValueError(f"{name} must be a bool, got {flag!r}")
+        if bool(is_first) != self._expect_first:
+            if self._expect_first:
+                raise ValueError("is_first must be True on the first row and after a row with is_last=True")
+            raise ValueError("is_first=True but the previous row did not have is_last=True")
+        if is_first and (float(reward) != 0.0 or np.any(action != 0.0)):
+            raise ValueError("a row with is_first=True must have zero prev_action and zero reward")
+        if is_terminal and not is_last:
+            raise ValueError("is_terminal=True requires is_last=True")
+
+        i = self._next
+        self._image[i] = image
+        self._prev_action[i] = action
+        self._reward[i] = reward
+        self._is_first[i] = is_first
+        self._is_terminal[i] = is_terminal
+        self._is_last[i] = is_last
+        self._next = (i + 1) % self.capacity
+        self._size = min(self._size + 1, self.capacity)
+        self._expect_first = bool(is_last)
+
+    def sample(self, batch_size: int, seq_len: int) -> dict[str, np.ndarray]:
+        """Samples windows of consecutive stored rows, uniformly over start positions.
+
+        Each window covers ``seq_len`` rows adjacent in insertion order and never wraps
+        across the ring-buffer seam (from the newest row back to the oldest). A window
+        may run across an episode boundary; the boundary row has ``is_first=True``.
+        Every window's first row is returned with ``is_first=True`` (the stored value is
+        left unchanged), so consumers treat each window as a fresh sequence: the RSSM
+        resets its state there and must ignore that row's ``prev_action`` and ``reward``,
+        which are returned as stored.
+
+        Args:
+            batch_size: Number of windows ``B``, ``>= 1``.
+            seq_len: Rows per window ``T``, ``>= 1``.
+
+        Returns:
+            Dict of fresh arrays (copies, safe to modify):
+            ``image`` uint8 ``[B, T, C, H, W]``, ``prev_action`` float32 ``[B, T, A]``,
+            ``reward`` float32 ``[B, T]``, and ``is_first``, ``is_terminal``,
+            ``is_last`` bool ``[B, T]``.
+
+        Raises:
+            ValueError: If ``batch_size`` or ``seq_len`` is below 1, or fewer than
+                ``seq_len`` rows are stored.
+        """
+        if batch_size < 1 or seq_len < 1:
+            raise ValueError(f"batch_size and seq_len must be >= 1, got {batch_size} and {seq_len}")
+        if self._size < seq_len:
+            raise ValueError(f"cannot sample windows of {seq_len} rows: only {self._size} rows stored")
+        oldest = (self._next - self._size) % self.capacity
+        starts = self._rng.integers(0, self._size - seq_len + 1, size=batch_size)
+        idx = (oldest + starts[:, None] + np.arange(seq_len)[None, :]) % self.capacity  # [B, T]
+        batch = {
+            "image": self._image[idx],
+            "prev_action": self._prev_action[idx],
+            "reward": self._reward[idx],
+            "is_first": self._is_first[idx],
+            "is_terminal": self._is_terminal[idx],
+            "is_last": self._is_last[idx],
+        }
+        batch["is_first"][:, 0] = True
+        return batch

@@ -1,0 +1,1 @@
+"""Running agents in environments: the synchronous collect-then-update loop."""

@@ -1,0 +1,92 @@
+"""The configuration of one run: environment, agent, training schedule, objective and seed.
+
+Every component receives its own sub-config; this file only composes them. Load with
+``wmbench.config.from_dict(RunConfig, mapping)`` and override with dotted keys
+(``wmbench.config.with_overrides(cfg, ["agent.world_model.rssm.deter=200"])``).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+from wmbench.agents.module import AgentConfig
+
+
+@dataclass(frozen=True)
+class EnvConfig:
+    """Environment settings.
+
+    Attributes:
+        task: ``dmc:<domain>-<task>`` (dm_control pixels) or ``toy:reach`` (tests only).
+        image_size: square image side in pixels (the conv encoder needs 64).
+        action_repeat: physics steps per agent step; rewards are summed over them.
+        render_quality: ``standard`` (dm_control's pixels, as in the papers) or ``fast`` (no shadow
+            map, no multisampling, one reused camera: several times faster on CPU, other pixels).
+    """
+
+    task: str = "dmc:cartpole-balance"
+    image_size: int = 64
+    action_repeat: int = 2
+    render_quality: Literal["standard", "fast"] = "standard"
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """Schedule of a synchronous run. Frames are env frames (physics steps incl. action repeat).
+
+    Attributes:
+        env_frames: budget of env frames to collect.
+        learning_starts: env frames collected with uniform random actions before the first update.
+        train_ratio: replayed agent steps per collected agent step (DreamerV3's train ratio); one
+            update replays ``batch_size * seq_len`` steps.
+        batch_size: B sequences per batch.
+        seq_len: T steps per sequence.
+        replay_capacity: replay size in agent steps (FIFO eviction beyond).
+        eval_every: env frames between evaluations (deterministic policy); also one at 0 and at
+            the end.
+        eval_episodes: episodes per evaluation.
+        threads: torch intra-op threads; 0 keeps torch's default.
+        logger: ``csv`` (Lightning CSVLogger) or ``wandb`` (offline, no login).
+        progress: show a progress bar over env frames.
+    """
+
+    env_frames: int = 100_000
+    learning_starts: int = 5_000
+    train_ratio: float = 512.0
+    batch_size: int = 16
+    seq_len: int = 50
+    replay_capacity: int = 1_000_000
+    eval_every: int = 10_000
+    eval_episodes: int = 1
+    threads: int = 0
+    logger: Literal["csv", "wandb"] = "csv"
+    progress: bool = True
+
+    def __post_init__(self) -> None:
+        for name in ("env_frames", "batch_size", "seq_len", "replay_capacity", "eval_every", "eval_episodes"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"train.{name} must be >= 1, got {getattr(self, name)}")
+        if self.train_ratio <= 0 or self.learning_starts < 0 or self.threads < 0:
+            raise ValueError("train.train_ratio must be > 0, train.learning_starts and train.threads >= 0")
+
+
+@dataclass(frozen=True)
+class RunConfig:
+    """One run: one objective on one task with one seed.
+
+    Attributes:
+        objective: registered objective name (``wmbench objectives`` lists them).
+        objective_config: options of that objective (keys of its ``Config`` dataclass).
+        seed: seeds torch, numpy, python, the environment and replay sampling.
+        env: see ``EnvConfig``.
+        agent: see ``wmbench.agents.module.AgentConfig``.
+        train: see ``TrainConfig``.
+    """
+
+    objective: str = "reconstruction"
+    objective_config: dict[str, Any] = field(default_factory=dict)
+    seed: int = 0
+    env: EnvConfig = field(default_factory=EnvConfig)
+    agent: AgentConfig = field(default_factory=AgentConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)

@@ -1,0 +1,78 @@
+"""Shape legend, time alignment and the RSSM state container.
+
+Shape legend (used in every docstring of the package):
+
+    B  batch (sequences per batch)          T  sequence length (agent steps)
+    H  imagination horizon                   N  flattened start states (B*T)
+    D  deter size (GRU state h_t)            S  stoch size (Gaussian) or groups (categorical)
+    K  classes per categorical group         F  feature size D + S (or D + S*K)
+    E  embedding size                        A  action size
+    C, W  image channels (3) and side (64)
+
+Time alignment of a replayed row t (see ``wmbench.replay``)::
+
+    row:         0          1          2          3
+    image:       o_0        o_1        o_2        o_3
+    prev_action  0          a_0        a_1        a_2      (a_{t-1}; zeros where is_first)
+    reward       0          r_1        r_2        r_3      (r_t is caused by a_{t-1})
+    is_first     True       False      False      False
+    is_terminal  False      False      False      True/False
+    is_last      False      False      False      True     (terminal or truncated)
+
+Counters: ``env_frames`` counts physics steps including the action repeat (the x-axis of every
+report), ``agent_steps`` counts policy decisions, ``updates`` counts gradient updates of the world
+model (one per replayed batch).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, fields, replace
+from typing import Callable
+
+import torch
+from torch import Tensor
+
+
+@dataclass(frozen=True)
+class RSSMState:
+    """State of the recurrent state-space model at one or more time steps.
+
+    Leading dimensions are free (``[B]``, ``[B, T]`` or ``[H, N]``); trailing ones are fixed.
+
+    Attributes:
+        deter: deterministic GRU state h_t, float32 ``[..., D]``.
+        stoch: stochastic state z_t, float32 ``[..., S]`` (Gaussian) or one-hot ``[..., S, K]``
+            (categorical, straight-through gradients).
+        mean: Gaussian mean ``[..., S]``; ``None`` for categorical latents.
+        std: Gaussian standard deviation ``[..., S]`` (> 0); ``None`` for categorical latents.
+        logits: categorical logits ``[..., S, K]`` (after unimix); ``None`` for Gaussian latents.
+    """
+
+    deter: Tensor
+    stoch: Tensor
+    mean: Tensor | None = None
+    std: Tensor | None = None
+    logits: Tensor | None = None
+
+    def map(self, fn: Callable[[Tensor], Tensor]) -> RSSMState:
+        """Apply ``fn`` to every tensor field (``None`` fields stay ``None``)."""
+        return replace(
+            self, **{f.name: fn(getattr(self, f.name)) for f in fields(self) if getattr(self, f.name) is not None}
+        )
+
+    def detach(self) -> RSSMState:
+        """The same state with every tensor detached from the autograd graph."""
+        return self.map(Tensor.detach)
+
+    @staticmethod
+    def stack(states: list[RSSMState], dim: int) -> RSSMState:
+        """Stack per-step states along a new dimension ``dim`` (e.g. ``T`` states ``[B, ...]`` to ``[B, T, ...]``)."""
+        first = states[0]
+        return replace(
+            first,
+            **{
+                f.name: torch.stack([getattr(s, f.name) for s in states], dim)
+                for f in fields(first)
+                if getattr(first, f.name) is not None
+            },
+        )
