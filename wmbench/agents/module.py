@@ -53,7 +53,8 @@ class DreamerModule(L.LightningModule):
 
     Batches (from the runtime's replay loader) are dicts with ``image`` uint8 ``[B, T, 3, 64, 64]``,
     ``prev_action`` float32 ``[B, T, A]``, ``reward`` float32 ``[B, T]``, ``is_first``,
-    ``is_terminal``, ``is_last`` bool ``[B, T]`` and ``env_frames`` (int, the x-axis for logging).
+    ``is_terminal``, ``is_last`` bool ``[B, T]``, ``env_frames`` (int, the x-axis for logging) and
+    ``wall_time`` (float, seconds since the run started).
     """
 
     def __init__(
@@ -110,7 +111,7 @@ class DreamerModule(L.LightningModule):
             metrics.update(critic_metrics)
             metrics.update({"loss/world_model": wm_loss.detach(), "loss/actor": actor_loss.detach(), "loss/critic": critic_loss.detach()})
             logged = {f"train/{k}": v for k, v in metrics.items()}
-            logged.update({"updates": float(self.updates), "env_frames": float(batch["env_frames"])})
+            logged.update({"updates": float(self.updates), "env_frames": float(batch["env_frames"]), "wall_time": batch["wall_time"]})
             self.log_dict(logged, on_step=True, on_epoch=False, batch_size=1)
 
     def _imagine(self, start: RSSMState) -> tuple[Tensor, Tensor, Tensor, Tensor]:

@@ -15,6 +15,7 @@ from __future__ import annotations
 import json
 import math
 import time
+import traceback
 import warnings
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -206,15 +207,23 @@ class ReplayStream(IterableDataset):
             credit -= 1.0
             batch = {k: torch.as_tensor(v) for k, v in self.replay.sample(t.batch_size, t.seq_len).items()}
             batch["env_frames"] = self.counters.env_frames
+            batch["wall_time"] = time.time() - self.started
             yield batch
 
 
-def _make_logger(cfg: RunConfig, run_dir: Path) -> Logger:
+def _make_loggers(cfg: RunConfig, run_dir: Path) -> list[Logger]:
+    """CSV always (the result store reads ``metrics.csv``); wandb in offline mode when asked."""
+    loggers: list[Logger] = [CSVLogger(save_dir=str(run_dir), name="", version="")]
     if cfg.train.logger == "wandb":
         from lightning.pytorch.loggers import WandbLogger
 
-        return WandbLogger(save_dir=str(run_dir), project="wmbench", name=run_dir.name, offline=True)
-    return CSVLogger(save_dir=str(run_dir), name="", version="")
+        loggers.append(WandbLogger(save_dir=str(run_dir), project="wmbench", name=run_dir.name, offline=True))
+    return loggers
+
+
+def write_status(run_dir: Path, status: str, **info: Any) -> None:
+    """Write ``run_dir/status.json``: ``{"status": status, **info}``."""
+    (run_dir / "status.json").write_text(json.dumps({"status": status, **info}, indent=2))
 
 
 def train(cfg: RunConfig, run_dir: str | Path) -> dict[str, Any]:
@@ -223,43 +232,55 @@ def train(cfg: RunConfig, run_dir: str | Path) -> dict[str, Any]:
     Writes ``config.yaml`` (resolved), ``metrics.csv`` (Lightning CSV logger: ``train/*`` every
     ``agent.log_every`` updates, ``train/episode_return`` per episode and ``eval/return`` at every
     evaluation, each row with ``env_frames`` and ``wall_time`` in seconds), ``checkpoints/last.ckpt``
-    and ``summary.json``.
+    and ``status.json`` (``done`` with the summary, or ``failed`` with the error).
 
     Args:
         cfg: the run's configuration.
         run_dir: output directory (created).
 
     Returns:
-        The summary: final ``eval_return``, ``env_frames``, ``updates``, ``wall_time`` (s),
-        ``cpu_time`` (s).
+        The summary: final ``eval_return``, ``env_frames``, ``agent_steps``, ``updates``,
+        ``wall_time`` (s), ``cpu_time`` (s, this process).
 
     Raises:
         UnknownObjectiveError, ConfigError, ValueError: invalid configuration, before any compute.
+        RendererUnavailableError: no headless OpenGL backend for dm_control.
     """
     objective_cls, objective_cfg = prepare(cfg)
     run_dir = Path(run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
     (run_dir / "config.yaml").write_text(yaml.safe_dump(to_dict(cfg), sort_keys=False))
+    write_status(run_dir, "running")
+    try:
+        summary = _train(cfg, run_dir, objective_cls, objective_cfg)
+    except BaseException as err:
+        write_status(run_dir, "failed", error=f"{type(err).__name__}: {err}", traceback=traceback.format_exc())
+        raise
+    write_status(run_dir, "done", **summary)
+    return summary
+
+
+def _train(cfg: RunConfig, run_dir: Path, objective_cls: type, objective_cfg: Any) -> dict[str, Any]:
     if cfg.train.threads:
         torch.set_num_threads(cfg.train.threads)
     L.seed_everything(cfg.seed, workers=True, verbose=False)
     started, cpu_started = time.time(), time.process_time()
-
     env_kwargs = dict(image_size=cfg.env.image_size, action_repeat=cfg.env.action_repeat, render_quality=cfg.env.render_quality)
     env = make_env(cfg.env.task, seed=cfg.seed, **env_kwargs)
     eval_env = make_env(cfg.env.task, seed=cfg.seed + 1_000_000, **env_kwargs)
     module = DreamerModule(cfg.agent, env.observation_space.shape, env.action_space.shape[0], objective_cls, objective_cfg)
-    logger = _make_logger(cfg, run_dir)
+    loggers = _make_loggers(cfg, run_dir)
 
     def log(metrics: dict[str, float]) -> None:
-        logger.log_metrics(metrics, step=module.updates)
+        for logger in loggers:
+            logger.log_metrics(metrics, step=module.updates)
 
     stream = ReplayStream(cfg, env, eval_env, module, log)
     trainer = L.Trainer(
         accelerator="cpu",
         devices=1,
         max_epochs=1,
-        logger=logger,
+        logger=loggers,
         log_every_n_steps=1,
         callbacks=[ModelCheckpoint(dirpath=run_dir / "checkpoints", save_last=True, save_top_k=0)],
         enable_progress_bar=False,
@@ -269,9 +290,12 @@ def train(cfg: RunConfig, run_dir: str | Path) -> dict[str, Any]:
     )
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", message=".*does not have many workers.*")
-        warnings.filterwarnings("ignore", message=".*IterableDataset.*has `__len__` defined.*")
         trainer.fit(module, train_dataloaders=DataLoader(stream, batch_size=None))
-    summary = {
+    env.close()
+    eval_env.close()
+    if stream.last_eval is None or not math.isfinite(stream.last_eval):
+        raise RuntimeError(f"run in {run_dir} ended without a finite evaluation return")
+    return {
         "eval_return": stream.last_eval,
         "env_frames": stream.counters.env_frames,
         "agent_steps": stream.counters.agent_steps,
@@ -279,8 +303,29 @@ def train(cfg: RunConfig, run_dir: str | Path) -> dict[str, Any]:
         "wall_time": time.time() - started,
         "cpu_time": time.process_time() - cpu_started,
     }
-    if summary["eval_return"] is None or not math.isfinite(summary["eval_return"]):
-        raise RuntimeError(f"run in {run_dir} ended without a finite evaluation return")
-    (run_dir / "summary.json").write_text(json.dumps(summary, indent=2))
-    logger.finalize("success")
-    return summary
+
+
+def random_baseline(cfg: RunConfig, run_dir: str | Path) -> float:
+    """Evaluate a uniform random policy on ``cfg.env`` and store it as a run of objective ``random``.
+
+    Episodes reset with the seeds of a trained run's first evaluation (``10_000 * (seed + 1)``
+    onwards) in an environment seeded like its evaluation environment. Writes ``config.yaml``,
+    ``metrics.csv`` (one ``eval/return`` row at 0 env frames) and ``status.json``.
+
+    Returns:
+        Mean return over ``cfg.train.eval_episodes`` episodes.
+    """
+    run_dir = Path(run_dir)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    started = time.time()
+    env = make_env(cfg.env.task, seed=cfg.seed + 1_000_000, image_size=cfg.env.image_size,
+                   action_repeat=cfg.env.action_repeat, render_quality=cfg.env.render_quality)
+    env.action_space.seed(cfg.seed)
+    value = evaluate(env, lambda obs, first: env.action_space.sample(), cfg.train.eval_episodes, seed=10_000 * (cfg.seed + 1))
+    env.close()
+    data = to_dict(cfg)
+    data["objective"] = "random"
+    (run_dir / "config.yaml").write_text(yaml.safe_dump(data, sort_keys=False))
+    (run_dir / "metrics.csv").write_text(f"env_frames,wall_time,eval/return\n0,{time.time() - started},{value}\n")
+    write_status(run_dir, "done", eval_return=value)
+    return value

@@ -1,0 +1,112 @@
+"""Command line: ``wmbench train``, ``wmbench objectives``, ``wmbench suite run``.
+
+Invalid input (unknown objective or task, malformed suite, bad override, missing renderer) prints one
+``wmbench: error: ...`` message and exits with status 2 before any training starts.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+import warnings
+from pathlib import Path
+
+from wmbench.config import ConfigError
+
+
+def _quiet_libraries() -> None:
+    """Keep the terminal for wmbench's own progress: Lightning's banners and tips go to WARNING."""
+    import lightning  # noqa: F401  (creates its loggers)
+
+    for name in list(logging.root.manager.loggerDict):
+        if name.startswith("lightning"):
+            logging.getLogger(name).setLevel(logging.WARNING)
+    warnings.filterwarnings("ignore", message=".*treespec.*")
+    warnings.filterwarnings("ignore", message=".*exists and is not empty.*")
+
+
+def _cmd_objectives(args: argparse.Namespace) -> int:
+    from wmbench.objectives import available
+
+    for name, target in available().items():
+        print(f"{name:16s} {target}")
+    return 0
+
+
+def _cmd_train(args: argparse.Namespace) -> int:
+    from wmbench.config import from_dict, load_yaml, with_overrides
+    from wmbench.runtime.config import RunConfig
+    from wmbench.runtime.sync import prepare, train
+    from wmbench.suite.spec import run_id
+
+    data = load_yaml(args.config) if args.config else {}
+    cfg = from_dict(RunConfig, data, where=str(args.config or "config"))
+    overrides = list(args.set)
+    overrides += [f"objective={args.objective}"] if args.objective else []
+    overrides += [f"env.task={args.task}"] if args.task else []
+    overrides += [f"seed={args.seed}"] if args.seed is not None else []
+    cfg = with_overrides(cfg, overrides)
+    prepare(cfg)
+    run_dir = Path(args.out) / run_id(cfg.objective, cfg.env.task, cfg.seed)
+    summary = train(cfg, run_dir)
+    print(f"done: {run_dir}  eval return {summary['eval_return']:.1f} after {summary['env_frames']} env frames "
+          f"({summary['updates']} updates, {summary['wall_time'] / 60:.1f} min)")
+    return 0
+
+
+def _cmd_suite_run(args: argparse.Namespace) -> int:
+    from wmbench.suite.runner import run_suite
+
+    result, failed = run_suite(args.file, args.out)
+    print()
+    print(result.to_string(index=False, float_format=lambda v: f"{v:.1f}"))
+    if failed:
+        print(f"\n{len(failed)} run(s) failed (see status.json in each): {', '.join(failed)}", file=sys.stderr)
+        return 1
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="wmbench", description=__doc__.splitlines()[0])
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    p = sub.add_parser("objectives", help="list registered objectives (built-in and entry points)")
+    p.set_defaults(func=_cmd_objectives)
+
+    p = sub.add_parser("train", help="train one objective on one task with one seed")
+    p.add_argument("--objective", help="registered objective name (see `wmbench objectives`)")
+    p.add_argument("--task", help="e.g. dmc:walker-walk")
+    p.add_argument("--seed", type=int)
+    p.add_argument("--config", help="YAML file of RunConfig values")
+    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                   help="dotted override, e.g. agent.world_model.rssm.deter=200 (repeatable)")
+    p.add_argument("--out", default="runs/train", help="parent directory of the run directory")
+    p.set_defaults(func=_cmd_train)
+
+    suite = sub.add_parser("suite", help="run suites of objectives × tasks × seeds").add_subparsers(dest="suite_command", required=True)
+    p = suite.add_parser("run", help="run a suite file, then print its comparison table")
+    p.add_argument("file")
+    p.add_argument("--out", default="runs", help="root output directory (default: runs)")
+    p.set_defaults(func=_cmd_suite_run)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    from wmbench.envs import RendererUnavailableError
+
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(message)s")
+    _quiet_libraries()
+    try:
+        return args.func(args)
+    except (ConfigError, RendererUnavailableError, ValueError) as err:
+        print(f"wmbench: error: {err}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("wmbench: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,158 @@
+"""Pixel-observation environments behind one factory, :func:`make_env`.
+
+Task names:
+    ``"dmc:<domain>-<task>"``: a dm_control suite task, e.g. ``"dmc:walker-walk"``,
+        ``"dmc:cartpole-balance"``, ``"dmc:ball_in_cup-catch"`` (``"cup"`` is accepted
+        as an alias of the ``ball_in_cup`` domain).
+    ``"toy:reach"``: :class:`wmbench.envs.toy.ToyReachEnv`, pure numpy, no MuJoCo.
+
+dm_control is imported lazily, only after :func:`wmbench.envs.gl.ensure_mujoco_gl`
+has chosen a headless OpenGL backend.
+"""
+
+import gymnasium
+
+from wmbench.envs.dmc import RENDER_QUALITIES, DMCEnv
+from wmbench.envs.gl import RendererUnavailableError, ensure_mujoco_gl
+from wmbench.envs.toy import ToyReachEnv
+from wmbench.envs.wrappers import ActionRepeat
+
+__all__ = [
+    "RENDER_QUALITIES",
+    "ActionRepeat",
+    "DMCEnv",
+    "RendererUnavailableError",
+    "ToyReachEnv",
+    "UnknownTaskError",
+    "check_task",
+    "ensure_mujoco_gl",
+    "make_env",
+]
+
+MIN_IMAGE_SIZE = 8
+"""Smallest allowed observation side, in pixels."""
+
+_TOY_TASKS = ("reach",)
+_DMC_DOMAIN_ALIASES = {"cup": "ball_in_cup"}
+_PREFIXES = ("dmc:", "toy:")
+
+
+class UnknownTaskError(ValueError):
+    """Raised for a task name that wmbench cannot build; the message lists valid names."""
+
+
+def _dmc_tasks() -> tuple[tuple[str, str], ...]:
+    """Returns dm_control's ``suite.ALL_TASKS`` ((domain, task) pairs), importing it safely.
+
+    Raises:
+        RendererUnavailableError: If no headless OpenGL backend works.
+    """
+    ensure_mujoco_gl()
+    from dm_control import suite
+
+    return tuple(suite.ALL_TASKS)
+
+
+def _resolve(task: str) -> tuple[str, str, str]:
+    """Splits a task name into ``(prefix, domain, task)`` with aliases resolved.
+
+    For ``toy:`` tasks the domain is the toy task's name and the task is ``""``.
+
+    Raises:
+        UnknownTaskError: If the prefix, domain or task is unknown; the message lists
+            the valid prefixes and, for ``dmc:``, every valid dm_control task.
+        RendererUnavailableError: For ``dmc:`` names, if no headless OpenGL backend works.
+    """
+    prefix, sep, rest = task.partition(":")
+    if prefix == "toy" and sep:
+        if rest in _TOY_TASKS:
+            return "toy", rest, ""
+        raise UnknownTaskError(
+            f"Unknown toy task {task!r}. Valid toy tasks: "
+            + ", ".join(f"toy:{name}" for name in _TOY_TASKS)
+            + "."
+        )
+    if prefix == "dmc" and sep:
+        domain, _, name = rest.partition("-")
+        domain = _DMC_DOMAIN_ALIASES.get(domain, domain)
+        valid = _dmc_tasks()
+        if (domain, name) in valid:
+            return "dmc", domain, name
+        aliases = ", ".join(
+            f"{short!r} for {full!r}" for short, full in _DMC_DOMAIN_ALIASES.items()
+        )
+        raise UnknownTaskError(
+            f"Unknown dm_control task {task!r}. Valid names are dmc:<domain>-<task> with "
+            f"<domain>-<task> one of: {', '.join(f'{d}-{t}' for d, t in valid)} "
+            f"(domain aliases: {aliases})."
+        )
+    raise UnknownTaskError(
+        f"Unknown task {task!r}: the name must start with one of {', '.join(_PREFIXES)}; "
+        "e.g. 'dmc:walker-walk', 'dmc:cartpole-balance', 'dmc:cup-catch' or "
+        + ", ".join(f"'toy:{name}'" for name in _TOY_TASKS)
+        + "."
+    )
+
+
+def check_task(task: str) -> None:
+    """Validates a task name without building an env or rendering.
+
+    For ``dmc:`` names this chooses the OpenGL backend (a short subprocess probe)
+    and imports ``dm_control.suite`` to read its task list.
+
+    Args:
+        task: A task name such as ``"dmc:walker-walk"`` or ``"toy:reach"``.
+
+    Raises:
+        UnknownTaskError: If the name is not a known task; the message lists the
+            valid prefixes and names.
+        RendererUnavailableError: For ``dmc:`` names, if no headless OpenGL backend works.
+    """
+    _resolve(task)
+
+
+def make_env(
+    task: str,
+    *,
+    image_size: int = 64,
+    action_repeat: int = 2,
+    seed: int = 0,
+    render_quality: str = "standard",
+) -> gymnasium.Env:
+    """Builds a pixel-observation env that repeats each action ``action_repeat`` times.
+
+    Observations are uint8 arrays of shape (3, image_size, image_size); actions are
+    float32 arrays in [-1, 1]. One step of the returned env is ``action_repeat``
+    steps of the underlying env, with rewards summed (stopping at episode end).
+
+    Args:
+        task: Task name, ``"dmc:<domain>-<task>"`` or ``"toy:reach"``.
+        image_size: Side of the square observation, in pixels (>= 8).
+        action_repeat: Number of inner steps per agent step (>= 1).
+        seed: Seed of the task's initial-state generator; ``reset(seed=...)`` re-seeds it.
+        render_quality: One of :data:`RENDER_QUALITIES`; only affects ``dmc:`` tasks.
+
+    Returns:
+        The env.
+
+    Raises:
+        UnknownTaskError: If ``task`` is unknown (a ValueError listing valid names).
+        ValueError: If ``image_size < 8``, ``action_repeat < 1`` or ``render_quality``
+            is not in :data:`RENDER_QUALITIES`.
+        RendererUnavailableError: For ``dmc:`` tasks, if no headless OpenGL backend works.
+    """
+    if image_size < MIN_IMAGE_SIZE:
+        raise ValueError(f"image_size must be an int >= {MIN_IMAGE_SIZE}, got {image_size!r}")
+    if action_repeat < 1:
+        raise ValueError(f"action_repeat must be an int >= 1, got {action_repeat!r}")
+    if render_quality not in RENDER_QUALITIES:
+        raise ValueError(
+            f"render_quality must be one of {RENDER_QUALITIES}, got {render_quality!r}"
+        )
+    kind, domain, name = _resolve(task)
+    if kind == "toy":
+        return ActionRepeat(ToyReachEnv(image_size=image_size, seed=seed), action_repeat)
+    # DMCEnv repeats internally so that only the last of the repeated frames is rendered.
+    return DMCEnv(
+        domain, name, image_size=image_size, action_repeat=action_repeat, seed=seed, render_quality=render_quality
+    )

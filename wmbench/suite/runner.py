@@ -1,0 +1,81 @@
+"""Run a suite: every objective × task × seed in turn, then the result table and comparison.
+
+Output layout::
+
+    <out>/<suite>/<run_id>/        config.yaml, metrics.csv, status.json, checkpoints/
+    <out>/<suite>/results.csv      tidy table (see ``wmbench.report.store``)
+    <out>/<suite>/comparison.md    objective × task: final evaluation return, mean ± std over seeds
+
+A finished run (``status.json`` says ``done``) is skipped when the suite is run again; a failing run
+is recorded as ``failed`` with its error and the others go on.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from pathlib import Path
+
+import pandas as pd
+
+from wmbench.report.store import collect, comparison, final_scores, read_status
+from wmbench.runtime.sync import random_baseline, train
+from wmbench.suite.spec import load_suite, run_id
+
+log = logging.getLogger("wmbench")
+
+
+def run_suite(path: str | Path, out: str | Path = "runs") -> tuple[pd.DataFrame, list[str]]:
+    """Validate, then run a suite file; write the result table and the comparison.
+
+    Args:
+        path: suite YAML file.
+        out: root output directory.
+
+    Returns:
+        ``(comparison_table, failed_run_ids)``.
+
+    Raises:
+        ConfigError: the suite is invalid (raised before any run starts).
+    """
+    spec, runs = load_suite(path)
+    suite_dir = Path(out) / spec.name
+    suite_dir.mkdir(parents=True, exist_ok=True)
+    started = time.time()
+    failed: list[str] = []
+    todo = [r for r in runs if read_status(suite_dir / r.run_id).get("status") != "done"]
+    log.info("suite %s: %d runs, %d to do, output in %s", spec.name, len(runs), len(todo), suite_dir)
+    for i, run in enumerate(todo, 1):
+        log.info("[%d/%d] %s", i, len(todo), run.run_id)
+        try:
+            train(run.config, suite_dir / run.run_id)
+        except KeyboardInterrupt:
+            raise
+        except Exception as err:  # recorded in status.json by train(); the other runs go on
+            log.error("run %s failed: %s: %s", run.run_id, type(err).__name__, err)
+            failed.append(run.run_id)
+    if spec.random_baseline:
+        for run in runs:
+            if run.config.objective != spec.objectives[0]:
+                continue
+            baseline_dir = suite_dir / run_id("random", run.config.env.task, run.config.seed)
+            if read_status(baseline_dir).get("status") != "done":
+                random_baseline(run.config, baseline_dir)
+    table = collect(suite_dir, spec.name)
+    table.to_csv(suite_dir / "results.csv", index=False)
+    result = comparison(final_scores(table))
+    (suite_dir / "comparison.md").write_text(format_comparison(result, spec.name, time.time() - started))
+    return result, failed
+
+
+def format_comparison(result: pd.DataFrame, suite: str, wall_time: float) -> str:
+    """Markdown of the comparison table (final evaluation return, mean ± std over seeds)."""
+    shown = result.assign(
+        **{"final eval return": [f"{m:.1f} ± {s:.1f}" if s == s else f"{m:.1f}" for m, s in zip(result["mean"], result["std"])]}
+    )[["task", "objective", "final eval return", "seeds"]]
+    return (
+        f"# Suite `{suite}`\n\nFinal evaluation return (deterministic policy), mean ± std over seeds "
+        f"(std with ddof=1). This invocation took {wall_time / 60:.1f} min.\n\n"
+        + shown.to_markdown(index=False)
+        + "\n"
+    )
