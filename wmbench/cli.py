@@ -9,21 +9,10 @@ from __future__ import annotations
 import argparse
 import logging
 import sys
-import warnings
 from pathlib import Path
 
 from wmbench.config import ConfigError
-
-
-def _quiet_libraries() -> None:
-    """Keep the terminal for wmbench's own progress: Lightning's banners and tips go to WARNING."""
-    import lightning  # noqa: F401  (creates its loggers)
-
-    for name in list(logging.root.manager.loggerDict):
-        if name.startswith("lightning"):
-            logging.getLogger(name).setLevel(logging.WARNING)
-    warnings.filterwarnings("ignore", message=".*treespec.*")
-    warnings.filterwarnings("ignore", message=".*exists and is not empty.*")
+from wmbench.runtime.sync import quiet_libraries
 
 
 def _cmd_objectives(args: argparse.Namespace) -> int:
@@ -58,7 +47,7 @@ def _cmd_train(args: argparse.Namespace) -> int:
 def _cmd_suite_run(args: argparse.Namespace) -> int:
     from wmbench.suite.runner import run_suite
 
-    result, failed = run_suite(args.file, args.out)
+    result, failed = run_suite(args.file, args.out, workers=args.workers)
     print()
     print(result.to_string(index=False, float_format=lambda v: f"{v:.1f}"))
     if failed:
@@ -88,6 +77,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = suite.add_parser("run", help="run a suite file, then print its comparison table")
     p.add_argument("file")
     p.add_argument("--out", default="runs", help="root output directory (default: runs)")
+    p.add_argument("--workers", type=int, default=1, help="runs in parallel, one process each (default: 1)")
     p.set_defaults(func=_cmd_suite_run)
     return parser
 
@@ -97,7 +87,7 @@ def main(argv: list[str] | None = None) -> int:
 
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(message)s")
-    _quiet_libraries()
+    quiet_libraries()
     try:
         return args.func(args)
     except (ConfigError, RendererUnavailableError, ValueError) as err:

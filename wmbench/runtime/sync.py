@@ -13,7 +13,9 @@ budget of ``env_frames`` is spent, which ends Lightning's single epoch. Everythi
 from __future__ import annotations
 
 import json
+import logging
 import math
+import sys
 import time
 import traceback
 import warnings
@@ -57,6 +59,15 @@ def prepare(cfg: RunConfig) -> tuple[type, Any]:
     obj_cfg = from_dict(cls.Config, cfg.objective_config, where="objective_config")
     check_task(cfg.env.task)
     return cls, obj_cfg
+
+
+def quiet_libraries() -> None:
+    """Keep the terminal for wmbench's progress: Lightning's banners and tips go to WARNING."""
+    for name in list(logging.root.manager.loggerDict):
+        if name.startswith("lightning"):
+            logging.getLogger(name).setLevel(logging.WARNING)
+    warnings.filterwarnings("ignore", message=".*treespec.*")
+    warnings.filterwarnings("ignore", message=".*exists and is not empty.*")
 
 
 class AgentPolicy:
@@ -141,6 +152,7 @@ class ReplayStream(IterableDataset):
             desc=f"{cfg.objective} {cfg.env.task} s{cfg.seed}",
             disable=not cfg.train.progress,
             dynamic_ncols=True,
+            mininterval=0.5 if sys.stderr.isatty() else 30.0,
         )
 
     def _reset(self) -> None:

@@ -13,24 +13,47 @@ is recorded as ``failed`` with its error and the others go on.
 from __future__ import annotations
 
 import logging
+import multiprocessing
+import os
 import time
+from concurrent.futures import ProcessPoolExecutor
+from dataclasses import replace
 from pathlib import Path
 
 import pandas as pd
 
 from wmbench.report.store import collect, comparison, final_scores, read_status
-from wmbench.runtime.sync import random_baseline, train
-from wmbench.suite.spec import load_suite, run_id
+from wmbench.runtime.sync import quiet_libraries, random_baseline, train
+from wmbench.suite.spec import Run, load_suite, run_id
 
 log = logging.getLogger("wmbench")
 
 
-def run_suite(path: str | Path, out: str | Path = "runs") -> tuple[pd.DataFrame, list[str]]:
+def _run_one(run: Run, run_dir: Path) -> str | None:
+    """Train one run; returns ``None`` on success, else the error (already in its status.json)."""
+    quiet_libraries()
+    try:
+        train(run.config, run_dir)
+    except Exception as err:
+        return f"{type(err).__name__}: {err}"
+    return None
+
+
+def _with_threads(run: Run, threads: int) -> Run:
+    """Give a run ``threads`` torch threads unless its config fixes them."""
+    if run.config.train.threads:
+        return run
+    return replace(run, config=replace(run.config, train=replace(run.config.train, threads=threads)))
+
+
+def run_suite(path: str | Path, out: str | Path = "runs", workers: int = 1) -> tuple[pd.DataFrame, list[str]]:
     """Validate, then run a suite file; write the result table and the comparison.
 
     Args:
         path: suite YAML file.
         out: root output directory.
+        workers: runs in parallel, each in its own process with ``cpu_count // workers`` torch
+            threads (unless the suite sets ``train.threads``); 1 runs them in this process.
 
     Returns:
         ``(comparison_table, failed_run_ids)``.
@@ -45,15 +68,20 @@ def run_suite(path: str | Path, out: str | Path = "runs") -> tuple[pd.DataFrame,
     failed: list[str] = []
     todo = [r for r in runs if read_status(suite_dir / r.run_id).get("status") != "done"]
     log.info("suite %s: %d runs, %d to do, output in %s", spec.name, len(runs), len(todo), suite_dir)
-    for i, run in enumerate(todo, 1):
-        log.info("[%d/%d] %s", i, len(todo), run.run_id)
-        try:
-            train(run.config, suite_dir / run.run_id)
-        except KeyboardInterrupt:
-            raise
-        except Exception as err:  # recorded in status.json by train(); the other runs go on
-            log.error("run %s failed: %s: %s", run.run_id, type(err).__name__, err)
-            failed.append(run.run_id)
+    if workers == 1:
+        errors = {}
+        for i, run in enumerate(todo, 1):
+            log.info("[%d/%d] %s", i, len(todo), run.run_id)
+            errors[run.run_id] = _run_one(run, suite_dir / run.run_id)
+    else:
+        threads = max(1, (os.cpu_count() or 1) // workers)
+        with ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn")) as pool:
+            futures = {r.run_id: pool.submit(_run_one, _with_threads(r, threads), suite_dir / r.run_id) for r in todo}
+            errors = {run_id: future.result() for run_id, future in futures.items()}
+    for run_id_, error in errors.items():  # the failed runs' status.json holds the traceback
+        if error is not None:
+            log.error("run %s failed: %s", run_id_, error)
+            failed.append(run_id_)
     if spec.random_baseline:
         for run in runs:
             if run.config.objective != spec.objectives[0]:
