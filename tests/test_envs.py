@@ -83,16 +83,18 @@ def test_dmc_action_repeat_stops_at_time_limit_and_sums_inner_rewards():
     inner.reset()
     inner_rewards = [inner.step(np.full(1, 0.3))[1] for _ in range(10)]
     inner.close()
-    # 10 inner steps with 3 repeats: agent steps of 3, 3, 3 and 1 inner steps.
-    env = ActionRepeat(
-        DMCEnv("cartpole", "balance", seed=4, render_quality="fast", time_limit=0.1), 3
-    )
-    env.reset()
-    results = [env.step(np.full(1, 0.3)) for _ in range(4)]
-    assert [r[3] for r in results] == [False, False, False, True]
-    for step, (start, stop) in enumerate([(0, 3), (3, 6), (6, 9), (9, 10)]):
-        assert results[step][1] == pytest.approx(sum(inner_rewards[start:stop]), abs=1e-12)
-    env.close()
+    # 10 inner steps with 3 repeats: agent steps of 3, 3, 3 and 1 inner steps. DMCEnv repeats
+    # internally (rendering once per agent step); it must match gymnasium's wrapper exactly.
+    for env in (
+        DMCEnv("cartpole", "balance", seed=4, render_quality="fast", time_limit=0.1, action_repeat=3),
+        ActionRepeat(DMCEnv("cartpole", "balance", seed=4, render_quality="fast", time_limit=0.1), 3),
+    ):
+        env.reset()
+        results = [env.step(np.full(1, 0.3)) for _ in range(4)]
+        assert [r[3] for r in results] == [False, False, False, True]
+        for step, (start, stop) in enumerate([(0, 3), (3, 6), (6, 9), (9, 10)]):
+            assert results[step][1] == pytest.approx(sum(inner_rewards[start:stop]), abs=1e-12)
+        env.close()
 
 
 def test_dmc_same_seed_gives_identical_first_frames():

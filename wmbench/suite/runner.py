@@ -5,6 +5,7 @@ Output layout::
     <out>/<suite>/<run_id>/        config.yaml, metrics.csv, status.json, checkpoints/
     <out>/<suite>/results.csv      tidy table (see ``wmbench.report.store``)
     <out>/<suite>/comparison.md    objective × task: final evaluation return, mean ± std over seeds
+    <out>/<suite>/curves.png       evaluation return against env frames
 
 A finished run (``status.json`` says ``done``) is skipped when the suite is run again; a failing run
 is recorded as ``failed`` with its error and the others go on.
@@ -22,6 +23,7 @@ from pathlib import Path
 
 import pandas as pd
 
+from wmbench.report.plots import plot_curves
 from wmbench.report.store import collect, comparison, final_scores, read_status
 from wmbench.runtime.sync import quiet_libraries, random_baseline, train
 from wmbench.suite.spec import Run, load_suite, run_id
@@ -93,6 +95,7 @@ def run_suite(path: str | Path, out: str | Path = "runs", workers: int = 1) -> t
     table.to_csv(suite_dir / "results.csv", index=False)
     result = comparison(final_scores(table))
     (suite_dir / "comparison.md").write_text(format_comparison(result, spec.name, time.time() - started))
+    plot_curves(table, suite_dir / "curves.png")
     return result, failed
 
 

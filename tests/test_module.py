@@ -1,0 +1,144 @@
+"""DreamerModule update order and run-level determinism."""
+
+from __future__ import annotations
+
+import warnings
+
+import lightning as L
+import pandas as pd
+import pytest
+import torch
+from torch.utils.data import DataLoader
+
+from conftest import A, IMAGE_SHAPE, random_batch, tiny_agent_config, tiny_run_dict
+from wmbench import objectives
+from wmbench.agents.module import DreamerModule
+from wmbench.config import from_dict
+from wmbench.runtime.config import RunConfig
+from wmbench.runtime.sync import train
+
+
+def snapshot(module: torch.nn.Module) -> dict[str, torch.Tensor]:
+    return {n: p.detach().clone() for n, p in module.named_parameters()}
+
+
+def snapshot_all(module: torch.nn.Module) -> dict[str, torch.Tensor]:
+    """Parameters including frozen ones (the slow critic has requires_grad=False)."""
+    return {n: p.detach().clone() for n, p in module.state_dict(keep_vars=True).items()}
+
+
+def changed(before: dict[str, torch.Tensor], after: dict[str, torch.Tensor]) -> list[str]:
+    return [n for n in before if not torch.equal(before[n], after[n])]
+
+
+class Recorder(L.Callback):
+    def __init__(self) -> None:
+        self.end: list[dict[str, dict[str, torch.Tensor]]] = []
+
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
+        self.end.append(
+            {
+                "wm": snapshot(pl_module.world_model),
+                "actor": snapshot(pl_module.actor_critic.actor),
+                "critic": snapshot(pl_module.actor_critic.critic),
+                "slow": snapshot_all(pl_module.actor_critic.slow_critic),
+            }
+        )
+
+
+@pytest.mark.parametrize("objective", ["reward", "reconstruction", "contrastive"])
+def test_actor_and_critic_updates_leave_world_model_untouched(objective):
+    torch.manual_seed(0)
+    cls = objectives.get(objective)
+    config = tiny_agent_config(actor_critic={"actor_lr": 1e-3, "critic_lr": 1e-3})
+    module = DreamerModule(config, IMAGE_SHAPE, A, cls, cls.Config())
+    initial = {
+        "wm": snapshot(module.world_model),
+        "actor": snapshot(module.actor_critic.actor),
+        "critic": snapshot(module.actor_critic.critic),
+        "slow": snapshot_all(module.actor_critic.slow_critic),
+    }
+    after_wm_step: list[dict[str, dict[str, torch.Tensor]]] = []
+    step_params: list[set[int]] = []
+    original_step = module._step
+
+    def recording_step(opt, loss, clip):
+        original_step(opt, loss, clip)
+        step_params.append({id(p) for group in opt.param_groups for p in group["params"]})
+        if len(step_params) % 3 == 1:  # the first optimizer step of an update is the world model's
+            after_wm_step.append(
+                {
+                    "wm": snapshot(module.world_model),
+                    "actor": snapshot(module.actor_critic.actor),
+                    "critic": snapshot(module.actor_critic.critic),
+                    "slow": snapshot_all(module.actor_critic.slow_critic),
+                }
+            )
+
+    module._step = recording_step
+    recorder = Recorder()
+    batches = []
+    for i in range(2):
+        b = random_batch(seed=i)
+        b["env_frames"] = 10 * (i + 1)
+        b["wall_time"] = 0.5 * (i + 1)
+        batches.append(b)
+    trainer = L.Trainer(
+        accelerator="cpu",
+        devices=1,
+        max_epochs=1,
+        logger=False,
+        enable_checkpointing=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        callbacks=[recorder],
+    )
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        trainer.fit(module, train_dataloaders=DataLoader(batches, batch_size=None))
+
+    assert module.updates == 2
+    assert len(step_params) == 6 and len(after_wm_step) == 2 and len(recorder.end) == 2
+    wm_ids = {id(p) for p in module.world_model.parameters()}
+    assert step_params[0] == wm_ids
+    assert step_params[1] == {id(p) for p in module.actor_critic.actor.parameters()}
+    assert step_params[2] == {id(p) for p in module.actor_critic.critic.parameters()}
+
+    previous = initial
+    for mid, end in zip(after_wm_step, recorder.end):
+        # the world-model step did update the world model (and only it)
+        assert changed(previous["wm"], mid["wm"])
+        assert not changed(previous["actor"], mid["actor"])
+        assert not changed(previous["critic"], mid["critic"])
+        # actor + critic + slow-critic updates: world model bitwise unchanged
+        assert changed(mid["wm"], end["wm"]) == []
+        assert changed(mid["actor"], end["actor"])
+        assert changed(mid["critic"], end["critic"])
+        assert changed(mid["slow"], end["slow"])
+        # the slow critic moved by the EMA fraction toward the updated critic
+        tau = config.actor_critic.slow_critic_fraction
+        for name, slow in end["slow"].items():
+            torch.testing.assert_close(slow, mid["slow"][name] + tau * (end["critic"][name] - mid["slow"][name]))
+        previous = end
+
+
+def _run_metrics(tmp_path, name: str, seed: int) -> pd.DataFrame:
+    cfg = from_dict(RunConfig, tiny_run_dict(objective="reconstruction", seed=seed))
+    summary = train(cfg, tmp_path / name)
+    assert summary["updates"] == 2
+    df = pd.read_csv(tmp_path / name / "metrics.csv")
+    return df.drop(columns=["wall_time"])
+
+
+def test_same_seed_same_metrics_different_seed_different(tmp_path):
+    a = _run_metrics(tmp_path, "a", seed=0)
+    b = _run_metrics(tmp_path, "b", seed=0)
+    c = _run_metrics(tmp_path, "c", seed=1)
+    train_cols = [col for col in a.columns if col.startswith("train/loss/")]
+    assert "train/loss/world_model" in train_cols and "train/loss/objective/image" in train_cols
+    assert a[train_cols].notna().any().all()
+    pd.testing.assert_frame_equal(a, b, check_exact=True)
+    assert list(a.columns) == list(c.columns)
+    assert not a["train/loss/world_model"].dropna().reset_index(drop=True).equals(
+        c["train/loss/world_model"].dropna().reset_index(drop=True)
+    )

@@ -1,0 +1,184 @@
+"""Objective contract (every registered objective), InfoNCE maths, overfitting and the registry."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+
+from conftest import A, B, IMAGE_SHAPE, T, random_batch, tiny_wm_config
+from wmbench import objectives
+from wmbench.agents.rssm import RSSMConfig
+from wmbench.agents.world_model import WorldModel
+from wmbench.objectives import ObjectiveInputs, ObjectiveOutput, UnknownObjectiveError
+from wmbench.objectives.contrastive import gaussian_log_density_matrix, info_nce
+from wmbench.objectives.registry import BUILTIN
+
+LATENTS = {
+    "gaussian": RSSMConfig(deter=8, stoch=4, hidden=8),
+    "categorical": RSSMConfig(deter=8, stoch=2, classes=3, hidden=8),
+}
+
+
+def build(name: str, seed: int = 0, **kw) -> WorldModel:
+    torch.manual_seed(seed)
+    cls = objectives.get(name)
+    return WorldModel(tiny_wm_config(**kw), IMAGE_SHAPE, A, cls, cls.Config())
+
+
+def test_builtins_are_registered():
+    assert {"reward", "reconstruction", "contrastive"} <= set(objectives.available())
+
+
+@pytest.mark.parametrize("latent", sorted(LATENTS))
+@pytest.mark.parametrize("name", sorted(objectives.available()))
+def test_objective_contract(name, latent, batch):
+    wm = build(name, rssm=LATENTS[latent])
+    seen = {}
+
+    def hook(module, args, output):
+        seen["inp"], seen["out"] = args[0], output
+
+    wm.objective.register_forward_hook(hook)
+    total, post, metrics = wm.loss(batch)
+
+    # the world-model loss: finite scalar equal to the sum of its logged terms
+    assert total.dim() == 0 and torch.isfinite(total)
+    terms = {k: v for k, v in metrics.items() if k.startswith("loss/")}
+    assert {"loss/reward", "loss/cont", "loss/kl"} <= set(terms)
+    torch.testing.assert_close(torch.stack(list(terms.values())).sum(), total.detach())
+    for key, value in metrics.items():
+        assert isinstance(value, torch.Tensor) and value.dim() == 0, key
+        assert not value.requires_grad, key
+        assert torch.isfinite(value), key
+    assert post.deter.shape[:2] == (B, T)
+
+    # the objective itself, on the inputs the world model gave it
+    inp = seen["inp"]
+    assert isinstance(inp, ObjectiveInputs)
+    assert inp.image.dtype == torch.uint8 and inp.image.shape == (B, T, *IMAGE_SHAPE)
+    assert inp.feat.shape == (B, T, wm.dims.feat)
+    assert inp.embed.shape == (B, T, wm.dims.embed)
+    out = wm.objective(inp)
+    assert isinstance(out, ObjectiveOutput)
+    for key, loss in out.losses.items():
+        assert loss.shape == (B, T), key
+        assert torch.isfinite(loss).all(), key
+        assert f"loss/objective/{key}" in metrics
+    for key, value in out.metrics.items():
+        assert value.dim() == 0 and not value.requires_grad and torch.isfinite(value), key
+        assert f"objective/{key}" in metrics
+
+    total.backward()
+    grads = {n: p.grad for n, p in wm.named_parameters() if p.grad is not None}
+    assert grads, "no gradients at all"
+    for n, g in grads.items():
+        assert torch.isfinite(g).all(), n
+    assert any(torch.count_nonzero(g) > 0 for n, g in grads.items() if n.startswith("encoder."))
+    assert any(torch.count_nonzero(g) > 0 for n, g in grads.items() if n.startswith("rssm."))
+    own = [n for n, _ in wm.objective.named_parameters()]
+    if own and out.losses:
+        assert any(torch.count_nonzero(grads.get(f"objective.{n}", torch.zeros(1))) > 0 for n in own)
+
+
+def test_reward_objective_adds_no_loss_and_no_parameters(batch):
+    wm = build("reward")
+    assert list(wm.objective.parameters()) == []
+    _, _, metrics = wm.loss(batch)
+    assert not any(k.startswith("loss/objective/") for k in metrics)
+
+
+def test_objective_scales_weight_the_objective_loss(batch):
+    base = build("contrastive", seed=3)
+    scaled = build("contrastive", seed=3, objective_scales={"infonce": 2.5})
+    torch.manual_seed(11)
+    _, _, m1 = base.loss(batch)
+    torch.manual_seed(11)
+    _, _, m2 = scaled.loss(batch)
+    torch.testing.assert_close(m2["loss/objective/infonce"], 2.5 * m1["loss/objective/infonce"])
+    torch.testing.assert_close(m2["loss/reward"], m1["loss/reward"])
+
+
+def test_info_nce_constant_scores_is_log_n():
+    for n in (1, 2, 7):
+        scores = torch.full((n, n), -3.2)
+        torch.testing.assert_close(info_nce(scores), torch.full((n,), math.log(n)))
+
+
+def test_info_nce_diagonal_scores_near_zero_and_matches_definition():
+    n = 5
+    scores = 100.0 * torch.eye(n) + torch.randn(n, n, generator=torch.Generator().manual_seed(0))
+    loss = info_nce(scores)
+    assert loss.shape == (n,)
+    assert (loss >= 0).all()
+    assert loss.max().item() < 1e-6
+    # general case: logsumexp_j s_ij - s_ii, checked elementwise
+    s = torch.randn(4, 4, generator=torch.Generator().manual_seed(1), dtype=torch.float64)
+    want = torch.tensor([math.log(sum(math.exp(s[i, j].item()) for j in range(4))) - s[i, i].item() for i in range(4)])
+    torch.testing.assert_close(info_nce(s), want.double())
+    # swapping which column is the positive changes the loss: the diagonal really is the positive
+    assert info_nce(100.0 * torch.eye(3).flip(0))[0] > 50
+
+
+def test_gaussian_log_density_matrix_matches_torch_normal():
+    g = torch.Generator().manual_seed(0)
+    n, m, f = 5, 4, 3
+    x = torch.randn(n, f, generator=g, dtype=torch.float64)
+    mean = torch.randn(m, f, generator=g, dtype=torch.float64)
+    std = torch.rand(m, f, generator=g, dtype=torch.float64) + 0.1
+    got = gaussian_log_density_matrix(x, mean, std)
+    assert got.shape == (n, m)
+    for i in range(n):
+        for j in range(m):
+            want = torch.distributions.Normal(mean[j], std[j]).log_prob(x[i]).sum()
+            torch.testing.assert_close(got[i, j], want, rtol=1e-10, atol=1e-10)
+
+
+def _structured_batch() -> dict[str, torch.Tensor]:
+    """Fixed batch with blocky (8x8-pixel) random colour images and a constant reward of 2."""
+    b = random_batch(seed=0)
+    low = torch.randint(0, 256, (B, T, 3, 8, 8), generator=torch.Generator().manual_seed(5), dtype=torch.uint8)
+    b["image"] = low.repeat_interleave(8, -1).repeat_interleave(8, -2)
+    b["reward"] = torch.full((B, T), 2.0)
+    return b
+
+
+# name -> (metric to track, constant lower bound removed before comparing, lr, steps, zero reward/cont scales)
+OVERFIT = {
+    # reward adds no loss: track the world-model loss above its floor 0.5 ln 2π + free nats · (dyn + rep)
+    "reward": (None, 0.5 * math.log(2 * math.pi) + 1.0 * 0.6, 1e-2, 40, False),
+    # Gaussian NLL summed over pixels: remove the constant 0.5 ln 2π per pixel
+    "reconstruction": ("loss/objective/image", 0.5 * math.log(2 * math.pi) * 3 * 64 * 64, 1e-2, 40, True),
+    "contrastive": ("loss/objective/infonce", 0.0, 1e-3, 100, True),
+}
+
+
+@pytest.mark.parametrize("name", sorted(BUILTIN))
+def test_overfitting_a_fixed_batch_lowers_the_objective_loss(name):
+    key, floor, lr, steps, only_objective = OVERFIT[name]
+    kw = dict(reward_scale=0.0, cont_scale=0.0) if only_objective else {}
+    wm = build(name, seed=0, **kw)
+    opt = torch.optim.Adam(wm.parameters(), lr=lr)
+    batch = _structured_batch()
+    history = []
+    for _ in range(steps):
+        loss, _, metrics = wm.loss(batch)
+        value = loss.detach() if key is None else metrics[key]
+        history.append(value.item() - floor)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+    first, last = history[0], sum(history[-10:]) / 10
+    assert first > 0
+    assert last < 0.6 * first, (first, last)
+
+
+def test_unknown_objective_lists_available_names():
+    with pytest.raises(UnknownObjectiveError) as info:
+        objectives.get("no-such-objective")
+    assert isinstance(info.value, ValueError)
+    message = str(info.value)
+    assert "no-such-objective" in message
+    for name in objectives.available():
+        assert name in message

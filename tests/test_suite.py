@@ -1,0 +1,124 @@
+"""Suite files: validation before compute, the CLI's errors, and an end-to-end run on dm_control pixels."""
+
+from __future__ import annotations
+
+import math
+import textwrap
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from wmbench.cli import main
+from wmbench.config import ConfigError
+from wmbench.report.store import COLUMNS
+from wmbench.suite.spec import load_suite
+
+TINY_CONFIG = """
+config:
+  env: {action_repeat: 8, render_quality: fast}
+  agent:
+    world_model: {rssm: {deter: 8, stoch: 4, hidden: 8}, cnn_depth: 4, units: 8, layers: 1}
+    actor_critic: {units: 8, layers: 1, imag_horizon: 3}
+    log_every: 1
+  train: {env_frames: 160, learning_starts: 80, train_ratio: 16, batch_size: 2, seq_len: 4,
+          eval_every: 1000, eval_episodes: 1, progress: false}
+"""
+
+
+def write(tmp_path: Path, text: str, name: str = "suite.yaml") -> Path:
+    path = tmp_path / name
+    path.write_text(textwrap.dedent(text))
+    return path
+
+
+def test_valid_suite_expands_to_objectives_x_tasks_x_seeds(tmp_path):
+    path = write(tmp_path, "name: s\nobjectives: [reward, contrastive]\ntasks: [toy:reach]\nseeds: [0, 1, 2]\n" + TINY_CONFIG)
+    spec, runs = load_suite(path)
+    assert spec.name == "s"
+    assert [r.run_id for r in runs] == [
+        f"{o}-toy_reach-s{s}" for o in ("reward", "contrastive") for s in (0, 1, 2)
+    ]
+    assert {r.config.env.task for r in runs} == {"toy:reach"}
+    assert all(r.config.agent.world_model.rssm.deter == 8 for r in runs)
+
+
+@pytest.mark.parametrize(
+    "text, expected",
+    [
+        ("name: s\nobjectives: [nope]\ntasks: [toy:reach]\nseeds: [0]\n", "unknown objective 'nope'; available: contrastive, reconstruction, reward"),
+        ("name: s\nobjectives: [reward]\ntasks: [toy:nope]\nseeds: [0]\n", "Unknown toy task 'toy:nope'"),
+        ("name: s\nobjectives: [reward]\ntasks: [toy:reach]\nseeds: [zero]\n", "seeds[0]"),
+        ("name: s\nobjectives: [reward]\ntasks: [toy:reach]\nseeds: [0]\nconfig: {train: {env_frame: 10}}\n", "did you mean 'env_frames'"),
+        ("name: s\nobjectives: [reward]\ntasks: [toy:reach]\nseeds: [0]\nseed: 1\n", "unknown key 'seed'"),
+        ("name: s\nobjectives: [reward]\ntasks: [toy:reach]\nseeds: [0]\nconfig: {seed: 3}\n", "set it in the suite's 'seeds' list"),
+        ("name: s\nobjectives: []\ntasks: [toy:reach]\nseeds: [0]\n", "objectives: must list at least one entry"),
+        ("name: s\nobjectives: [reward\n", "suite.yaml"),
+    ],
+)
+def test_bad_suites_fail_with_one_clear_message(tmp_path, text, expected):
+    path = write(tmp_path, text)
+    with pytest.raises(ConfigError) as err:
+        load_suite(path)
+    assert expected in str(err.value)
+
+
+def test_all_problems_of_a_suite_are_reported_together(tmp_path):
+    path = write(tmp_path, "name: s\nobjectives: [nope, reward]\ntasks: [toy:reach, toy:bad]\nseeds: [0]\n")
+    with pytest.raises(ConfigError) as err:
+        load_suite(path)
+    message = str(err.value)
+    assert "unknown objective 'nope'" in message
+    assert "toy:bad" in message
+
+
+def test_cli_rejects_malformed_suite_before_any_run(tmp_path, capsys):
+    path = write(tmp_path, "name: s\nobjectives: [reward]\ntasks: [toy:reach]\nseeds: [0]\nconfig: {agent: {world_model: {rssm: {deter: big}}}}\n")
+    out = tmp_path / "runs"
+    assert main(["suite", "run", str(path), "--out", str(out)]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("wmbench: error: invalid suite:")
+    assert "config.agent.world_model.rssm.deter" in err
+    assert not out.exists()
+
+
+def test_cli_rejects_unknown_objective_before_any_run(tmp_path, capsys):
+    out = tmp_path / "runs"
+    assert main(["train", "--objective", "nope", "--task", "toy:reach", "--out", str(out)]) == 2
+    err = capsys.readouterr().err
+    assert "unknown objective 'nope'; available: contrastive, reconstruction, reward" in err
+    assert not out.exists()
+
+
+def test_cli_lists_objectives(capsys):
+    assert main(["objectives"]) == 0
+    listed = [line.split()[0] for line in capsys.readouterr().out.splitlines()]
+    assert listed[:3] == ["reward", "reconstruction", "contrastive"]
+
+
+def test_tiny_suite_on_dm_control_pixels_writes_the_results_table(tmp_path, capsys):
+    """Every built-in objective plus the random baseline on cartpole-balance pixels, end to end."""
+    path = write(tmp_path, "name: e2e\nobjectives: [reward, reconstruction, contrastive]\ntasks: [dmc:cartpole-balance]\nseeds: [0]\n" + TINY_CONFIG)
+    out = tmp_path / "runs"
+    assert main(["suite", "run", str(path), "--out", str(out)]) == 0
+    table = pd.read_csv(out / "e2e" / "results.csv")
+    assert list(table.columns) == COLUMNS
+    finals = table[table.metric == "eval/return"].sort_values("env_frames").groupby(["objective", "seed"]).last()
+    assert sorted(finals.index.get_level_values("objective")) == ["contrastive", "random", "reconstruction", "reward"]
+    assert all(math.isfinite(v) and 0 <= v <= 1000 for v in finals["value"])
+    trained = finals.drop(index="random", level="objective")
+    assert set(trained["env_frames"]) == {160.0}
+    # One row per run in the comparison: three objectives and the baseline, one seed each.
+    comparison = (out / "e2e" / "comparison.md").read_text()
+    for objective in ("reward", "reconstruction", "contrastive", "random"):
+        assert f"| {objective}" in comparison
+    assert (out / "e2e" / "curves.png").stat().st_size > 0
+    losses = table[table.metric.str.startswith("train/loss/")]
+    assert set(losses.metric) >= {"train/loss/reward", "train/loss/kl", "train/loss/objective/image", "train/loss/objective/infonce"}
+    assert losses.value.map(math.isfinite).all()
+    # The printed table has the three objectives and the baseline.
+    printed = capsys.readouterr().out
+    assert all(name in printed for name in ("reward", "reconstruction", "contrastive", "random"))
+    # Running the suite again skips finished runs (no new rows, same table).
+    assert main(["suite", "run", str(path), "--out", str(out)]) == 0
+    assert pd.read_csv(out / "e2e" / "results.csv").shape == table.shape
