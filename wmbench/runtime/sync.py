@@ -156,7 +156,8 @@ class ReplayStream(IterableDataset):
         )
 
     def _reset(self) -> None:
-        self.obs, _ = self.env.reset(seed=self.cfg.seed + self.counters.episodes)
+        # make_env seeded the env with the run's seed; later episodes continue its random stream.
+        self.obs, _ = self.env.reset()
         self.replay.add(self.obs, np.zeros(self.env.action_space.shape, np.float32), 0.0, True, False, False)
         self.is_first = True
         self.episode_return = 0.0
