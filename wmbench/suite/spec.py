@@ -71,7 +71,7 @@ def load_suite(path: str | Path) -> tuple[SuiteSpec, list[Run]]:
     from wmbench.runtime.sync import prepare
 
     path = Path(path)
-    spec = from_dict(SuiteSpec, load_yaml(path), where=f"{path}")
+    spec = from_dict(SuiteSpec, load_yaml(path), where=f"{path}: suite")
     problems = []
     for key in ("objective", "seed"):
         if key in spec.config:
