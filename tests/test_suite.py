@@ -54,6 +54,9 @@ def test_valid_suite_expands_to_objectives_x_tasks_x_seeds(tmp_path):
         ("name: s\nobjectives: [reward]\ntasks: [toy:reach]\nseeds: [0]\nconfig: {seed: 3}\n", "set it in the suite's 'seeds' list"),
         ("name: s\nobjectives: []\ntasks: [toy:reach]\nseeds: [0]\n", "objectives: must list at least one entry"),
         ("name: s\nobjectives: [reward\n", "suite.yaml"),
+        ("name: s\nobjectives: [reward]\ntasks: [toy:reach]\nseeds: [0]\nconfig: {env: {image_size: 32}}\n", "set env.image_size=64"),
+        ("name: s\nobjectives: [reward]\ntasks: [toy:reach]\nseeds: [0]\nconfig: {train: {learning_starts: 10}}\n", "set train.learning_starts >= 100"),
+        ("name: s\nobjectives: [reward]\ntasks: [toy:reach]\nseeds: [0]\nconfig: {env: {render_quality: ultra}}\n", "expected one of ['standard', 'fast']"),
     ],
 )
 def test_bad_suites_fail_with_one_clear_message(tmp_path, text, expected):

@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from wmbench.agents.module import AgentConfig
+from wmbench.agents.nets import SUPPORTED_IMAGE_SIZE
 
 
 @dataclass(frozen=True)
@@ -19,7 +20,7 @@ class EnvConfig:
 
     Attributes:
         task: ``dmc:<domain>-<task>`` (dm_control pixels) or ``toy:reach`` (tests only).
-        image_size: square image side in pixels (the conv encoder needs 64).
+        image_size: square image side in pixels; Dreamer's conv encoder/decoder need 64.
         action_repeat: physics steps per agent step; rewards are summed over them.
         render_quality: ``standard`` (dm_control's pixels, as in the papers) or ``fast`` (no shadow
             map, no multisampling, one reused camera: several times faster on CPU, other pixels).
@@ -29,6 +30,15 @@ class EnvConfig:
     image_size: int = 64
     action_repeat: int = 2
     render_quality: Literal["standard", "fast"] = "standard"
+
+    def __post_init__(self) -> None:
+        if self.image_size != SUPPORTED_IMAGE_SIZE:
+            raise ValueError(
+                f"env.image_size={self.image_size} is not supported: Dreamer's conv encoder and decoder "
+                f"need {SUPPORTED_IMAGE_SIZE}x{SUPPORTED_IMAGE_SIZE} images; set env.image_size={SUPPORTED_IMAGE_SIZE}"
+            )
+        if self.action_repeat < 1:
+            raise ValueError(f"env.action_repeat must be >= 1, got {self.action_repeat}")
 
 
 @dataclass(frozen=True)
@@ -90,3 +100,12 @@ class RunConfig:
     env: EnvConfig = field(default_factory=EnvConfig)
     agent: AgentConfig = field(default_factory=AgentConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
+
+    def __post_init__(self) -> None:
+        prefill_steps = self.train.learning_starts // self.env.action_repeat
+        if prefill_steps < self.train.seq_len:
+            raise ValueError(
+                f"train.learning_starts={self.train.learning_starts} env frames are {prefill_steps} agent steps at "
+                f"env.action_repeat={self.env.action_repeat}, fewer than train.seq_len={self.train.seq_len}: "
+                f"set train.learning_starts >= {self.train.seq_len * self.env.action_repeat}"
+            )
