@@ -325,3 +325,14 @@ def test_ensure_mujoco_gl_names_the_fix_when_nothing_works(monkeypatch):
     monkeypatch.setattr(gl, "_backend_works", lambda backend: False)
     with pytest.raises(gl.RendererUnavailableError, match="apt-get install -y libegl1 libopengl0"):
         gl.ensure_mujoco_gl.__wrapped__()
+
+
+@pytest.mark.parametrize(
+    "value, message",
+    [("bogus", "MUJOCO_GL='bogus' is not a MuJoCo rendering backend"), ("glfw", "needs a display")],
+)
+def test_ensure_mujoco_gl_rejects_a_user_choice_that_cannot_work(monkeypatch, value, message):
+    monkeypatch.setenv("MUJOCO_GL", value)
+    monkeypatch.delenv("DISPLAY", raising=False)
+    with pytest.raises(gl.RendererUnavailableError, match=message):
+        gl.ensure_mujoco_gl.__wrapped__()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import math
 import textwrap
 from pathlib import Path
@@ -122,6 +123,33 @@ def test_tiny_suite_on_dm_control_pixels_writes_the_results_table(tmp_path, caps
     # The printed table has the three objectives and the baseline.
     printed = capsys.readouterr().out
     assert all(name in printed for name in ("reward", "reconstruction", "contrastive", "random"))
+    # One logged row per update (log_every=1): nothing repeated at later optimizer steps.
+    for objective in ("reward", "reconstruction", "contrastive"):
+        status = json.loads((out / "e2e" / f"{objective}-dmc_cartpole-balance-s0" / "status.json").read_text())
+        rows = losses[(losses.objective == objective) & (losses.metric == "train/loss/world_model")]
+        assert len(rows) == status["updates"] == 20  # 10 agent steps after prefill, 2 updates each
     # Running the suite again skips finished runs (no new rows, same table).
     assert main(["suite", "run", str(path), "--out", str(out)]) == 0
     assert pd.read_csv(out / "e2e" / "results.csv").shape == table.shape
+    # A changed configuration must not silently reuse the finished runs.
+    changed = write(tmp_path, path.read_text().replace("env_frames: 160", "env_frames: 240"), "changed.yaml")
+    assert main(["suite", "run", str(changed), "--out", str(out)]) == 2
+    assert "made with another configuration" in capsys.readouterr().err
+    # A narrower suite of the same name tabulates only its own runs.
+    narrow = write(tmp_path, path.read_text().replace("[reward, reconstruction, contrastive]", "[reward]"), "narrow.yaml")
+    assert main(["suite", "run", str(narrow), "--out", str(out)]) == 0
+    assert set(pd.read_csv(out / "e2e" / "results.csv").objective) == {"reward", "random"}
+
+
+def test_cli_train_refuses_to_overwrite_a_finished_run(tmp_path, capsys):
+    sets = [f"--set={k}={v}" for k, v in {
+        "env.action_repeat": 1, "train.env_frames": 10, "train.learning_starts": 8, "train.train_ratio": 8,
+        "train.batch_size": 2, "train.seq_len": 4, "train.progress": "false", "agent.world_model.rssm.deter": 8,
+        "agent.world_model.cnn_depth": 4, "agent.world_model.units": 8, "agent.actor_critic.units": 8,
+    }.items()]
+    args = ["train", "--objective", "reward", "--task", "toy:reach", "--out", str(tmp_path), *sets]
+    assert main(args) == 0
+    before = (tmp_path / "reward-toy_reach-s0" / "metrics.csv").read_text()
+    assert main(args) == 2
+    assert "holds a finished run" in capsys.readouterr().err
+    assert (tmp_path / "reward-toy_reach-s0" / "metrics.csv").read_text() == before

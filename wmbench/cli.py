@@ -26,6 +26,7 @@ def _cmd_objectives(args: argparse.Namespace) -> int:
 def _cmd_train(args: argparse.Namespace) -> int:
     from wmbench.config import from_dict, load_yaml, with_overrides
     from wmbench.runtime.config import RunConfig
+    from wmbench.report.store import read_status
     from wmbench.runtime.sync import prepare, train
     from wmbench.suite.spec import run_id
 
@@ -38,6 +39,8 @@ def _cmd_train(args: argparse.Namespace) -> int:
     cfg = with_overrides(cfg, overrides)
     prepare(cfg)
     run_dir = Path(args.out) / run_id(cfg.objective, cfg.env.task, cfg.seed)
+    if read_status(run_dir).get("status") == "done":
+        raise ConfigError(f"{run_dir} holds a finished run; choose another --out or delete it")
     summary = train(cfg, run_dir)
     print(f"done: {run_dir}  eval return {summary['eval_return']:.1f} after {summary['env_frames']} env frames "
           f"({summary['updates']} updates, {summary['wall_time'] / 60:.1f} min)")
@@ -46,51 +49,74 @@ def _cmd_train(args: argparse.Namespace) -> int:
 
 def _cmd_suite_run(args: argparse.Namespace) -> int:
     from wmbench.suite.runner import run_suite
+    from wmbench.suite.spec import load_suite
 
     result, failed = run_suite(args.file, args.out, workers=args.workers)
-    print()
+    print("\nFinal evaluation return (deterministic policy), mean and std over seeds; random = uniform random policy")
     print(result.to_string(index=False, float_format=lambda v: f"{v:.1f}"))
+    print(f"\nWritten under {Path(args.out) / load_suite(args.file)[0].name}: results.csv, comparison.md, curves.png")
     if failed:
         print(f"\n{len(failed)} run(s) failed (see status.json in each): {', '.join(failed)}", file=sys.stderr)
         return 1
     return 0
 
 
+def _positive_int(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be >= 1, got {value}")
+    return value
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="wmbench", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(
+        prog="wmbench", description="Compare world-model representation objectives on one RSSM and one imagination learner."
+    )
     sub = parser.add_subparsers(dest="command", required=True)
 
     p = sub.add_parser("objectives", help="list registered objectives (built-in and entry points)")
     p.set_defaults(func=_cmd_objectives)
 
-    p = sub.add_parser("train", help="train one objective on one task with one seed")
+    p = sub.add_parser(
+        "train",
+        help="train one objective on one task with one seed",
+        description="Train one run; unset options take the RunConfig defaults (wmbench/runtime/config.py): "
+        "objective reconstruction, task dmc:cartpole-balance, seed 0, Dreamer v1 network sizes.",
+    )
     p.add_argument("--objective", help="registered objective name (see `wmbench objectives`)")
-    p.add_argument("--task", help="e.g. dmc:walker-walk")
-    p.add_argument("--seed", type=int)
+    p.add_argument("--task", help="dmc:<domain>-<task> (e.g. dmc:walker-walk) or toy:reach (tests)")
+    p.add_argument("--seed", type=int, help="seed of torch, numpy, the env and replay sampling")
     p.add_argument("--config", help="YAML file of RunConfig values")
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                    help="dotted override, e.g. agent.world_model.rssm.deter=200 (repeatable)")
-    p.add_argument("--out", default="runs/train", help="parent directory of the run directory")
+    p.add_argument("--out", default="runs/train", help="parent directory of the run directory (default: runs/train)")
     p.set_defaults(func=_cmd_train)
 
     suite = sub.add_parser("suite", help="run suites of objectives × tasks × seeds").add_subparsers(dest="suite_command", required=True)
-    p = suite.add_parser("run", help="run a suite file, then print its comparison table")
-    p.add_argument("file")
-    p.add_argument("--out", default="runs", help="root output directory (default: runs)")
-    p.add_argument("--workers", type=int, default=1, help="runs in parallel, one process each (default: 1)")
+    p = suite.add_parser(
+        "run",
+        help="run a suite file, then print its comparison table",
+        description="Validate a suite file, run every objective x task x seed not finished yet, and write "
+        "<out>/<name>/results.csv, comparison.md and curves.png.",
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    )
+    p.add_argument("file", help="suite YAML file (see suites/smoke.yaml)")
+    p.add_argument("--out", default="runs", help="root output directory")
+    p.add_argument("--workers", type=_positive_int, default=1, help="runs in parallel, one process each")
     p.set_defaults(func=_cmd_suite_run)
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
-    from wmbench.envs import RendererUnavailableError
+    from wmbench.envs import RendererUnavailableError, UnknownTaskError
+    from wmbench.objectives import UnknownObjectiveError
 
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     quiet_libraries()
     try:
         return args.func(args)
-    except (ConfigError, RendererUnavailableError, ValueError) as err:
+    except (ConfigError, UnknownObjectiveError, UnknownTaskError, RendererUnavailableError) as err:
         print(f"wmbench: error: {err}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:

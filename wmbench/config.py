@@ -178,8 +178,9 @@ def with_overrides(cfg: T, overrides: Sequence[str]) -> T:
 
     Each value is parsed with ``yaml.safe_load`` (``rssm.deter=200`` gives an int,
     ``train.lr=3e-4`` a string accepted by float fields, ``flag=true`` a bool, an empty
-    value ``None``). Overrides are applied in order and each result is validated with
-    ``from_dict``, so the same strict checks apply and errors name the override. Setting
+    value ``None``). Overrides are applied in order (later ones win), then the result is
+    validated once with ``from_dict``, so the same strict checks apply, checks that relate
+    several fields see all overrides, and an error names the override its key comes from. Setting
     a key below a field that is ``None`` (e.g. an optional nested dataclass) starts it
     from an empty mapping, i.e. from that dataclass's defaults.
 
@@ -196,8 +197,9 @@ def with_overrides(cfg: T, overrides: Sequence[str]) -> T:
             a value of the wrong type.
         TypeError: If ``cfg`` is not a dataclass instance.
     """
+    if not overrides:
+        return cfg
     data = to_dict(cfg)
-    result = cfg
     for text in overrides:
         key, sep, raw = text.partition("=")
         parts = key.strip().split(".")
@@ -215,11 +217,12 @@ def with_overrides(cfg: T, overrides: Sequence[str]) -> T:
             if not isinstance(node, dict):
                 raise ConfigError(f"override {text!r}: {'.'.join(parts[: i + 1])} is not a mapping")
         node[parts[-1]] = value
-        try:
-            result = from_dict(type(cfg), data)
-        except ConfigError as exc:
-            raise ConfigError(f"override {text!r}: {exc}") from None
-    return result
+    try:
+        return from_dict(type(cfg), data)
+    except ConfigError as exc:
+        # Name the override whose key the error points at; cross-field errors name none.
+        culprits = [t for t in overrides if f"config.{t.partition('=')[0].strip()}" in str(exc)]
+        raise ConfigError(f"override {culprits[-1]!r}: {exc}" if culprits else f"overrides: {exc}") from None
 
 
 def load_yaml(path: str | os.PathLike) -> dict[str, Any]:

@@ -110,9 +110,12 @@ class DreamerModule(L.LightningModule):
             metrics.update(ac_metrics)
             metrics.update(critic_metrics)
             metrics.update({"loss/world_model": wm_loss.detach(), "loss/actor": actor_loss.detach(), "loss/critic": critic_loss.detach()})
-            logged = {f"train/{k}": v for k, v in metrics.items()}
+            logged = {f"train/{k}": float(v) for k, v in metrics.items()}
             logged.update({"updates": float(self.updates), "env_frames": float(batch["env_frames"]), "wall_time": batch["wall_time"]})
-            self.log_dict(logged, on_step=True, on_epoch=False, batch_size=1)
+            # Straight to the loggers, one row per logging update: self.log() would repeat the
+            # cached values at every later optimizer step (three per update in manual optimisation).
+            for logger in self.loggers:
+                logger.log_metrics(logged, step=self.updates)
 
     def _imagine(self, start: RSSMState) -> tuple[Tensor, Tensor, Tensor, Tensor]:
         """Imagined rollout, returns, weights and entropy estimate (all time-major ``[H(+1), N]``)."""

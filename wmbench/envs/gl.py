@@ -12,6 +12,7 @@ import subprocess
 import sys
 
 _CANDIDATES = ("egl", "osmesa")
+_VALID = ("egl", "osmesa", "glfw")  # the backends dm_control accepts
 
 # Run in a child process so that a crashing or hanging GL driver cannot take the
 # caller down, and so that the probe's MUJOCO_GL does not leak into this process.
@@ -57,7 +58,8 @@ def _backend_works(backend: str) -> bool:
 def ensure_mujoco_gl() -> str:
     """Makes sure ``MUJOCO_GL`` names a working backend before dm_control is imported.
 
-    A ``MUJOCO_GL`` already set by the user is kept as is (not probed). Otherwise
+    A ``MUJOCO_GL`` already set by the user is kept (not probed) if dm_control accepts it
+    (``glfw`` only with a ``DISPLAY``). Otherwise
     ``egl`` then ``osmesa`` are probed in a short subprocess; the first that works
     is written to ``os.environ["MUJOCO_GL"]`` and ``os.environ["PYOPENGL_PLATFORM"]``.
     A successful result is cached for the life of the process.
@@ -66,11 +68,22 @@ def ensure_mujoco_gl() -> str:
         The backend name now in ``os.environ["MUJOCO_GL"]``, e.g. ``"egl"``.
 
     Raises:
-        RendererUnavailableError: If ``MUJOCO_GL`` is unset and neither ``egl`` nor
-            ``osmesa`` can create a GL context. The message names the fix.
+        RendererUnavailableError: If the user's ``MUJOCO_GL`` cannot work, or it is unset
+            and neither ``egl`` nor ``osmesa`` can create a GL context. The message names
+            the fix.
     """
     user_choice = os.environ.get("MUJOCO_GL")
     if user_choice:
+        if user_choice not in _VALID:
+            raise RendererUnavailableError(
+                f"MUJOCO_GL={user_choice!r} is not a MuJoCo rendering backend; use one of {', '.join(_VALID)} "
+                "(egl or osmesa without a display), or unset it to let wmbench choose"
+            )
+        if user_choice == "glfw" and not os.environ.get("DISPLAY"):
+            raise RendererUnavailableError(
+                "MUJOCO_GL=glfw needs a display (DISPLAY is unset); use MUJOCO_GL=egl or osmesa, "
+                "or unset it to let wmbench choose"
+            )
         return user_choice
     for backend in _CANDIDATES:
         if _backend_works(backend):

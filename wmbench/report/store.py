@@ -37,13 +37,9 @@ def run_table(run_dir: str | Path, suite: str) -> pd.DataFrame:
     return long[COLUMNS].reset_index(drop=True)
 
 
-def collect(suite_dir: str | Path, suite: str) -> pd.DataFrame:
-    """Concatenate the tidy rows of every run under ``suite_dir`` whose status is ``done``."""
-    frames = [
-        run_table(d, suite)
-        for d in sorted(Path(suite_dir).iterdir())
-        if d.is_dir() and read_status(d).get("status") == "done"
-    ]
+def collect(run_dirs: list[Path], suite: str) -> pd.DataFrame:
+    """Concatenate the tidy rows of the given runs whose status is ``done``."""
+    frames = [run_table(d, suite) for d in run_dirs if read_status(d).get("status") == "done"]
     return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(columns=COLUMNS)
 
 

@@ -102,6 +102,8 @@ class RunConfig:
     train: TrainConfig = field(default_factory=TrainConfig)
 
     def __post_init__(self) -> None:
+        if self.seed < 0:
+            raise ValueError(f"seed must be >= 0, got {self.seed}")
         prefill_steps = self.train.learning_starts // self.env.action_repeat
         if prefill_steps < self.train.seq_len:
             raise ValueError(

@@ -294,7 +294,6 @@ def _train(cfg: RunConfig, run_dir: Path, objective_cls: type, objective_cfg: An
         devices=1,
         max_epochs=1,
         logger=loggers,
-        log_every_n_steps=1,
         callbacks=[ModelCheckpoint(dirpath=run_dir / "checkpoints", save_last=True, save_top_k=0)],
         enable_progress_bar=False,
         enable_model_summary=False,

@@ -12,18 +12,22 @@ Schema (``suites/smoke.yaml`` is an example)::
       env: {action_repeat: 8}        # for every objective); not `objective` or `seed`
       train: {env_frames: 20000}
 
-Every run's configuration is built and checked (unknown keys, wrong types, unknown objective or
-task) before any run starts; all problems are reported together.
+Every run's configuration is built and checked (unknown keys, wrong types, impossible values,
+unknown objective or task) before any run starts; all problems are reported together.
 """
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from wmbench.config import ConfigError, from_dict, load_yaml
 from wmbench.runtime.config import RunConfig
+
+
+SUITE_NAME = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]*")
 
 
 @dataclass(frozen=True)
@@ -68,19 +72,38 @@ def load_suite(path: str | Path) -> tuple[SuiteSpec, list[Run]]:
     Raises:
         ConfigError: one message listing every problem (file, key, what is allowed).
     """
+    from wmbench.envs import check_task
+    from wmbench.objectives import registry
     from wmbench.runtime.sync import prepare
 
     path = Path(path)
     spec = from_dict(SuiteSpec, load_yaml(path), where=f"{path}: suite")
-    problems = []
+    problems: list[str] = []
+
+    def problem(message: str) -> None:
+        message = message if str(path) in message else f"{path}: {message}"
+        if message not in problems:
+            problems.append(message)
+
+    if not SUITE_NAME.fullmatch(spec.name):
+        problem(f"suite.name: {spec.name!r} must be letters, digits, '.', '_' or '-' (it names a directory)")
     for key in ("objective", "seed"):
         if key in spec.config:
-            problems.append(f"{path}: config.{key}: set it in the suite's '{key}s' list, not in config")
+            problem(f"config.{key}: set it in the suite's '{key}s' list, not in config")
     for key in ("objectives", "tasks", "seeds"):
-        if not getattr(spec, key):
-            problems.append(f"{path}: {key}: must list at least one entry")
+        values = getattr(spec, key)
+        if not values:
+            problem(f"suite.{key}: must list at least one entry")
+        if len(set(values)) != len(values):
+            problem(f"suite.{key}: lists an entry twice")
+    valid = set()
+    for name, check in [(o, registry.get) for o in spec.objectives] + [(t, check_task) for t in spec.tasks]:
+        try:
+            check(name)
+            valid.add(name)
+        except ValueError as err:  # UnknownObjectiveError, UnknownTaskError
+            problem(str(err))
     runs: list[Run] = []
-    checked: set[str] = set()
     for objective in spec.objectives:
         for task in spec.tasks:
             for seed in spec.seeds:
@@ -89,15 +112,11 @@ def load_suite(path: str | Path) -> tuple[SuiteSpec, list[Run]]:
                 data["env"] = {**env, "task": task} if isinstance(env, dict) else env
                 try:
                     cfg = from_dict(RunConfig, data, where=f"{path}: config")
-                    key = f"{objective}|{task}"
-                    if key not in checked:
-                        checked.add(key)
-                        prepare(cfg)
+                    if objective in valid and task in valid and seed == spec.seeds[0]:
+                        prepare(cfg)  # the objective's own config
                     runs.append(Run(run_id(objective, task, seed), cfg))
-                except ValueError as err:  # ConfigError, UnknownObjectiveError, UnknownTaskError
-                    msg = f"{path}: {err}" if str(path) not in str(err) else str(err)
-                    if msg not in problems:
-                        problems.append(msg)
+                except ValueError as err:
+                    problem(str(err))
     if problems:
         raise ConfigError("invalid suite:\n  " + "\n  ".join(problems))
     return spec, runs
