@@ -25,9 +25,9 @@ def _cmd_objectives(args: argparse.Namespace) -> int:
 
 def _cmd_train(args: argparse.Namespace) -> int:
     from wmbench.config import from_dict, load_yaml, with_overrides
-    from wmbench.runtime.config import RunConfig
     from wmbench.report.store import read_status
-    from wmbench.runtime.sync import prepare, train
+    from wmbench.runtime.config import RunConfig
+    from wmbench.runtime.sync import train
     from wmbench.suite.spec import run_id
 
     data = load_yaml(args.config) if args.config else {}
@@ -37,7 +37,6 @@ def _cmd_train(args: argparse.Namespace) -> int:
     overrides += [f"env.task={args.task}"] if args.task else []
     overrides += [f"seed={args.seed}"] if args.seed is not None else []
     cfg = with_overrides(cfg, overrides)
-    prepare(cfg)
     run_dir = Path(args.out) / run_id(cfg.objective, cfg.env.task, cfg.seed)
     if read_status(run_dir).get("status") == "done":
         raise ConfigError(f"{run_dir} holds a finished run; choose another --out or delete it")
@@ -49,12 +48,10 @@ def _cmd_train(args: argparse.Namespace) -> int:
 
 def _cmd_suite_run(args: argparse.Namespace) -> int:
     from wmbench.suite.runner import run_suite
-    from wmbench.suite.spec import load_suite
 
     result, failed = run_suite(args.file, args.out, workers=args.workers)
     print("\nFinal evaluation return (deterministic policy), mean and std over seeds; random = uniform random policy")
     print(result.to_string(index=False, float_format=lambda v: f"{v:.1f}"))
-    print(f"\nWritten under {Path(args.out) / load_suite(args.file)[0].name}: results.csv, comparison.md, curves.png")
     if failed:
         print(f"\n{len(failed)} run(s) failed (see status.json in each): {', '.join(failed)}", file=sys.stderr)
         return 1

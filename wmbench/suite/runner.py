@@ -122,6 +122,7 @@ def run_suite(path: str | Path, out: str | Path = "runs", workers: int = 1) -> t
     result = comparison(final_scores(table))
     (suite_dir / "comparison.md").write_text(format_comparison(result, spec.name))
     plot_curves(table, suite_dir / "curves.png")
+    log.info("wrote results.csv, comparison.md and curves.png in %s", suite_dir)
     return result, failed
 
 
