@@ -109,7 +109,8 @@ def main(argv: list[str] | None = None) -> int:
     from wmbench.objectives import UnknownObjectiveError
 
     args = build_parser().parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(message)s")
+    logging.basicConfig(level=logging.WARNING, format="%(message)s")
+    logging.getLogger("wmbench").setLevel(logging.INFO)
     quiet_libraries()
     try:
         return args.func(args)
