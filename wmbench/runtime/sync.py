@@ -128,7 +128,8 @@ class ReplayStream(IterableDataset):
     """Collect-then-replay stream feeding the Lightning Trainer (see the module docstring).
 
     Yields dicts of torch tensors ``image`` uint8 ``[B, T, 3, 64, 64]``, ``prev_action`` ``[B, T, A]``,
-    ``reward`` ``[B, T]``, ``is_first``/``is_terminal``/``is_last`` bool ``[B, T]``, plus ``env_frames``.
+    ``reward`` ``[B, T]``, ``is_first``/``is_terminal``/``is_last`` bool ``[B, T]``, plus ``env_frames``
+    (int) and ``wall_time`` (seconds since the run started) for logging.
     """
 
     def __init__(self, cfg: RunConfig, env: gym.Env, eval_env: gym.Env, module: DreamerModule, log: Callable[[dict], None]) -> None:
