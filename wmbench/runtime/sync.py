@@ -36,7 +36,7 @@ from tqdm.auto import tqdm
 
 from wmbench.agents.module import DreamerModule
 from wmbench.config import from_dict, to_dict
-from wmbench.envs import make_env
+from wmbench.envs import check_task, make_env
 from wmbench.objectives import registry
 from wmbench.replay import Replay
 from wmbench.runtime.config import RunConfig
@@ -53,8 +53,6 @@ def prepare(cfg: RunConfig) -> tuple[type, Any]:
         wmbench.config.ConfigError: bad ``objective_config`` keys or types.
         ValueError: unknown task (see ``wmbench.envs.check_task``).
     """
-    from wmbench.envs import check_task
-
     cls = registry.get(cfg.objective)
     obj_cfg = from_dict(cls.Config, cfg.objective_config, where="objective_config")
     check_task(cfg.env.task)
