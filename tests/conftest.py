@@ -11,12 +11,12 @@ from wmbench.agents.imagination import ActorCriticConfig
 from wmbench.agents.module import AgentConfig
 from wmbench.agents.rssm import KLConfig, RSSMConfig
 from wmbench.agents.world_model import WorldModelConfig
+from wmbench.testing import IMAGE_SHAPE, random_batch  # noqa: F401  (re-exported to the tests)
 
 # Tiny networks run fastest single-threaded, and this keeps the suite fast on a busy 2-core machine.
 torch.set_num_threads(1)
 
 B, T, A = 2, 3, 2
-IMAGE_SHAPE = (3, 64, 64)
 
 
 def tiny_wm_config(**kw: Any) -> WorldModelConfig:
@@ -28,23 +28,6 @@ def tiny_wm_config(**kw: Any) -> WorldModelConfig:
 def tiny_agent_config(**kw: Any) -> AgentConfig:
     ac = ActorCriticConfig(units=8, layers=1, imag_horizon=3, **kw.pop("actor_critic", {}))
     return AgentConfig(world_model=tiny_wm_config(**kw.pop("world_model", {})), actor_critic=ac, log_every=1)
-
-
-def random_batch(batch: int = B, steps: int = T, action_dim: int = A, seed: int = 0) -> dict[str, torch.Tensor]:
-    """A replay-like batch: uint8 images [B, T, 3, 64, 64], is_first at t=0 only."""
-    g = torch.Generator().manual_seed(seed)
-    is_first = torch.zeros(batch, steps, dtype=torch.bool)
-    is_first[:, 0] = True
-    is_terminal = torch.zeros(batch, steps, dtype=torch.bool)
-    is_terminal[0, -1] = True
-    return {
-        "image": torch.randint(0, 256, (batch, steps, *IMAGE_SHAPE), dtype=torch.uint8, generator=g),
-        "prev_action": torch.rand(batch, steps, action_dim, generator=g) * 2 - 1,
-        "reward": torch.randn(batch, steps, generator=g),
-        "is_first": is_first,
-        "is_terminal": is_terminal,
-        "is_last": is_terminal.clone(),
-    }
 
 
 def tiny_run_dict(objective: str = "reward", seed: int = 0) -> dict[str, Any]:

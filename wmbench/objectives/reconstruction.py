@@ -8,6 +8,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+import torch.nn.functional as F
+
 from wmbench.agents.nets import ConvDecoder, gaussian_nll, image_to_float
 from wmbench.objectives.base import ModelDims, Objective, ObjectiveInputs, ObjectiveOutput
 
@@ -40,5 +42,5 @@ class ReconstructionObjective(Objective):
         nll = gaussian_nll(mean, target, event_dims=3)
         return ObjectiveOutput(
             losses={"image": nll},
-            metrics={"image_mse": ((mean.detach() - target) ** 2).mean()},
+            metrics={"image_mse": F.mse_loss(mean.detach(), target)},
         )

@@ -57,6 +57,8 @@ class TrainConfig:
             the end.
         eval_episodes: episodes per evaluation.
         threads: torch intra-op threads; 0 keeps torch's default.
+        precision: Lightning precision of the updates: ``32-true`` (fp32, default) or ``bf16-mixed``
+            (bfloat16 autocast; on CPUs without AMX it is no faster, see ``benchmarks/``).
         logger: ``csv`` (Lightning CSVLogger) or ``wandb`` (offline, no login).
         progress: show a progress bar over env frames.
     """
@@ -70,6 +72,7 @@ class TrainConfig:
     eval_every: int = 10_000
     eval_episodes: int = 1
     threads: int = 0
+    precision: Literal["32-true", "bf16-mixed"] = "32-true"
     logger: Literal["csv", "wandb"] = "csv"
     progress: bool = True
 

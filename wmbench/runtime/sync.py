@@ -291,6 +291,7 @@ def _train(cfg: RunConfig, run_dir: Path, objective_cls: type, objective_cfg: An
     trainer = L.Trainer(
         accelerator="cpu",
         devices=1,
+        precision=cfg.train.precision,
         max_epochs=1,
         logger=loggers,
         callbacks=[ModelCheckpoint(dirpath=run_dir / "checkpoints", save_last=True, save_top_k=0)],

@@ -1,0 +1,96 @@
+"""Benchmarks (a)-(d): one full update, and its imagination and RSSM-observe parts alone."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import subprocess
+import sys
+
+import pytest
+import torch
+from conftest import ACTION_DIM, CONFIGS, attached_module, count_flops, run_benchmark
+
+from wmbench.testing import random_batch
+
+PRECISIONS = {"fp32": contextlib.nullcontext, "bf16": lambda: torch.autocast("cpu", dtype=torch.bfloat16)}
+
+
+def _update_fn(config_name: str, objective: str, precision: str):
+    config, batch_size, seq_len = CONFIGS[config_name]
+    module = attached_module(config, objective)
+    batch = random_batch(batch_size, seq_len, ACTION_DIM) | {"env_frames": 0, "wall_time": 0.0}
+
+    def update() -> None:
+        with PRECISIONS[precision]():
+            module.training_step(batch, 0)
+
+    return update
+
+
+@pytest.mark.parametrize("precision", list(PRECISIONS))
+@pytest.mark.parametrize(
+    ("config_name", "objective", "rounds"),
+    [
+        ("paper", "reconstruction", 3),
+        ("cpu-small", "reconstruction", 10),
+        ("cpu-small", "reward", 10),
+        ("cpu-small", "contrastive", 10),
+    ],
+)
+def test_update(benchmark, config_name: str, objective: str, rounds: int, precision: str) -> None:
+    """(a), (b): world model + actor + critic update on one replayed batch."""
+    update = _update_fn(config_name, objective, precision)
+    run_benchmark(benchmark, update, rounds, flops=count_flops(update))
+
+
+def test_update_peak_memory(benchmark) -> None:
+    """Peak resident memory of a fresh process running two paper-configuration updates (target ≤ 3 GB)."""
+    code = (
+        "import resource, sys; sys.path.insert(0, 'benchmarks');"
+        "from test_update import _update_fn; f = _update_fn('paper', 'reconstruction', 'fp32'); f(); f();"
+        "print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)"
+    )
+    out: dict[str, float] = {}
+
+    def child() -> None:
+        proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+        out["peak_gb"] = int(proc.stdout.split()[-1]) * 1024 / 1e9  # ru_maxrss is in KiB on Linux
+
+    benchmark.pedantic(child, rounds=1, iterations=1)
+    benchmark.extra_info["peak_gb"] = out["peak_gb"]
+    print(json.dumps(out))
+    assert out["peak_gb"] <= 3.0, f"paper-configuration update peaks at {out['peak_gb']:.2f} GB, over the 3 GB target"
+
+
+@pytest.mark.parametrize("config_name", list(CONFIGS))
+def test_imagination(benchmark, config_name: str) -> None:
+    """(c): H-step imagined rollout from all B·T posterior states, forward and actor backward."""
+    config, batch_size, seq_len = CONFIGS[config_name]
+    module = attached_module(config)
+    start = module.world_model.rssm.initial(batch_size * seq_len)
+    start = start.map(lambda x: x + torch.randn_like(x))
+
+    def rollout() -> None:
+        feat, ret, weight, entropy = module._imagine(start)
+        module.actor_critic.actor_loss(ret, weight, entropy)[0].backward()
+
+    run_benchmark(benchmark, rollout, rounds=5, flops=count_flops(rollout))
+
+
+@pytest.mark.parametrize("config_name", list(CONFIGS))
+def test_observe(benchmark, config_name: str) -> None:
+    """(d): RSSM posterior filtering over ``[B, T]`` embeddings, forward and backward of the KL."""
+    config, batch_size, seq_len = CONFIGS[config_name]
+    rssm = attached_module(config).world_model.rssm
+    embed_dim = rssm.post_net[0].in_features - config.world_model.rssm.deter
+    embed = torch.randn(batch_size, seq_len, embed_dim)
+    action = torch.rand(batch_size, seq_len, ACTION_DIM) * 2 - 1
+    is_first = torch.zeros(batch_size, seq_len, dtype=torch.bool)
+    is_first[:, 0] = True
+
+    def observe() -> None:
+        post, prior = rssm.observe(embed, action, is_first)
+        rssm.kl_loss(post, prior, config.world_model.kl)[0].mean().backward()
+
+    run_benchmark(benchmark, observe, rounds=5, flops=count_flops(observe))
