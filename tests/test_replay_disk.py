@@ -87,3 +87,14 @@ def test_extend_rejects_rows_that_break_the_episode_invariant():
         Replay(capacity=20, image_shape=SHAPE, action_dim=ACTION_DIM).extend(rows, 0)
     with pytest.raises(ValueError, match="are not all stored"):
         source.rows(5, 9)
+
+
+def test_restore_after_a_restore_that_was_killed_midway(tmp_path):
+    """A kill between writing the cut-back file and deleting the original leaves both; rows load once."""
+    replay, disk = filled(tmp_path, [6, 9], capacity=100)  # files 0-4, 4-8, 8-12
+    with np.load(disk.files()[2][2]) as data:
+        disk._write(8, 10, {name: data[name][:2] for name in FIELDS})  # the cut-back copy for 10 rows
+    restored = Replay(capacity=100, image_shape=SHAPE, action_dim=ACTION_DIM)
+    ReplayDisk(tmp_path / "replay", 4).restore(restored, 10)
+    np.testing.assert_array_equal(decode(restored.rows(0, 10)["image"]), np.arange(10))
+    assert [(start, stop) for start, stop, _ in disk.files()] == [(0, 4), (4, 8), (8, 10)]

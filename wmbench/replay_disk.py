@@ -82,7 +82,9 @@ class ReplayDisk:
         """Refills an empty ``replay`` with the newest of the first ``rows`` rows, one file at a time.
 
         Rows at stream index ``rows`` and later (written after the checkpoint that recorded ``rows``)
-        are removed from disk: the resumed run collects them again.
+        are removed from disk: the resumed run collects them again. A file holding rows on both sides
+        is rewritten with the older ones first, then deleted, so a kill at any point leaves the rows
+        restorable by a later call.
 
         Args:
             replay: an empty replay of the run's capacity and shapes.
@@ -95,23 +97,20 @@ class ReplayDisk:
         for tmp in self.directory.glob("*.tmp"):
             tmp.unlink()
         for start, stop, path in self.files():
-            if start >= rows:
-                path.unlink()
+            have = replay.added if len(replay) else oldest  # rows below this are loaded or not needed
+            if start >= rows or min(stop, rows) <= have:
+                if start >= rows or stop > rows:  # after the checkpoint, or a duplicate of loaded rows
+                    path.unlink()
                 continue
-            if stop <= oldest:
-                continue
+            if start > have:
+                raise RuntimeError(self._gap(have, rows))
             with np.load(path) as data:
-                chunk = {name: data[name] for name in FIELDS}
+                chunk = {name: data[name][: rows - start] for name in FIELDS}
             if stop > rows:  # written after the checkpoint: keep only its older rows
-                chunk = {name: array[: rows - start] for name, array in chunk.items()}
-                path.unlink()
                 self._write(start, rows, chunk)
-                stop = rows
-            lo = max(start, oldest)
-            if (replay.added if len(replay) else oldest) != lo:
-                raise RuntimeError(self._gap(replay.added if len(replay) else oldest, rows))
-            replay.extend({name: array[lo - start :] for name, array in chunk.items()}, lo)
-        if replay.added != rows:
+                path.unlink()
+            replay.extend({name: array[have - start :] for name, array in chunk.items()}, have)
+        if (replay.added if len(replay) else oldest) != rows:
             raise RuntimeError(self._gap(replay.added if len(replay) else oldest, rows))
         self.written = rows
 
