@@ -17,19 +17,22 @@ import csv
 import os
 import random
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import lightning as L
 import numpy as np
 import torch
 from lightning.pytorch.callbacks import Callback
-from lightning.pytorch.loggers import CSVLogger
+from lightning.pytorch.loggers import CSVLogger, WandbLogger
 from lightning.pytorch.plugins.io import TorchCheckpointIO
 
 import wmbench
 from wmbench.config import ConfigError, load_yaml, to_dict
 from wmbench.report.store import read_status
 from wmbench.runtime.config import RunConfig
+
+if TYPE_CHECKING:
+    from wmbench.runtime.sync import ReplayStream
 
 RUN_FORMAT = 2
 """Format of a run directory (checkpoint contents, replay chunks); 1 was the format before resume existed."""
@@ -158,7 +161,7 @@ class RunCheckpoint(Callback):
     error or an interrupt (the state may be mid-update): the previous checkpoint stays.
 
     Args:
-        stream: the run's ``ReplayStream`` (has ``state_dict``/``load_state_dict``, ``counters``).
+        stream: the run's replay stream.
         path: checkpoint file.
         every: env frames between checkpoints.
 
@@ -166,7 +169,7 @@ class RunCheckpoint(Callback):
         last: ``"<path> (update u, env_frames f)"`` of the newest checkpoint on disk, or ``None``.
     """
 
-    def __init__(self, stream: Any, path: Path, every: int) -> None:
+    def __init__(self, stream: ReplayStream, path: Path, every: int) -> None:
         self.stream, self.path, self.every = stream, Path(path), every
         self.next_checkpoint = every
         self.metrics_rows = 0
@@ -208,7 +211,7 @@ class RunCheckpoint(Callback):
             logger.save()
             if isinstance(logger, CSVLogger):
                 self.metrics_rows = metric_rows(Path(logger.log_dir) / "metrics.csv")
-            elif logger.__class__.__name__ == "WandbLogger":
+            elif isinstance(logger, WandbLogger):
                 self.wandb_id = logger.version
         self.stream.flush()
         trainer.save_checkpoint(self.path, weights_only=False)
