@@ -7,7 +7,9 @@ that, before yielding each replayed batch, steps the environment until the train
 
 so one update is due every ``B·T / train_ratio`` collected agent steps. The stream ends when the
 budget of ``env_frames`` is spent, which ends Lightning's single epoch. Everything runs in one process
-(``num_workers=0``), so the same seed gives the same run.
+(``num_workers=0``), so the same seed gives the same run; the replay's rows go to disk as they come
+(``wmbench.replay_disk``) and checkpoints hold the stream's whole state
+(``wmbench.runtime.checkpoint``), so a killed run resumes to the same end.
 """
 
 from __future__ import annotations
