@@ -14,6 +14,7 @@ import pandas as pd
 import pytest
 import torch
 import yaml
+from lightning.pytorch.loggers import CSVLogger
 
 import wmbench
 from conftest import tiny_run_dict
@@ -23,7 +24,7 @@ from wmbench.config import from_dict
 from wmbench.objectives.base import ObjectiveOutput
 from wmbench.objectives.reward import RewardObjective
 from wmbench.replay_disk import ReplayDisk
-from wmbench.runtime.checkpoint import CHECKPOINT, AtomicCheckpointIO
+from wmbench.runtime.checkpoint import CHECKPOINT, AtomicCheckpointIO, continue_csv
 from wmbench.runtime.config import RunConfig
 from wmbench.runtime.sync import train
 from wmbench.suite.runner import run_suite
@@ -206,3 +207,17 @@ def test_suite_runner_resumes_an_interrupted_run_from_its_checkpoint(tmp_path, m
     status = json.loads((run_dir / "status.json").read_text())
     assert (status["status"], status["updates"], status["env_frames"]) == ("done", 20, 28)
     assert result["seeds"].tolist() == [1]
+
+
+@pytest.mark.parametrize("left_by", ["a killed run", "a resume killed while the CSV writer started"])
+def test_metrics_continue_after_the_rows_of_the_checkpoint(tmp_path, left_by):
+    rows = "a,step\n1.0,1\n2.0,2\n9.0,3\n"  # the checkpoint counted 2 rows; row 3 came after it
+    name = "metrics.csv" if left_by == "a killed run" else "metrics.csv.kept"
+    (tmp_path / name).write_text(rows if name == "metrics.csv" else "a,step\n1.0,1\n2.0,2\n")
+    logger = CSVLogger(save_dir=str(tmp_path), name="", version="")
+    continue_csv(logger, rows=2)
+    logger.log_metrics({"a": 3.0}, step=3)
+    logger.log_metrics({"a": 4.0, "b": 5.0}, step=4)  # a new column rewrites the header, rows kept
+    logger.save()
+    assert (tmp_path / "metrics.csv").read_text().splitlines() == ["a,b,step", "1.0,,1", "2.0,,2", "3.0,,3", "4.0,5.0,4"]
+    assert not (tmp_path / "metrics.csv.kept").exists()
