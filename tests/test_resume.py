@@ -21,6 +21,7 @@ from conftest import tiny_run_dict
 from wmbench.agents.module import DreamerModule, NonFiniteLossError
 from wmbench.cli import main
 from wmbench.config import from_dict
+from wmbench.envs.toy import EPISODE_STEPS
 from wmbench.objectives.base import ObjectiveOutput
 from wmbench.objectives.reward import RewardObjective
 from wmbench.replay_disk import ReplayDisk
@@ -28,8 +29,6 @@ from wmbench.runtime.checkpoint import CHECKPOINT, AtomicCheckpointIO, continue_
 from wmbench.runtime.config import RunConfig
 from wmbench.runtime.sync import train
 from wmbench.suite.runner import run_suite
-
-EPISODE_STEPS = 50  # toy:reach truncates episodes after 50 agent steps
 
 
 def tiny_config(seed: int = 0, **train_options) -> RunConfig:
