@@ -336,3 +336,28 @@ def test_ensure_mujoco_gl_rejects_a_user_choice_that_cannot_work(monkeypatch, va
     monkeypatch.delenv("DISPLAY", raising=False)
     with pytest.raises(gl.RendererUnavailableError, match=message):
         gl.ensure_mujoco_gl.__wrapped__()
+
+
+# ---------------------------------------------------------------- replaying an episode (resume)
+
+
+@pytest.mark.parametrize("task", ["toy:reach", "dmc:cartpole-swingup"])
+def test_rng_state_and_the_actions_recreate_an_episode_in_a_fresh_env(task):
+    """What a resumed run relies on: the generator state before reset plus the actions give the same frames."""
+    kwargs = dict(image_size=64, action_repeat=2, render_quality="fast")
+    env = make_env(task, seed=5, **kwargs)
+    env.reset()  # a second episode: its initial state comes from the continued generator
+    state = env.unwrapped.rng_state()
+    first, _ = env.reset()
+    actions = [np.full(env.action_space.shape, v, np.float32) for v in (0.5, -1.0, 0.25)]
+    for action in actions:
+        last, *_ = env.step(action)
+    fresh = make_env(task, seed=6, **kwargs)
+    assert not np.array_equal(fresh.reset()[0], first)  # another seed starts elsewhere
+    fresh.unwrapped.set_rng_state(state)
+    np.testing.assert_array_equal(fresh.reset()[0], first)
+    for action in actions:
+        replayed, *_ = fresh.step(action)
+    np.testing.assert_array_equal(replayed, last)
+    env.close()
+    fresh.close()

@@ -62,8 +62,8 @@ def test_actor_and_critic_updates_leave_world_model_untouched(objective):
     step_params: list[set[int]] = []
     original_step = module._step
 
-    def recording_step(opt, loss, clip):
-        original_step(opt, loss, clip)
+    def recording_step(opt, *args, **kwargs):
+        norm = original_step(opt, *args, **kwargs)
         step_params.append({id(p) for group in opt.param_groups for p in group["params"]})
         if len(step_params) % 3 == 1:  # the first optimizer step of an update is the world model's
             after_wm_step.append(
@@ -74,6 +74,7 @@ def test_actor_and_critic_updates_leave_world_model_untouched(objective):
                     "slow": snapshot_all(module.actor_critic.slow_critic),
                 }
             )
+        return norm
 
     module._step = recording_step
     recorder = Recorder()

@@ -1,7 +1,8 @@
 """Command line: ``wmbench train``, ``wmbench objectives``, ``wmbench suite run``.
 
-Invalid input (unknown objective or task, malformed suite, bad override, missing renderer) prints one
-``wmbench: error: ...`` message and exits with status 2 before any training starts.
+Invalid input (unknown objective or task, malformed suite, bad override, missing renderer, a run
+directory that cannot be resumed) prints one ``wmbench: error: ...`` message and exits with status 2
+before any training starts. A run stopped by the NaN guard prints its message and exits with status 1.
 """
 
 from __future__ import annotations
@@ -25,22 +26,30 @@ def _cmd_objectives(args: argparse.Namespace) -> int:
 
 def _cmd_train(args: argparse.Namespace) -> int:
     from wmbench.config import from_dict, load_yaml, with_overrides
-    from wmbench.report.store import read_status
     from wmbench.runtime.config import RunConfig
     from wmbench.runtime.sync import train
     from wmbench.suite.spec import run_id
 
-    data = load_yaml(args.config) if args.config else {}
-    cfg = from_dict(RunConfig, data, where=str(args.config or "config"))
-    overrides = list(args.set)
-    overrides += [f"objective={args.objective}"] if args.objective else []
-    overrides += [f"env.task={args.task}"] if args.task else []
-    overrides += [f"seed={args.seed}"] if args.seed is not None else []
-    cfg = with_overrides(cfg, overrides)
-    run_dir = Path(args.out) / run_id(cfg.objective, cfg.env.task, cfg.seed)
-    if read_status(run_dir).get("status") == "done":
-        raise ConfigError(f"{run_dir} holds a finished run; choose another --out or delete it")
-    summary = train(cfg, run_dir)
+    if args.resume:
+        given = [name for name in ("config", "set", "objective", "task", "seed", "out") if getattr(args, name) not in (None, [])]
+        if given:
+            raise ConfigError(
+                f"--resume continues RUN_DIR with its own config.yaml; drop {', '.join('--' + name for name in given)}"
+            )
+        run_dir = Path(args.resume)
+        if not (run_dir / "config.yaml").is_file():
+            raise ConfigError(f"{run_dir} is not a run directory (no config.yaml); give the directory of one run, e.g. runs/train/<run_id>")
+        cfg = from_dict(RunConfig, load_yaml(run_dir / "config.yaml"), where=str(run_dir / "config.yaml"))
+    else:
+        data = load_yaml(args.config) if args.config else {}
+        cfg = from_dict(RunConfig, data, where=str(args.config or "config"))
+        overrides = list(args.set)
+        overrides += [f"objective={args.objective}"] if args.objective else []
+        overrides += [f"env.task={args.task}"] if args.task else []
+        overrides += [f"seed={args.seed}"] if args.seed is not None else []
+        cfg = with_overrides(cfg, overrides)
+        run_dir = Path(args.out or "runs/train") / run_id(cfg.objective, cfg.env.task, cfg.seed)
+    summary = train(cfg, run_dir, resume=bool(args.resume))
     print(f"done: {run_dir}  eval return {summary['eval_return']:.1f} after {summary['env_frames']} env frames "
           f"({summary['updates']} updates, {summary['wall_time'] / 60:.1f} min)")
     return 0
@@ -86,7 +95,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--config", help="YAML file of RunConfig values")
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                    help="dotted override, e.g. agent.world_model.rssm.deter=200 (repeatable)")
-    p.add_argument("--out", default="runs/train", help="parent directory of the run directory (default: runs/train)")
+    p.add_argument("--out", help="parent directory of the run directory (default: runs/train)")
+    p.add_argument("--resume", metavar="RUN_DIR",
+                   help="continue the run in RUN_DIR from its last checkpoint, with its config.yaml (no other options)")
     p.set_defaults(func=_cmd_train)
 
     suite = sub.add_parser("suite", help="run suites of objectives × tasks × seeds").add_subparsers(dest="suite_command", required=True)
@@ -105,6 +116,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    from wmbench.agents.module import NonFiniteLossError
     from wmbench.envs import RendererUnavailableError, UnknownTaskError
     from wmbench.objectives import UnknownObjectiveError
 
@@ -117,6 +129,9 @@ def main(argv: list[str] | None = None) -> int:
     except (ConfigError, UnknownObjectiveError, UnknownTaskError, RendererUnavailableError) as err:
         print(f"wmbench: error: {err}", file=sys.stderr)
         return 2
+    except NonFiniteLossError as err:
+        print(f"wmbench: error: {err}", file=sys.stderr)
+        return 1
     except KeyboardInterrupt:
         print("wmbench: interrupted", file=sys.stderr)
         return 130

@@ -2,7 +2,13 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+from typing import Any
+
 import numpy as np
+
+FIELDS = ("image", "prev_action", "reward", "is_first", "is_terminal", "is_last")
+"""Names of the per-row arrays, as returned by ``Replay.sample`` and ``Replay.rows``."""
 
 
 class Replay:
@@ -28,7 +34,9 @@ class Replay:
     carry a zero ``prev_action`` and zero reward. Hence every episode boundary inside a
     window of consecutively stored rows falls on a row with ``is_first=True``.
 
-    Frames are kept as uint8 only; when full, the oldest row is overwritten.
+    Frames are kept as uint8 only; when full, the oldest row is overwritten. Rows are also
+    numbered over the whole stream (``added`` counts every row ever added, evicted ones
+    included), which is how ``wmbench.replay_disk`` writes them out and reads them back.
 
     Attributes:
         capacity: Maximum number of stored rows.
@@ -67,13 +75,27 @@ class Replay:
         self._is_terminal = np.zeros(self.capacity, dtype=bool)
         self._is_last = np.zeros(self.capacity, dtype=bool)
         self._rng = np.random.Generator(np.random.PCG64(seed))
-        self._next = 0  # physical index of the next write
+        self._next = 0  # physical index of the next write; always added % capacity
         self._size = 0
+        self._added = 0
         self._expect_first = True  # next added row must start an episode
 
     def __len__(self) -> int:
         """Returns the number of stored rows (at most ``capacity``)."""
         return self._size
+
+    @property
+    def added(self) -> int:
+        """Number of rows ever added (stream index of the next row), evicted rows included."""
+        return self._added
+
+    def rng_state(self) -> dict[str, Any]:
+        """State of the generator ``sample`` draws from (a dict of ints)."""
+        return self._rng.bit_generator.state
+
+    def set_rng_state(self, state: dict[str, Any]) -> None:
+        """Restores a state from ``rng_state``: the next ``sample`` draws as it did then."""
+        self._rng.bit_generator.state = state
 
     @property
     def nbytes(self) -> int:
@@ -145,7 +167,62 @@ class Replay:
         self._is_last[i] = is_last
         self._next = (i + 1) % self.capacity
         self._size = min(self._size + 1, self.capacity)
+        self._added += 1
         self._expect_first = bool(is_last)
+
+    def rows(self, start: int, stop: int) -> dict[str, np.ndarray]:
+        """Copies of the stored rows with stream indices ``start <= i < stop`` (see ``added``).
+
+        Returns:
+            Dict keyed by ``FIELDS``: ``image`` uint8 ``[N, C, H, W]``, ``prev_action``
+            float32 ``[N, A]``, ``reward`` float32 ``[N]``, flags bool ``[N]``, with
+            ``N = stop - start``; values as stored (``is_first`` is not forced).
+
+        Raises:
+            ValueError: If a row in the range was evicted or not added yet.
+        """
+        oldest = self._added - self._size
+        if not oldest <= start <= stop <= self._added:
+            raise ValueError(f"rows {start}..{stop} are not all stored (stored: {oldest}..{self._added})")
+        idx = np.arange(start, stop) % self.capacity
+        return {name: getattr(self, f"_{name}")[idx] for name in FIELDS}
+
+    def extend(self, rows: Mapping[str, np.ndarray], start: int) -> None:
+        """Appends rows in bulk, as read back from disk; the inverse of ``rows``.
+
+        Args:
+            rows: Arrays keyed by ``FIELDS`` with the dtypes and shapes ``rows`` returns.
+            start: Stream index of the first row. Must equal ``added``, except into an empty
+                buffer, which may start anywhere (e.g. mid-episode, after older rows were evicted).
+
+        Raises:
+            ValueError: If a field is missing or has the wrong dtype or shape, ``start`` leaves a
+                gap, or the flags break the episode invariant between consecutive rows.
+        """
+        n = len(rows["image"])
+        expected = {
+            "image": (np.uint8, (n, *self.image_shape)),
+            "prev_action": (np.float32, (n, self.action_dim)),
+            **{name: (np.float32 if name == "reward" else np.bool_, (n,)) for name in FIELDS[2:]},
+        }
+        for name, (dtype, shape) in expected.items():
+            array = rows[name]
+            if array.dtype != dtype or array.shape != shape:
+                raise ValueError(f"{name} must be {np.dtype(dtype)} of shape {shape}, got {array.dtype} {array.shape}")
+        if self._size and start != self._added:
+            raise ValueError(f"rows must continue at stream index {self._added}, got {start}")
+        first, last = rows["is_first"], rows["is_last"]
+        follows_last = np.concatenate([[self._expect_first], last[:-1]])
+        if np.any((first != follows_last)[0 if self._size else 1:]):
+            raise ValueError("is_first must be True exactly on the rows that follow a row with is_last=True")
+        keep = slice(max(0, n - self.capacity), n)
+        idx = np.arange(start + keep.start, start + n) % self.capacity
+        for name in FIELDS:
+            getattr(self, f"_{name}")[idx] = rows[name][keep]
+        self._added = start + n
+        self._next = self._added % self.capacity
+        self._size = min(self._size + n, self.capacity)
+        self._expect_first = bool(last[-1]) if n else self._expect_first
 
     def sample(self, batch_size: int, seq_len: int) -> dict[str, np.ndarray]:
         """Samples windows of consecutive stored rows, uniformly over start positions.

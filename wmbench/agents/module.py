@@ -9,10 +9,15 @@ One update on a replayed batch ``[B, T]`` (Dream to Control, Algorithm 1):
 
 Lightning counts ``global_step`` once per optimizer step (three per update); wmbench's own
 ``updates`` counter counts updates.
+
+Every update is checked for non-finite values (``NonFiniteLossError``): the world model's loss and
+gradient norm before its Adam step (so imagination never runs on a broken world model), the actor's
+and critic's after theirs — two host syncs per update.
 """
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -39,6 +44,22 @@ class AgentConfig:
     world_model: WorldModelConfig = field(default_factory=WorldModelConfig)
     actor_critic: ActorCriticConfig = field(default_factory=ActorCriticConfig)
     log_every: int = 10
+
+
+class NonFiniteLossError(RuntimeError):
+    """A loss or gradient norm of an update is NaN or infinite; the run must stop.
+
+    Attributes:
+        updates: the update at which it happened (1-based: the first update is update 1).
+        names: the non-finite values, e.g. ``["loss/objective/image", "loss/world_model",
+            "grad_norm/world_model"]``.
+        last_checkpoint: where training can be resumed from, or ``None`` if unknown or none was written.
+    """
+
+    def __init__(self, updates: int, names: list[str], last_checkpoint: str | None = None) -> None:
+        self.updates, self.names, self.last_checkpoint = updates, names, last_checkpoint
+        where = f"last good checkpoint: {last_checkpoint}" if last_checkpoint else "no checkpoint was written before it"
+        super().__init__(f"non-finite {', '.join(names)} at update {updates}; training stopped, {where}")
 
 
 class DreamerModule(L.LightningModule):
@@ -80,11 +101,36 @@ class DreamerModule(L.LightningModule):
             torch.optim.Adam(self.actor_critic.critic.parameters(), lr=ac.critic_lr, eps=wm.eps),
         ]
 
-    def _step(self, opt, loss: Tensor, clip: float) -> None:
+    def _step(self, opt, loss: Tensor, clip: float, check: tuple[str, dict[str, Tensor]] | None = None) -> Tensor:
+        """Backward, gradient clipping and the optimizer step; returns the gradient norm before clipping.
+
+        With ``check = (name, terms)`` the loss (``loss/<name>``), the gradient norm
+        (``grad_norm/<name>``) and the ``loss/*`` terms are checked before the step (``_check_finite``).
+        torch's clipping is called directly because Lightning's ``clip_gradients`` discards the norm;
+        it is the same operation for the ``32-true`` and ``bf16-mixed`` precisions, which do not scale
+        gradients.
+        """
         opt.zero_grad(set_to_none=True)
         self.manual_backward(loss)
-        self.clip_gradients(opt, gradient_clip_val=clip, gradient_clip_algorithm="norm")
+        params = [p for group in opt.param_groups for p in group["params"] if p.grad is not None]
+        norm = torch.nn.utils.clip_grad_norm_(params, clip)
+        if check is not None:
+            name, terms = check
+            self._check_finite({f"loss/{name}": loss, f"grad_norm/{name}": norm}, terms)
         opt.step()
+        return norm
+
+    def _check_finite(self, values: dict[str, Tensor], terms: dict[str, Tensor] | None = None) -> None:
+        """Raises ``NonFiniteLossError`` unless every scalar in ``values`` is finite (one host sync).
+
+        The error names the non-finite ``values`` and, first, the non-finite ``loss/*`` entries of
+        ``terms`` (the world model's metrics, which hold the terms of its loss).
+        """
+        if bool(torch.isfinite(torch.stack([v.detach().float() for v in values.values()])).all()):
+            return
+        named = {k: v for k, v in (terms or {}).items() if k.startswith("loss/")}
+        bad = [k for k, v in {**named, **values}.items() if not math.isfinite(float(v.detach()))]
+        raise NonFiniteLossError(self.updates + 1, bad)
 
     def training_step(self, batch: dict[str, Any], batch_idx: int) -> None:
         wm_opt, actor_opt, critic_opt = self.optimizers()
@@ -92,17 +138,20 @@ class DreamerModule(L.LightningModule):
 
         with self.toggled_optimizer(wm_opt):
             wm_loss, post, metrics = self.world_model.loss(batch)
-            self._step(wm_opt, wm_loss, wm_cfg.grad_clip)
+            self._step(wm_opt, wm_loss, wm_cfg.grad_clip, check=("world_model", metrics))
 
         start = post.detach().map(lambda x: x.flatten(0, 1))
         with self.toggled_optimizer(actor_opt):
             feat, ret, weight, entropy = self._imagine(start)
             actor_loss, ac_metrics = self.actor_critic.actor_loss(ret, weight, entropy)
-            self._step(actor_opt, actor_loss, ac_cfg.grad_clip)
+            actor_norm = self._step(actor_opt, actor_loss, ac_cfg.grad_clip)
 
         with self.toggled_optimizer(critic_opt):
             critic_loss, critic_metrics = self.actor_critic.critic_loss(feat[:-1], ret, weight)
-            self._step(critic_opt, critic_loss, ac_cfg.grad_clip)
+            critic_norm = self._step(critic_opt, critic_loss, ac_cfg.grad_clip)
+        self._check_finite(
+            {"loss/actor": actor_loss, "grad_norm/actor": actor_norm, "loss/critic": critic_loss, "grad_norm/critic": critic_norm}
+        )
         self.actor_critic.update_slow_critic()
 
         self.updates += 1

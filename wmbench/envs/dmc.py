@@ -111,6 +111,23 @@ class DMCEnv(gymnasium.Env):
         self._env.reset()
         return self._observation(), self._info()
 
+    def rng_state(self) -> dict[str, Any]:
+        """Returns the state of the task's ``RandomState`` (initial states, and any noise the task draws).
+
+        With :meth:`set_rng_state` and the episode's actions this recreates an episode exactly on the
+        same machine and MuJoCo build (MuJoCo's physics is deterministic there, not across builds).
+
+        Returns:
+            ``{"keys": list of 624 ints, "pos", "has_gauss": int, "cached_gaussian": float}``.
+        """
+        _, keys, pos, has_gauss, cached_gaussian = self._env.task.random.get_state()
+        return {"keys": keys.tolist(), "pos": int(pos), "has_gauss": int(has_gauss), "cached_gaussian": float(cached_gaussian)}
+
+    def set_rng_state(self, state: dict[str, Any]) -> None:
+        """Restores a state returned by :meth:`rng_state`; the next ``reset`` draws as it did then."""
+        keys = np.asarray(state["keys"], dtype=np.uint32)
+        self._env.task.random.set_state(("MT19937", keys, state["pos"], state["has_gauss"], state["cached_gaussian"]))
+
     def step(self, action: np.ndarray) -> tuple[np.ndarray, float, bool, bool, dict[str, Any]]:
         """Advances ``action_repeat`` control steps with one action.
 

@@ -78,6 +78,18 @@ class ToyReachEnv(gymnasium.Env):
         self._steps = 0
         return self._observation(), self._info()
 
+    def rng_state(self) -> dict[str, Any]:
+        """Returns the state of the generator that ``reset`` draws targets from (a dict of ints).
+
+        With :meth:`set_rng_state` and the episode's actions this recreates an episode exactly:
+        the env has no other randomness.
+        """
+        return self.np_random.bit_generator.state
+
+    def set_rng_state(self, state: dict[str, Any]) -> None:
+        """Restores a state returned by :meth:`rng_state`; the next ``reset`` draws as it did then."""
+        self.np_random.bit_generator.state = state
+
     def step(self, action: np.ndarray) -> tuple[np.ndarray, float, bool, bool, dict[str, Any]]:
         """Moves the agent by ``0.15 * clip(action, -1, 1)``.
 

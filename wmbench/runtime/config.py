@@ -61,6 +61,9 @@ class TrainConfig:
             (bfloat16 autocast; on CPUs without AMX it is no faster, see ``benchmarks/``).
         logger: ``csv`` (Lightning CSVLogger) or ``wandb`` (offline, no login).
         progress: show a progress bar over env frames.
+        checkpoint_every: env frames between checkpoints (``checkpoints/last.ckpt``, also written at
+            the end); a killed run resumes from the last one.
+        replay_chunk: agent steps per replay chunk file (``replay/``); at most ``replay_capacity``.
     """
 
     env_frames: int = 100_000
@@ -75,13 +78,20 @@ class TrainConfig:
     precision: Literal["32-true", "bf16-mixed"] = "32-true"
     logger: Literal["csv", "wandb"] = "csv"
     progress: bool = True
+    checkpoint_every: int = 10_000
+    replay_chunk: int = 1_000
 
     def __post_init__(self) -> None:
-        for name in ("env_frames", "batch_size", "seq_len", "replay_capacity", "eval_every", "eval_episodes"):
+        for name in ("env_frames", "batch_size", "seq_len", "replay_capacity", "eval_every", "eval_episodes", "checkpoint_every", "replay_chunk"):
             if getattr(self, name) < 1:
                 raise ValueError(f"train.{name} must be >= 1, got {getattr(self, name)}")
         if self.train_ratio <= 0 or self.learning_starts < 0 or self.threads < 0:
             raise ValueError("train.train_ratio must be > 0, train.learning_starts and train.threads >= 0")
+        if self.replay_chunk > self.replay_capacity:
+            raise ValueError(
+                f"train.replay_chunk={self.replay_chunk} exceeds train.replay_capacity={self.replay_capacity} (rows would be "
+                f"evicted before they are written): set train.replay_chunk <= {self.replay_capacity}"
+            )
 
 
 @dataclass(frozen=True)

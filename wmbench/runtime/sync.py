@@ -7,7 +7,9 @@ that, before yielding each replayed batch, steps the environment until the train
 
 so one update is due every ``B·T / train_ratio`` collected agent steps. The stream ends when the
 budget of ``env_frames`` is spent, which ends Lightning's single epoch. Everything runs in one process
-(``num_workers=0``), so the same seed gives the same run.
+(``num_workers=0``), so the same seed gives the same run; the replay's rows go to disk as they come
+(``wmbench.replay_disk``) and checkpoints hold the stream's whole state
+(``wmbench.runtime.checkpoint``), so a killed run resumes to the same end.
 """
 
 from __future__ import annotations
@@ -15,12 +17,13 @@ from __future__ import annotations
 import json
 import logging
 import math
+import shutil
 import sys
 import time
 import traceback
 import warnings
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
@@ -29,16 +32,25 @@ import lightning as L
 import numpy as np
 import torch
 import yaml
-from lightning.pytorch.callbacks import ModelCheckpoint
 from lightning.pytorch.loggers import CSVLogger, Logger
 from torch.utils.data import DataLoader, IterableDataset
 from tqdm.auto import tqdm
 
-from wmbench.agents.module import DreamerModule
+from wmbench.agents.module import DreamerModule, NonFiniteLossError
 from wmbench.config import from_dict, to_dict
 from wmbench.envs import check_task, make_env
 from wmbench.objectives import registry
 from wmbench.replay import Replay
+from wmbench.replay_disk import ReplayDisk
+from wmbench.runtime.checkpoint import (
+    CHECKPOINT,
+    AtomicCheckpointIO,
+    RunCheckpoint,
+    check_run_dir,
+    continue_csv,
+    global_rng_state,
+    set_global_rng_state,
+)
 from wmbench.runtime.config import RunConfig
 from wmbench.types import RSSMState
 
@@ -127,10 +139,15 @@ class ReplayStream(IterableDataset):
 
     Yields dicts of torch tensors ``image`` uint8 ``[B, T, 3, 64, 64]``, ``prev_action`` ``[B, T, A]``,
     ``reward`` ``[B, T]``, ``is_first``/``is_terminal``/``is_last`` bool ``[B, T]``, plus ``env_frames``
-    (int) and ``wall_time`` (seconds since the run started) for logging.
+    (int) and ``wall_time`` (seconds of training, summed over resumed sessions) for logging.
+
+    Every replay row also goes to ``replay_disk`` (chunk files, see ``wmbench.replay_disk``).
+    ``state_dict``/``load_state_dict`` make the stream resumable exactly; see ``state_dict``.
     """
 
-    def __init__(self, cfg: RunConfig, env: gym.Env, eval_env: gym.Env, module: DreamerModule, log: Callable[[dict], None]) -> None:
+    def __init__(
+        self, cfg: RunConfig, env: gym.Env, eval_env: gym.Env, module: DreamerModule, log: Callable[[dict], None], replay_dir: Path
+    ) -> None:
         self.cfg = cfg
         self.env = env
         self.eval_env = eval_env
@@ -138,6 +155,7 @@ class ReplayStream(IterableDataset):
         self.eval_policy = AgentPolicy(module, env.action_space.shape[0])
         self.log = log
         self.replay = Replay(cfg.train.replay_capacity, env.observation_space.shape, env.action_space.shape[0], seed=cfg.seed)
+        self.replay_disk = ReplayDisk(replay_dir, cfg.train.replay_chunk)
         self.counters = Counters()
         self.started = time.time()
         self.episode_return = 0.0
@@ -145,6 +163,12 @@ class ReplayStream(IterableDataset):
         self.is_first = True
         self.next_eval = 0
         self.last_eval: float | None = None
+        self.credit = 0.0  # train-ratio credit: updates due, carried between batches and across resumes
+        self.finished = False
+        self.episode_rng: dict[str, Any] | None = None  # env generator state before the episode's reset
+        self.episode_actions: list[np.ndarray] = []
+        self.sample_rng: dict[str, Any] | None = None  # replay sampler state before the last batch
+        self.resume_state: dict[str, Any] | None = None
         self.bar = tqdm(
             total=cfg.train.env_frames,
             unit="frame",
@@ -154,10 +178,15 @@ class ReplayStream(IterableDataset):
             mininterval=0.5 if sys.stderr.isatty() else 30.0,
         )
 
+    def _add(self, *row: Any) -> None:
+        self.replay.add(*row)
+        self.replay_disk.maybe_flush(self.replay)
+
     def _reset(self) -> None:
         # make_env seeded the env with the run's seed; later episodes continue its random stream.
+        self.episode_rng, self.episode_actions = self.env.unwrapped.rng_state(), []
         self.obs, _ = self.env.reset()
-        self.replay.add(self.obs, np.zeros(self.env.action_space.shape, np.float32), 0.0, True, False, False)
+        self._add(self.obs, np.zeros(self.env.action_space.shape, np.float32), 0.0, True, False, False)
         self.is_first = True
         self.episode_return = 0.0
 
@@ -169,12 +198,13 @@ class ReplayStream(IterableDataset):
         else:
             action = self.policy(self.obs, self.is_first, explore=True)
         obs, reward, terminated, truncated, _ = self.env.step(action)
+        self.episode_actions.append(np.asarray(action, np.float32))
         self.counters.env_frames += self.cfg.env.action_repeat
         self.counters.agent_steps += 1
         self.bar.update(self.cfg.env.action_repeat)
         self.episode_return += float(reward)
         last = terminated or truncated
-        self.replay.add(obs, np.asarray(action, np.float32), float(reward), False, terminated, last)
+        self._add(obs, np.asarray(action, np.float32), float(reward), False, terminated, last)
         self.obs, self.is_first = obs, False
         if last:
             self.counters.episodes += 1
@@ -198,38 +228,140 @@ class ReplayStream(IterableDataset):
         self._log({"eval/return": self.last_eval})
         self.next_eval = self.counters.env_frames + t.eval_every
 
-    def __iter__(self) -> Iterator[dict[str, Any]]:
+    def _sample(self) -> dict[str, Any]:
+        t = self.cfg.train
+        self.sample_rng = self.replay.rng_state()
+        batch = {k: torch.as_tensor(v) for k, v in self.replay.sample(t.batch_size, t.seq_len).items()}
+        batch["env_frames"] = self.counters.env_frames
+        batch["wall_time"] = time.time() - self.started
+        return batch
+
+    def _next_batch(self) -> dict[str, Any] | None:
+        """Collects until an update is due and samples its batch; ``None`` once the budget is spent."""
         t = self.cfg.train
         per_step = t.train_ratio / (t.batch_size * t.seq_len)
-        self.env.action_space.seed(self.cfg.seed)
-        self._maybe_evaluate()
-        while self.counters.env_frames < min(t.learning_starts, t.env_frames):
-            self._collect_step(random=True)
-        credit = 0.0
-        while True:
-            while credit < 1.0:
-                if self.counters.env_frames >= t.env_frames:
-                    if self.next_eval - t.eval_every < self.counters.env_frames:
-                        self._maybe_evaluate(force=True)
-                    self.bar.close()
-                    return
-                self._collect_step(random=False)
-                credit += per_step
-                self._maybe_evaluate()
-            credit -= 1.0
-            batch = {k: torch.as_tensor(v) for k, v in self.replay.sample(t.batch_size, t.seq_len).items()}
-            batch["env_frames"] = self.counters.env_frames
-            batch["wall_time"] = time.time() - self.started
+        while self.credit < 1.0:
+            if self.counters.env_frames >= t.env_frames:
+                if self.next_eval - t.eval_every < self.counters.env_frames:
+                    self._maybe_evaluate(force=True)
+                self.bar.close()
+                self.finished = True
+                return None
+            self._collect_step(random=False)
+            self.credit += per_step
+            self._maybe_evaluate()
+        self.credit -= 1.0
+        return self._sample()
+
+    def __iter__(self) -> Iterator[dict[str, Any]]:
+        if self.resume_state is not None:
+            if self._restore(self.resume_state):
+                yield self._sample()  # the batch Lightning had fetched ahead when the checkpoint was taken
+            self.resume_state = None
+        elif not self.finished:
+            t = self.cfg.train
+            self.env.action_space.seed(self.cfg.seed)
+            self._maybe_evaluate()
+            while self.counters.env_frames < min(t.learning_starts, t.env_frames):
+                self._collect_step(random=True)
+        while not self.finished and (batch := self._next_batch()) is not None:
             yield batch
 
+    def flush(self) -> None:
+        """Writes the pending replay rows to disk (before a checkpoint)."""
+        self.replay_disk.flush(self.replay)
 
-def _make_loggers(cfg: RunConfig, run_dir: Path) -> list[Logger]:
-    """CSV always (the result store reads ``metrics.csv``); wandb in offline mode when asked."""
-    loggers: list[Logger] = [CSVLogger(save_dir=str(run_dir), name="", version="")]
+    def state_dict(self) -> dict[str, Any]:
+        """Everything needed to continue the stream exactly (taken between two yields).
+
+        Holds the counters, train-ratio credit, evaluation schedule, replay row count and sampler
+        state (as it was before the batch just yielded, which ``load_state_dict`` makes the first batch
+        again), the acting policy's recurrent state, the global RNG states and the env: its generator
+        state before the current episode's reset and the episode's actions. The env is not pickled:
+        on resume a fresh env replays the episode, which is exact for ``toy:reach`` and for dm_control on
+        the same machine and MuJoCo build (checked: the replayed last frame must equal the stored one).
+        """
+        return {
+            "counters": asdict(self.counters),
+            "credit": self.credit,
+            "finished": self.finished,
+            "next_eval": self.next_eval,
+            "last_eval": self.last_eval,
+            "episode_return": self.episode_return,
+            "is_first": self.is_first,
+            "in_episode": self.obs is not None,
+            "episode_rng": self.episode_rng if self.obs is not None else self.env.unwrapped.rng_state(),
+            "episode_actions": np.stack(self.episode_actions) if self.episode_actions else None,
+            "action_space_rng": self.env.action_space.np_random.bit_generator.state,
+            "replay_rows": self.replay.added,
+            "sample_rng": self.sample_rng,
+            "policy": {"state": None if self.policy.state is None else asdict(self.policy.state), "prev_action": self.policy.prev_action},
+            "rng": global_rng_state(),
+            "wall_time": time.time() - self.started,
+        }
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        """Keeps ``state`` to be restored when iteration starts (the env and replay are rebuilt then)."""
+        self.resume_state = state
+
+    def _restore(self, state: dict[str, Any]) -> bool:
+        """Restores a ``state_dict``; returns whether a batch was pending (to be sampled again).
+
+        Raises:
+            RuntimeError: The replay chunks do not cover the checkpoint, or the env did not reproduce
+                the current episode.
+        """
+        self.counters = Counters(**state["counters"])
+        self.credit, self.finished, self.next_eval = state["credit"], state["finished"], state["next_eval"]
+        self.last_eval, self.episode_return, self.is_first = state["last_eval"], state["episode_return"], state["is_first"]
+        self.started = time.time() - state["wall_time"]
+        self.bar.update(self.counters.env_frames)
+        self.replay_disk.restore(self.replay, state["replay_rows"])
+        self.env.action_space.np_random.bit_generator.state = state["action_space_rng"]
+        self.env.unwrapped.set_rng_state(state["episode_rng"])
+        self.obs = None
+        if state["in_episode"]:
+            self._replay_episode(state["episode_actions"])
+        policy = state["policy"]
+        self.policy.state = None if policy["state"] is None else RSSMState(**policy["state"])
+        self.policy.prev_action = policy["prev_action"]
+        set_global_rng_state(state["rng"])
+        if state["finished"] or state["sample_rng"] is None:
+            return False
+        self.replay.set_rng_state(state["sample_rng"])
+        return True
+
+    def _replay_episode(self, actions: np.ndarray | None) -> None:
+        self.episode_rng, self.episode_actions = self.env.unwrapped.rng_state(), []
+        self.obs, _ = self.env.reset()
+        for action in [] if actions is None else actions:
+            self.obs, *_ = self.env.step(action)
+            self.episode_actions.append(action)
+        stored = self.replay.rows(self.replay.added - 1, self.replay.added)["image"][0]
+        if not np.array_equal(self.obs, stored):
+            raise RuntimeError(
+                f"{self.cfg.env.task} did not reproduce its episode on resume (the frame after "
+                f"{len(self.episode_actions)} replayed actions differs from the stored one); the env is not "
+                "deterministic on this machine, so this run cannot be resumed exactly: start it over"
+            )
+
+
+def _make_loggers(cfg: RunConfig, run_dir: Path, resume: dict[str, Any] | None) -> list[Logger]:
+    """CSV always (the result store reads ``metrics.csv``); wandb in offline mode when asked.
+
+    With ``resume`` (the ``RunCheckpoint`` state of a checkpoint) both continue the checkpoint's run:
+    the CSV after its rows, wandb under its run id.
+    """
+    csv_logger = CSVLogger(save_dir=str(run_dir), name="", version="")
+    if resume is not None:
+        continue_csv(csv_logger, resume["metrics_rows"])
+    loggers: list[Logger] = [csv_logger]
     if cfg.train.logger == "wandb":
         from lightning.pytorch.loggers import WandbLogger
 
-        loggers.append(WandbLogger(save_dir=str(run_dir), project="wmbench", name=run_dir.name, offline=True))
+        wandb_id = resume and resume["wandb_id"]
+        loggers.append(WandbLogger(save_dir=str(run_dir), project="wmbench", name=run_dir.name, offline=True,
+                                   id=wandb_id, resume="allow" if wandb_id else None))
     return loggers
 
 
@@ -238,63 +370,89 @@ def write_status(run_dir: Path, status: str, **info: Any) -> None:
     (run_dir / "status.json").write_text(json.dumps({"status": status, **info}, indent=2))
 
 
-def train(cfg: RunConfig, run_dir: str | Path) -> dict[str, Any]:
+def train(cfg: RunConfig, run_dir: str | Path, resume: bool = False) -> dict[str, Any]:
     """Train one agent synchronously and write its results into ``run_dir``.
 
     Writes ``config.yaml`` (resolved), ``metrics.csv`` (Lightning CSV logger: ``train/*`` every
     ``agent.log_every`` updates, ``train/episode_return`` per episode and ``eval/return`` at every
-    evaluation, each row with ``env_frames`` and ``wall_time`` in seconds), ``checkpoints/last.ckpt``
-    and ``status.json`` (``done`` with the summary, or ``failed`` with the error).
+    evaluation, each row with ``env_frames`` and ``wall_time`` in seconds), ``replay/`` (the replay's
+    rows in chunk files, see ``wmbench.replay_disk``), ``checkpoints/last.ckpt`` (every
+    ``train.checkpoint_every`` env frames and at the end; see ``wmbench.runtime.checkpoint``) and
+    ``status.json`` (``running``; ``done`` with the summary; or ``failed`` with the error).
+
+    Resuming continues from the checkpoint with its counters, replay, RNG states and train-ratio
+    credit, and appends to ``metrics.csv`` after the rows it had written: on CPU the run ends with
+    the same parameters and metrics as one never stopped (``wall_time`` aside). A run directory without
+    a checkpoint (killed before the first one) starts over.
 
     Args:
         cfg: the run's configuration.
         run_dir: output directory (created).
+        resume: continue the run in ``run_dir`` from its checkpoint.
 
     Returns:
         The summary: final ``eval_return``, ``env_frames``, ``agent_steps``, ``updates``,
-        ``wall_time`` (s), ``cpu_time`` (s, this process).
+        ``replay_rows`` (rows ever added to the replay, all on disk), ``wall_time`` (s, all sessions),
+        ``cpu_time`` (s, this process).
 
     Raises:
-        UnknownObjectiveError, ConfigError, ValueError: invalid configuration, before any compute.
+        UnknownObjectiveError, ConfigError, ValueError: invalid configuration or run directory (see
+            ``wmbench.runtime.checkpoint.check_run_dir``), before any compute.
         RendererUnavailableError: no headless OpenGL backend for dm_control.
+        NonFiniteLossError: a loss or gradient norm became NaN or infinite; names the update, the
+            values and the last good checkpoint (also in ``status.json``).
     """
     objective_cls, objective_cfg = prepare(cfg)
     run_dir = Path(run_dir)
+    checkpoint = check_run_dir(cfg, run_dir, resume)
     run_dir.mkdir(parents=True, exist_ok=True)
+    if checkpoint is None:  # start over: nothing of an earlier attempt may leak into this one
+        shutil.rmtree(run_dir / "replay", ignore_errors=True)
+        for name in ("metrics.csv", "metrics.csv.kept"):
+            (run_dir / name).unlink(missing_ok=True)
     (run_dir / "config.yaml").write_text(yaml.safe_dump(to_dict(cfg), sort_keys=False))
     write_status(run_dir, "running")
     try:
-        summary = _train(cfg, run_dir, objective_cls, objective_cfg)
+        summary = _train(cfg, run_dir, objective_cls, objective_cfg, checkpoint)
     except BaseException as err:
-        write_status(run_dir, "failed", error=f"{type(err).__name__}: {err}", traceback=traceback.format_exc())
+        info = {"updates": err.updates, "non_finite": err.names, "last_checkpoint": err.last_checkpoint} if isinstance(err, NonFiniteLossError) else {}
+        write_status(run_dir, "failed", error=f"{type(err).__name__}: {err}", **info, traceback=traceback.format_exc())
         raise
     write_status(run_dir, "done", **summary)
     return summary
 
 
-def _train(cfg: RunConfig, run_dir: Path, objective_cls: type, objective_cfg: Any) -> dict[str, Any]:
+def _train(cfg: RunConfig, run_dir: Path, objective_cls: type, objective_cfg: Any, checkpoint: dict[str, Any] | None) -> dict[str, Any]:
     if cfg.train.threads:
         torch.set_num_threads(cfg.train.threads)
     L.seed_everything(cfg.seed, workers=True, verbose=False)
-    started, cpu_started = time.time(), time.process_time()
+    cpu_started = time.process_time()
     env_kwargs = dict(image_size=cfg.env.image_size, action_repeat=cfg.env.action_repeat, render_quality=cfg.env.render_quality)
     env = make_env(cfg.env.task, seed=cfg.seed, **env_kwargs)
     eval_env = make_env(cfg.env.task, seed=cfg.seed + 1_000_000, **env_kwargs)
     module = DreamerModule(cfg.agent, env.observation_space.shape, env.action_space.shape[0], objective_cls, objective_cfg)
-    loggers = _make_loggers(cfg, run_dir)
+    resume = None if checkpoint is None else checkpoint["callbacks"][RunCheckpoint.__qualname__]
+    if resume is not None:
+        logging.getLogger("wmbench").info(
+            "resuming %s at update %d, %d env frames", run_dir, checkpoint["wmbench_updates"], resume["stream"]["counters"]["env_frames"]
+        )
+    loggers = _make_loggers(cfg, run_dir, resume)
 
     def log(metrics: dict[str, float]) -> None:
         for logger in loggers:
             logger.log_metrics(metrics, step=module.updates)
 
-    stream = ReplayStream(cfg, env, eval_env, module, log)
+    stream = ReplayStream(cfg, env, eval_env, module, log, run_dir / "replay")
+    checkpointer = RunCheckpoint(stream, run_dir / CHECKPOINT, cfg.train.checkpoint_every)
     trainer = L.Trainer(
         accelerator="cpu",
         devices=1,
         precision=cfg.train.precision,
         max_epochs=1,
         logger=loggers,
-        callbacks=[ModelCheckpoint(dirpath=run_dir / "checkpoints", save_last=True, save_top_k=0)],
+        callbacks=[checkpointer],
+        plugins=[AtomicCheckpointIO()],
+        enable_checkpointing=False,  # RunCheckpoint writes the checkpoints
         enable_progress_bar=False,
         enable_model_summary=False,
         num_sanity_val_steps=0,
@@ -302,7 +460,11 @@ def _train(cfg: RunConfig, run_dir: Path, objective_cls: type, objective_cfg: An
     )
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", message=".*does not have many workers.*")
-        trainer.fit(module, train_dataloaders=DataLoader(stream, batch_size=None))
+        try:
+            trainer.fit(module, train_dataloaders=DataLoader(stream, batch_size=None),
+                        ckpt_path=None if checkpoint is None else run_dir / CHECKPOINT, weights_only=False)
+        except NonFiniteLossError as err:
+            raise NonFiniteLossError(err.updates, err.names, checkpointer.last) from None
     env.close()
     eval_env.close()
     if stream.last_eval is None or not math.isfinite(stream.last_eval):
@@ -312,7 +474,8 @@ def _train(cfg: RunConfig, run_dir: Path, objective_cls: type, objective_cfg: An
         "env_frames": stream.counters.env_frames,
         "agent_steps": stream.counters.agent_steps,
         "updates": module.updates,
-        "wall_time": time.time() - started,
+        "replay_rows": stream.replay.added,
+        "wall_time": time.time() - stream.started,
         "cpu_time": time.process_time() - cpu_started,
     }
 

@@ -7,8 +7,9 @@ Output layout::
     <out>/<suite>/comparison.md    objective × task: final evaluation return, mean ± std over seeds
     <out>/<suite>/curves.png       evaluation return against env frames
 
-A finished run (``status.json`` says ``done``) is skipped when the suite is run again; a failing run
-is recorded as ``failed`` with its error and the others go on.
+A finished run (``status.json`` says ``done``) is skipped when the suite is run again; an unfinished
+one (killed, interrupted or failed) continues from its checkpoint, or starts over if it has none; a
+failing run is recorded as ``failed`` with its error and the others go on.
 """
 
 from __future__ import annotations
@@ -27,6 +28,7 @@ from wmbench.config import ConfigError, to_dict
 
 from wmbench.report.plots import plot_curves
 from wmbench.report.store import collect, comparison, final_scores, read_status
+from wmbench.runtime.checkpoint import CHECKPOINT, read_checkpoint
 from wmbench.runtime.sync import quiet_libraries, random_baseline, train
 from wmbench.suite.spec import Run, load_suite, run_id
 
@@ -34,7 +36,7 @@ log = logging.getLogger("wmbench")
 
 
 def _run_one(run: Run, run_dir: Path, threads: int = 0) -> str | None:
-    """Train one run; returns ``None`` on success, else the error (already in its status.json).
+    """Train (or resume) one run; returns ``None`` on success, else the error (already in its status.json).
 
     ``threads`` > 0 sets torch's intra-op threads of this (worker) process unless the run's config
     fixes them.
@@ -43,27 +45,32 @@ def _run_one(run: Run, run_dir: Path, threads: int = 0) -> str | None:
     if threads:
         torch.set_num_threads(threads)
     try:
-        train(run.config, run_dir)
+        train(run.config, run_dir, resume=True)
     except Exception as err:
         return f"{type(err).__name__}: {err}"
     return None
 
 
 def _check_not_stale(runs: list[Run], suite_dir: Path, path: str | Path) -> None:
-    """Refuse to reuse finished runs whose saved configuration differs from the suite's.
+    """Refuse to reuse finished or resumable runs whose saved configuration differs from the suite's.
 
     Raises:
-        ConfigError: naming the runs and the fix.
+        ConfigError: naming the runs and the fix; or a resumable run's checkpoint has another
+            run-directory format (see ``wmbench.runtime.checkpoint.read_checkpoint``).
     """
+    kept = [
+        r for r in runs
+        if read_status(suite_dir / r.run_id).get("status") == "done" or (suite_dir / r.run_id / CHECKPOINT).exists()
+    ]
+    for r in kept:
+        if read_status(suite_dir / r.run_id).get("status") != "done":
+            read_checkpoint(suite_dir / r.run_id)
     stale = [
-        r.run_id
-        for r in runs
-        if read_status(suite_dir / r.run_id).get("status") == "done"
-        and yaml.safe_load((suite_dir / r.run_id / "config.yaml").read_text()) != to_dict(r.config)
+        r.run_id for r in kept if yaml.safe_load((suite_dir / r.run_id / "config.yaml").read_text()) != to_dict(r.config)
     ]
     if stale:
         raise ConfigError(
-            f"{len(stale)} finished run(s) in {suite_dir} were made with another configuration than {path} "
+            f"{len(stale)} finished or resumable run(s) in {suite_dir} were made with another configuration than {path} "
             f"gives now ({', '.join(stale[:3])}{', ...' if len(stale) > 3 else ''}); give the suite a new name, "
             "use another --out, or delete those run directories"
         )
@@ -78,14 +85,15 @@ def run_suite(path: str | Path, out: str | Path = "runs", workers: int = 1) -> t
         workers: runs in parallel, each in its own process with ``cpu_count // workers`` torch
             threads (unless the suite sets ``train.threads``); 1 runs them in this process.
 
-    Finished runs are skipped; only this suite's runs (and its baseline) enter the table.
+    Finished runs are skipped and unfinished ones resumed from their checkpoints; only this suite's
+    runs (and its baseline) enter the table.
 
     Returns:
         ``(comparison_table, failed_run_ids)``.
 
     Raises:
-        ConfigError: the suite is invalid, or finished runs in its directory were made with another
-            configuration (raised before any run starts).
+        ConfigError: the suite is invalid, or finished or resumable runs in its directory were made
+            with another configuration or another run-directory format (raised before any run starts).
     """
     spec, runs = load_suite(path)
     suite_dir = Path(out) / spec.name
