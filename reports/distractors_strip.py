@@ -7,7 +7,7 @@ Run from the repository root: ``python reports/distractors_strip.py`` (about 10 
 from pathlib import Path
 
 import numpy as np
-from PIL import Image
+from matplotlib.image import imsave
 
 from wmbench.envs import make_env
 
@@ -30,4 +30,4 @@ def rollout(task: str) -> list[np.ndarray]:
 
 rows = [np.concatenate(rollout(task), 1) for task in ("dmc:walker-walk", "dmc:walker-walk?background=video")]
 strip = np.concatenate(rows, 0).repeat(SCALE, 0).repeat(SCALE, 1)
-Image.fromarray(strip).save(Path(__file__).with_name("distractors-strip.png"))
+imsave(Path(__file__).with_name("distractors-strip.png"), strip)
