@@ -89,6 +89,7 @@ def test_random_shift_is_a_replicate_padded_crop_shared_over_time():
     assert random_shift(image, 0) is image
     out = random_shift(image, 2, generator=torch.Generator().manual_seed(1))
     assert out.dtype == torch.uint8 and out.shape == image.shape
+    assert not torch.equal(out, image)  # some sequence moved
     padded = F.pad(image.flatten(0, 1).float(), (2, 2, 2, 2), mode="replicate").reshape(3, 4, 3, 20, 20)
     for b in range(3):
         crops = [(dy, dx) for dy in range(5) for dx in range(5) if torch.equal(padded[b, :, :, dy : dy + 16, dx : dx + 16], out[b].float())]

@@ -59,7 +59,8 @@ class ModelDims:
         stoch: flattened stoch size (S or S*K).
         feat: F = D + stoch.
         action: A.
-        cnn_depth: channel multiplier of the world model's conv nets (for a matching decoder).
+        cnn_depth: channel multiplier of the world model's conv nets (for a matching decoder or EMA
+            target encoder).
     """
 
     image_shape: tuple[int, int, int]
