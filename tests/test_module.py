@@ -14,6 +14,7 @@ from conftest import A, IMAGE_SHAPE, random_batch, tiny_agent_config, tiny_run_d
 from wmbench import objectives
 from wmbench.agents.module import DreamerModule
 from wmbench.config import from_dict
+from wmbench.objectives.registry import BUILTIN
 from wmbench.runtime.config import RunConfig
 from wmbench.runtime.sync import train
 
@@ -46,7 +47,7 @@ class Recorder(L.Callback):
         )
 
 
-@pytest.mark.parametrize("objective", ["reward", "reconstruction", "contrastive"])
+@pytest.mark.parametrize("objective", sorted(BUILTIN))
 def test_actor_and_critic_updates_leave_world_model_untouched(objective):
     torch.manual_seed(0)
     cls = objectives.get(objective)

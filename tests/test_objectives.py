@@ -4,16 +4,21 @@ from __future__ import annotations
 
 import math
 
+import numpy as np
+import pandas as pd
 import pytest
 import torch
 
-from conftest import A, B, IMAGE_SHAPE, T, random_batch, tiny_wm_config
+from conftest import A, B, IMAGE_SHAPE, T, random_batch, tiny_run_dict, tiny_wm_config
 from wmbench import objectives
 from wmbench.agents.rssm import RSSMConfig
 from wmbench.agents.world_model import WorldModel
+from wmbench.config import from_dict
 from wmbench.objectives import ObjectiveInputs, ObjectiveOutput, UnknownObjectiveError
 from wmbench.objectives.contrastive import gaussian_log_density_matrix, info_nce
 from wmbench.objectives.registry import BUILTIN
+from wmbench.runtime.config import RunConfig
+from wmbench.runtime.sync import train
 
 LATENTS = {
     "gaussian": RSSMConfig(deter=8, stoch=4, hidden=8),
@@ -21,14 +26,15 @@ LATENTS = {
 }
 
 
-def build(name: str, seed: int = 0, **kw) -> WorldModel:
+def build(name: str, seed: int = 0, objective_config: dict | None = None, **kw) -> WorldModel:
     torch.manual_seed(seed)
     cls = objectives.get(name)
-    return WorldModel(tiny_wm_config(**kw), IMAGE_SHAPE, A, cls, cls.Config())
+    return WorldModel(tiny_wm_config(**kw), IMAGE_SHAPE, A, cls, cls.Config(**(objective_config or {})))
 
 
 def test_builtins_are_registered():
-    assert {"reward", "reconstruction", "contrastive"} <= set(objectives.available())
+    builtins = {"reward", "reconstruction", "contrastive", "prototypes", "self_predictive", "tpc"}
+    assert builtins == set(BUILTIN) and builtins <= set(objectives.available())
 
 
 @pytest.mark.parametrize("latent", sorted(LATENTS))
@@ -151,14 +157,19 @@ OVERFIT = {
     # Gaussian NLL summed over pixels: remove the constant 0.5 ln 2π per pixel
     "reconstruction": ("loss/objective/image", 0.5 * math.log(2 * math.pi) * 3 * 64 * 64, 1e-2, 40, True),
     "contrastive": ("loss/objective/infonce", 0.0, 1e-3, 100, True),
+    # cross-entropy to Sinkhorn targets; few prototypes (below) keep the targets' entropy, its floor, low
+    "prototypes": ("loss/objective/temporal", 0.0, 1e-2, 40, True),
+    "self_predictive": ("loss/objective/self_predictive", 0.0, 1e-3, 40, True),
+    "tpc": ("loss/objective/tpc", 0.0, 1e-3, 100, True),
 }
+OVERFIT_CONFIG = {"prototypes": {"prototypes": 8}}
 
 
 @pytest.mark.parametrize("name", sorted(BUILTIN))
 def test_overfitting_a_fixed_batch_lowers_the_objective_loss(name):
     key, floor, lr, steps, only_objective = OVERFIT[name]
     kw = dict(reward_scale=0.0, cont_scale=0.0) if only_objective else {}
-    wm = build(name, seed=0, **kw)
+    wm = build(name, seed=0, objective_config=OVERFIT_CONFIG.get(name), **kw)
     opt = torch.optim.Adam(wm.parameters(), lr=lr)
     batch = _structured_batch()
     history = []
@@ -172,6 +183,17 @@ def test_overfitting_a_fixed_batch_lowers_the_objective_loss(name):
     first, last = history[0], sum(history[-10:]) / 10
     assert first > 0
     assert last < 0.6 * first, (first, last)
+
+
+@pytest.mark.parametrize("name", sorted(BUILTIN))
+def test_every_builtin_trains_two_updates_in_the_tiny_run(tmp_path, name):
+    summary = train(from_dict(RunConfig, tiny_run_dict(objective=name)), tmp_path / name)
+    assert summary["updates"] == 2
+    logged = pd.read_csv(tmp_path / name / "metrics.csv")
+    losses = [c for c in logged.columns if c.startswith("train/loss/objective/")]
+    assert bool(losses) == (name != "reward")  # reward adds no loss
+    values = logged[losses].dropna()
+    assert np.isfinite(values.to_numpy()).all() and (len(values) == 2 or not losses)
 
 
 def test_unknown_objective_lists_available_names():

@@ -47,7 +47,7 @@ def test_valid_suite_expands_to_objectives_x_tasks_x_seeds(tmp_path):
 @pytest.mark.parametrize(
     "text, expected",
     [
-        ("name: s\nobjectives: [nope]\ntasks: [toy:reach]\nseeds: [0]\n", "unknown objective 'nope'; available: contrastive, reconstruction, reward"),
+        ("name: s\nobjectives: [nope]\ntasks: [toy:reach]\nseeds: [0]\n", "unknown objective 'nope'; available: contrastive, prototypes, reconstruction, reward, self_predictive, tpc"),
         ("name: s\nobjectives: [reward]\ntasks: [toy:nope]\nseeds: [0]\n", "Unknown toy task 'toy:nope'"),
         ("name: s\nobjectives: [reward]\ntasks: [toy:reach]\nseeds: [zero]\n", "seeds[0]"),
         ("name: s\nobjectives: [reward]\ntasks: [toy:reach]\nseeds: [0]\nconfig: {train: {env_frame: 10}}\n", "did you mean 'env_frames'"),
@@ -90,14 +90,14 @@ def test_cli_rejects_unknown_objective_before_any_run(tmp_path, capsys):
     out = tmp_path / "runs"
     assert main(["train", "--objective", "nope", "--task", "toy:reach", "--out", str(out)]) == 2
     err = capsys.readouterr().err
-    assert "unknown objective 'nope'; available: contrastive, reconstruction, reward" in err
+    assert "unknown objective 'nope'; available: contrastive, prototypes, reconstruction, reward, self_predictive, tpc" in err
     assert not out.exists()
 
 
 def test_cli_lists_objectives(capsys):
     assert main(["objectives"]) == 0
     listed = [line.split()[0] for line in capsys.readouterr().out.splitlines()]
-    assert listed[:3] == ["reward", "reconstruction", "contrastive"]
+    assert listed[:6] == ["reward", "reconstruction", "contrastive", "prototypes", "self_predictive", "tpc"]
 
 
 def test_tiny_suite_on_dm_control_pixels_writes_the_results_table(tmp_path, capsys):

@@ -129,6 +129,8 @@ class WorldModel(nn.Module):
                 prev_action=prev_action,
                 reward=batch["reward"],
                 is_first=is_first,
+                encoder=self.encoder,
+                rssm=self.rssm,
             )
         )
         check_output(self.objective.name, out, tuple(feat.shape[:2]))

@@ -6,18 +6,26 @@ Task names:
         as an alias of the ``ball_in_cup`` domain).
     ``"toy:reach"``: :class:`wmbench.envs.toy.ToyReachEnv`, pure numpy, no MuJoCo.
 
+A ``dmc:`` name may end in options, ``?key=value`` (several joined with ``&``). The only option
+is ``background``, one of :data:`BACKGROUNDS`: ``"dmc:walker-walk?background=video"`` plays
+distracting video behind the walker (see :mod:`wmbench.envs.backgrounds`); ``standard`` is the
+default. Options are part of the task name, so a suite lists standard and distracting variants of a
+task as two tasks, and results keep them apart.
+
 dm_control is imported lazily, only after :func:`wmbench.envs.gl.ensure_mujoco_gl`
 has chosen a headless OpenGL backend.
 """
 
 import gymnasium
 
+from wmbench.envs.backgrounds import BACKGROUNDS
 from wmbench.envs.dmc import RENDER_QUALITIES, DMCEnv
 from wmbench.envs.gl import RendererUnavailableError, ensure_mujoco_gl
 from wmbench.envs.toy import ToyReachEnv
 from wmbench.envs.wrappers import ActionRepeat
 
 __all__ = [
+    "BACKGROUNDS",
     "RENDER_QUALITIES",
     "ActionRepeat",
     "DMCEnv",
@@ -35,6 +43,8 @@ MIN_IMAGE_SIZE = 8
 _TOY_TASKS = ("reach",)
 _DMC_DOMAIN_ALIASES = {"cup": "ball_in_cup"}
 _PREFIXES = ("dmc:", "toy:")
+_OPTIONS = {"background": BACKGROUNDS}
+"""Task-name options of ``dmc:`` tasks and their allowed values (the first is the default)."""
 
 
 class UnknownTaskError(ValueError):
@@ -53,20 +63,48 @@ def _dmc_tasks() -> tuple[tuple[str, str], ...]:
     return tuple(suite.ALL_TASKS)
 
 
-def _resolve(task: str) -> tuple[str, str, str]:
-    """Splits a task name into ``(prefix, domain, task)`` with aliases resolved.
-
-    For ``toy:`` tasks the domain is the toy task's name and the task is ``""``.
+def _options(task: str, text: str | None) -> dict[str, str]:
+    """Parses the ``key=value&key=value`` options of a task name (``None``: none given), filling in defaults.
 
     Raises:
-        UnknownTaskError: If the prefix, domain or task is unknown; the message lists
-            the valid prefixes and, for ``dmc:``, every valid dm_control task.
+        UnknownTaskError: If an option is malformed, unknown, repeated or has a value not allowed.
+    """
+    options = {key: values[0] for key, values in _OPTIONS.items()}
+    if text is None:
+        return options
+    allowed = "; ".join(f"{key}={'|'.join(values)}" for key, values in _OPTIONS.items())
+    seen = set()
+    for item in text.split("&"):
+        key, eq, value = item.partition("=")
+        if not eq or key not in _OPTIONS or key in seen or value not in _OPTIONS[key]:
+            raise UnknownTaskError(
+                f"Bad option {item!r} in task {task!r}: options are ?key=value joined with '&', "
+                f"each at most once, allowed: {allowed}; e.g. 'dmc:walker-walk?background=video'."
+            )
+        seen.add(key)
+        options[key] = value
+    return options
+
+
+def _resolve(task: str) -> tuple[str, str, str, dict[str, str]]:
+    """Splits a task name into ``(prefix, domain, task, options)`` with aliases resolved.
+
+    For ``toy:`` tasks the domain is the toy task's name and the task is ``""``; options (only for
+    ``dmc:``) hold every option of ``_OPTIONS``, defaults filled in.
+
+    Raises:
+        UnknownTaskError: If the prefix, domain, task or an option is unknown; the message
+            lists the valid prefixes and, for ``dmc:``, every valid dm_control task.
         RendererUnavailableError: For ``dmc:`` names, if no headless OpenGL backend works.
     """
-    prefix, sep, rest = task.partition(":")
+    name_part, question, option_text = task.partition("?")
+    if question and not name_part.startswith("dmc:"):
+        raise UnknownTaskError(f"Task {task!r}: only dmc: tasks take options (e.g. 'dmc:walker-walk?background=video').")
+    options = _options(task, option_text if question else None)
+    prefix, sep, rest = name_part.partition(":")
     if prefix == "toy" and sep:
         if rest in _TOY_TASKS:
-            return "toy", rest, ""
+            return "toy", rest, "", {}
         raise UnknownTaskError(
             f"Unknown toy task {task!r}. Valid toy tasks: "
             + ", ".join(f"toy:{name}" for name in _TOY_TASKS)
@@ -77,14 +115,14 @@ def _resolve(task: str) -> tuple[str, str, str]:
         domain = _DMC_DOMAIN_ALIASES.get(domain, domain)
         valid = _dmc_tasks()
         if (domain, name) in valid:
-            return "dmc", domain, name
+            return "dmc", domain, name, options
         aliases = ", ".join(
             f"{short!r} for {full!r}" for short, full in _DMC_DOMAIN_ALIASES.items()
         )
         raise UnknownTaskError(
             f"Unknown dm_control task {task!r}. Valid names are dmc:<domain>-<task> with "
             f"<domain>-<task> one of: {', '.join(f'{d}-{t}' for d, t in valid)} "
-            f"(domain aliases: {aliases})."
+            f"(domain aliases: {aliases}), optionally followed by ?background=video."
         )
     raise UnknownTaskError(
         f"Unknown task {task!r}: the name must start with one of {', '.join(_PREFIXES)}; "
@@ -126,7 +164,8 @@ def make_env(
     steps of the underlying env, with rewards summed (stopping at episode end).
 
     Args:
-        task: Task name, ``"dmc:<domain>-<task>"`` or ``"toy:reach"``.
+        task: Task name, ``"dmc:<domain>-<task>"`` (optionally with options such as
+            ``"?background=video"``, see the module docstring) or ``"toy:reach"``.
         image_size: Side of the square observation, in pixels (>= 8).
         action_repeat: Number of inner steps per agent step (>= 1).
         seed: Seed of the task's initial-state generator; ``reset(seed=...)`` re-seeds it.
@@ -149,10 +188,16 @@ def make_env(
         raise ValueError(
             f"render_quality must be one of {RENDER_QUALITIES}, got {render_quality!r}"
         )
-    kind, domain, name = _resolve(task)
+    kind, domain, name, options = _resolve(task)
     if kind == "toy":
         return ActionRepeat(ToyReachEnv(image_size=image_size, seed=seed), action_repeat)
     # DMCEnv repeats internally so that only the last of the repeated frames is rendered.
     return DMCEnv(
-        domain, name, image_size=image_size, action_repeat=action_repeat, seed=seed, render_quality=render_quality
+        domain,
+        name,
+        image_size=image_size,
+        action_repeat=action_repeat,
+        seed=seed,
+        render_quality=render_quality,
+        background=options["background"],
     )

@@ -5,6 +5,13 @@ the continue head and the KL term are core (imagination needs them under every o
 objective adds its own per-step losses and owns its parameters (decoder, projection heads, targets),
 which train with the world-model optimizer.
 
+Besides the batch's tensors, the inputs carry two of the world model's own modules, read-only:
+``encoder`` (to encode augmented views of the images, and as the source of an EMA target encoder)
+and ``rssm`` (to roll the prior forward open-loop with ``img_step``, or to read ``feat`` of the
+prior). An objective may call them, and gradients of its losses reach their parameters through
+those calls, but it must not register them as its own submodules or change their parameters: they
+belong to the world model, which owns and checkpoints them.
+
 Writing a plugin::
 
     @dataclass(frozen=True)
@@ -37,6 +44,7 @@ from typing import Any, ClassVar
 
 from torch import Tensor, nn
 
+from wmbench.agents.rssm import RSSM
 from wmbench.types import RSSMState
 
 
@@ -51,7 +59,8 @@ class ModelDims:
         stoch: flattened stoch size (S or S*K).
         feat: F = D + stoch.
         action: A.
-        cnn_depth: channel multiplier of the world model's conv nets (for a matching decoder).
+        cnn_depth: channel multiplier of the world model's conv nets (for a matching decoder or EMA
+            target encoder).
     """
 
     image_shape: tuple[int, int, int]
@@ -76,6 +85,11 @@ class ObjectiveInputs:
         prev_action: a_{t-1}, float32 ``[B, T, A]``; zeros where ``is_first``.
         reward: r_t, float32 ``[B, T]``.
         is_first: bool ``[B, T]``.
+        encoder: the world model's image encoder, uint8 ``[..., 3, 64, 64]`` to float32
+            ``[..., E]``; the module that produced ``embed``. Objectives call it on augmented views
+            (prototypes) and copy its parameters into EMA targets (prototypes, self_predictive).
+        rssm: the world model's RSSM; objectives roll it forward with ``img_step`` from ``post``
+            (self_predictive) or read ``feat(prior)`` (tpc).
     """
 
     image: Tensor
@@ -86,6 +100,8 @@ class ObjectiveInputs:
     prev_action: Tensor
     reward: Tensor
     is_first: Tensor
+    encoder: nn.Module
+    rssm: RSSM
 
 
 @dataclass

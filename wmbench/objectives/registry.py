@@ -19,6 +19,9 @@ BUILTIN: dict[str, str] = {
     "reward": "wmbench.objectives.reward:RewardObjective",
     "reconstruction": "wmbench.objectives.reconstruction:ReconstructionObjective",
     "contrastive": "wmbench.objectives.contrastive:ContrastiveObjective",
+    "prototypes": "wmbench.objectives.prototypes:PrototypesObjective",
+    "self_predictive": "wmbench.objectives.self_predictive:SelfPredictiveObjective",
+    "tpc": "wmbench.objectives.tpc:TPCObjective",
 }
 
 

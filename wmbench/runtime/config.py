@@ -19,7 +19,9 @@ class EnvConfig:
     """Environment settings.
 
     Attributes:
-        task: ``dmc:<domain>-<task>`` (dm_control pixels) or ``toy:reach`` (tests only).
+        task: ``dmc:<domain>-<task>`` (dm_control pixels; append ``?background=video`` for the
+            distracting video background, see ``wmbench.envs.backgrounds``) or ``toy:reach``
+            (tests only).
         image_size: square image side in pixels; Dreamer's conv encoder/decoder need 64.
         action_repeat: physics steps per agent step; rewards are summed over them.
         render_quality: ``standard`` (dm_control's pixels, as in the papers) or ``fast`` (no shadow

@@ -62,8 +62,12 @@ class Run:
 
 
 def run_id(objective: str, task: str, seed: int) -> str:
-    """Directory name of a run, e.g. ``reconstruction-dmc_cartpole-balance-s0``."""
-    return f"{objective}-{task.replace(':', '_')}-s{seed}"
+    """Directory name of a run, e.g. ``reconstruction-dmc_cartpole-balance-s0``.
+
+    Characters of the task name other than letters, digits, ``.``, ``_`` and ``-`` become ``_``
+    (``dmc:walker-walk?background=video`` gives ``dmc_walker-walk_background_video``).
+    """
+    return f"{objective}-{re.sub(r'[^A-Za-z0-9_.-]', '_', task)}-s{seed}"
 
 
 def load_suite(path: str | Path) -> tuple[SuiteSpec, list[Run]]:

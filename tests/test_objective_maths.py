@@ -1,0 +1,151 @@
+"""The maths of the prototypes, self_predictive and tpc objectives and their shared parts
+(random shifts, EMA targets, Sinkhorn-Knopp)."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from conftest import A, IMAGE_SHAPE, random_batch, tiny_wm_config
+from wmbench import objectives
+from wmbench.agents.world_model import WorldModel
+from wmbench.objectives.augment import random_shift
+from wmbench.objectives.ema import EMATarget
+from wmbench.objectives.prototypes import sinkhorn
+
+
+def build(name: str, **objective_config) -> WorldModel:
+    torch.manual_seed(0)
+    cls = objectives.get(name)
+    return WorldModel(tiny_wm_config(), IMAGE_SHAPE, A, cls, cls.Config(**objective_config))
+
+
+def test_sinkhorn_meets_both_marginals():
+    scores = torch.randn(12, 5, generator=torch.Generator().manual_seed(0), dtype=torch.float64)
+    q = sinkhorn(scores, eps=0.5, iters=200)
+    assert q.shape == (12, 5) and (q >= 0).all()
+    torch.testing.assert_close(q.sum(1), torch.ones(12, dtype=torch.float64))  # one distribution per sample
+    torch.testing.assert_close(q.sum(0), torch.full((5,), 12 / 5, dtype=torch.float64))  # equipartition
+    # few iterations: rows exact, columns only approximately equal
+    q3 = sinkhorn(scores, eps=0.5, iters=3)
+    torch.testing.assert_close(q3.sum(1), torch.ones(12, dtype=torch.float64))
+    # a sample's assignment follows its scores: the argmax of each row is kept when the scores are balanced
+    balanced = 10 * torch.eye(4).repeat(2, 1)  # 8 samples, each prototype the best of exactly two
+    assert torch.equal(sinkhorn(balanced, eps=0.05, iters=3).argmax(1), torch.arange(4).repeat(2))
+
+
+def test_sinkhorn_spreads_identical_samples_evenly():
+    # every sample prefers prototype 0; the equipartition constraint still spreads the batch
+    scores = torch.tensor([[1.0, 0.0, 0.0]]).repeat(6, 1)
+    q = sinkhorn(scores, eps=0.1, iters=50)
+    torch.testing.assert_close(q, torch.full((6, 3), 1 / 3), atol=1e-5, rtol=0)
+
+
+def test_ema_target_copies_then_moves_by_the_fraction_and_gets_no_gradient():
+    torch.manual_seed(0)
+    online = nn.Linear(3, 2)
+    ema = EMATarget({"net": nn.Linear(3, 2)})
+    ema.update({"net": online}, fraction=0.25)  # first update copies
+    torch.testing.assert_close(ema["net"].weight, online.weight)
+    old = ema["net"].weight.detach().clone()
+    with torch.no_grad():
+        online.weight.add_(1.0)
+    ema.update({"net": online}, fraction=0.25)
+    torch.testing.assert_close(ema["net"].weight, old + 0.25 * (online.weight.detach() - old))
+    assert int(ema.updates) == 2 and "updates" in ema.state_dict()
+    assert all(not p.requires_grad for p in ema.parameters())
+    with pytest.raises(ValueError, match="does not match"):
+        ema.update({"net": nn.Linear(3, 4)}, fraction=0.25)
+
+
+@pytest.mark.parametrize("name", ["prototypes", "self_predictive"])
+def test_ema_target_encoder_follows_the_world_model_encoder_without_gradient(name):
+    wm = build(name, target_fraction=0.1)
+    batch = random_batch()
+    wm.loss(batch)[0].backward()  # first call: target = online encoder
+    target = wm.objective.target["encoder"]
+    for (_, t), (_, o) in zip(target.named_parameters(), wm.encoder.named_parameters()):
+        torch.testing.assert_close(t, o.detach())
+        assert t.grad is None and not t.requires_grad
+    before = [t.detach().clone() for t in target.parameters()]
+    with torch.no_grad():
+        for p in wm.encoder.parameters():
+            p.add_(0.5)
+    wm.loss(batch)
+    for t, b, o in zip(target.parameters(), before, wm.encoder.parameters()):
+        torch.testing.assert_close(t, b + 0.1 * (o.detach() - b))
+    wm.eval()  # no update outside training
+    frozen = [t.detach().clone() for t in target.parameters()]
+    wm.loss(batch)
+    assert all(torch.equal(t, f) for t, f in zip(target.parameters(), frozen))
+
+
+def test_random_shift_is_a_replicate_padded_crop_shared_over_time():
+    image = torch.randint(0, 256, (3, 4, 3, 16, 16), dtype=torch.uint8, generator=torch.Generator().manual_seed(0))
+    assert random_shift(image, 0) is image
+    out = random_shift(image, 2, generator=torch.Generator().manual_seed(1))
+    assert out.dtype == torch.uint8 and out.shape == image.shape
+    assert not torch.equal(out, image)  # some sequence moved
+    padded = F.pad(image.flatten(0, 1).float(), (2, 2, 2, 2), mode="replicate").reshape(3, 4, 3, 20, 20)
+    for b in range(3):
+        crops = [(dy, dx) for dy in range(5) for dx in range(5) if torch.equal(padded[b, :, :, dy : dy + 16, dx : dx + 16], out[b].float())]
+        assert crops, f"sequence {b} is not one crop of its padded images at every time step"
+    with pytest.raises(ValueError, match="B, T, C, W, W"):
+        random_shift(image[0], 2)
+
+
+def test_prototypes_losses_are_cross_entropies_to_the_sinkhorn_assignments():
+    # without shifts both views are the image, and at the first update the target equals the online nets
+    wm = build("prototypes", prototypes=6, shift=0)
+    seen = {}
+    wm.objective.register_forward_hook(lambda m, args, out: seen.update(inp=args[0], out=out))
+    wm.loss(random_batch())
+    obj, inp, cfg = wm.objective, seen["inp"], wm.objective.config
+    protos = F.normalize(obj.prototypes, dim=-1)
+    with torch.no_grad():
+        obs_scores = F.normalize(obj.obs_proj(inp.embed), dim=-1) @ protos.T  # [B, T, M]
+        feat_scores = F.normalize(obj.feat_proj(inp.feat), dim=-1) @ protos.T
+        w = sinkhorn(obs_scores.flatten(0, 1), cfg.sinkhorn_eps, cfg.sinkhorn_iters).reshape(obs_scores.shape)
+        swav = -(w * F.log_softmax(obs_scores / cfg.temperature, -1)).sum(-1)
+        temporal = -(w * F.log_softmax(feat_scores / cfg.temperature, -1)).sum(-1)
+    torch.testing.assert_close(seen["out"].losses["swav"].detach(), swav)
+    torch.testing.assert_close(seen["out"].losses["temporal"].detach(), temporal)
+    assert (swav > 0).all()
+    assert seen["out"].metrics["prototypes_used"] == torch.unique(w.argmax(-1)).numel() / 6
+
+
+def test_self_predictive_is_zero_without_a_future_in_the_episode_and_bounded():
+    wm = build("self_predictive", horizon=2)
+    batch = random_batch(batch=2, steps=4)
+    batch["is_first"][1, 2] = True  # a new episode starts at t = 2 in the second sequence
+    seen = {}
+    wm.objective.register_forward_hook(lambda m, args, out: seen.update(out=out))
+    wm.loss(batch)
+    loss = seen["out"].losses["self_predictive"]
+    assert loss.shape == (2, 4)
+    assert loss[:, -1].eq(0).all()  # no future step inside the sequence
+    assert loss[1, 1] == 0  # its only future steps lie in the next episode
+    others = torch.ones(2, 4, dtype=torch.bool)
+    others[:, -1] = others[1, 1] = False
+    assert (loss[others] > 0).all()
+    assert (loss <= 4 * 2).all()  # each of K = 2 terms is 2 - 2 cos in [0, 4]
+    assert -1 <= seen["out"].metrics["cosine"] <= 1
+
+
+def test_tpc_is_log_n_for_an_uninformative_critic_and_zero_at_episode_starts():
+    wm = build("tpc")
+    with torch.no_grad():  # every prediction and every code the same: all scores equal
+        wm.objective.code.weight.zero_()
+        wm.objective.predictor.net[-1].weight.zero_()
+    seen = {}
+    wm.objective.register_forward_hook(lambda m, args, out: seen.update(out=out))
+    batch = random_batch(batch=2, steps=3)
+    wm.loss(batch)
+    loss = seen["out"].losses["tpc"]
+    want = torch.full((2, 3), math.log(2 * 3))
+    want[batch["is_first"]] = 0.0
+    torch.testing.assert_close(loss, want)
