@@ -43,7 +43,7 @@ CASES = {
     "wrong type": (lambda tmp: train_args(tmp, "--set", "train.batch_size=big"), "config.train.batch_size: expected int, got 'big' (str)"),
     "unknown objective": (
         lambda tmp: train_args(tmp, "--objective", "nope"),
-        "unknown objective 'nope'; available: contrastive, reconstruction, reward",
+        "unknown objective 'nope'; available: contrastive, prototypes, reconstruction, reward, self_predictive, tpc",
     ),
     "unknown task": (lambda tmp: train_args(tmp, "--task", "toy:nope"), "Unknown toy task 'toy:nope'. Valid toy tasks: toy:reach."),
     "image size the encoder cannot take": (lambda tmp: train_args(tmp, "--set", "env.image_size=32"), "set env.image_size=64"),
