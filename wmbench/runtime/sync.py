@@ -314,6 +314,7 @@ def _train(cfg: RunConfig, run_dir: Path, objective_cls: type, objective_cfg: An
         "updates": module.updates,
         "wall_time": time.time() - started,
         "cpu_time": time.process_time() - cpu_started,
+        "params": sum(p.numel() for p in module.parameters() if p.requires_grad),  # trainable: world model, objective, actor, critic
     }
 
 
