@@ -52,6 +52,35 @@ def _ci(value: float, low: float, high: float, digits: int) -> str:
     return f"{value:.{digits}f} [{low:.{digits}f}, {high:.{digits}f}]"
 
 
+def _task_table(scores: pd.DataFrame, objectives: list[str], reps: int, seed: int) -> pd.DataFrame:
+    """Final return per task and objective (suite order, the baseline last as a reference row)."""
+    rows = stats.per_task(scores, reps, seed)
+    rows = rows.assign(order=rows.objective.map({o: i for i, o in enumerate(objectives)}).fillna(len(objectives)))
+    rows = rows.sort_values(["task", "order"])
+    return pd.DataFrame({
+        "task": rows.task,
+        "objective": [f"{o} (reference)" if o == BASELINE else o for o in rows.objective],
+        "final return: mean [95 % CI]": [_ci(m, lo, hi, 1) for m, lo, hi in zip(rows["mean"], rows.ci_low, rows.ci_high)],
+        "seeds": rows.seeds,
+    })
+
+
+def _aggregate_table(matrices: dict[str, np.ndarray], reps: int, seed: int) -> pd.DataFrame:
+    """One row per objective: each aggregate of ``stats.AGGREGATES`` with its CI, and the runs per task."""
+    estimates = stats.aggregates(matrices, reps, seed).set_index(["objective", "metric"])
+    return pd.DataFrame([
+        {"objective": o, **{m: _ci(*estimates.loc[(o, m)], 3) for m in stats.AGGREGATES}, "runs per task": len(matrices[o])}
+        for o in matrices
+    ])
+
+
+def _pair_table(matrices: dict[str, np.ndarray], reps: int, seed: int) -> pd.DataFrame:
+    """Probability of improvement of every pair of objectives, with its CI."""
+    pairs = stats.improvement(matrices, reps, seed)
+    shown = [_ci(p, lo, hi, 2) for p, lo, hi in zip(pairs.probability, pairs.ci_low, pairs.ci_high)]
+    return pd.DataFrame({"X": pairs.x, "Y": pairs.y, "P(X > Y) [95 % CI]": shown})
+
+
 def _cost(runs: pd.DataFrame, objectives: list[str]) -> pd.DataFrame:
     """Per objective over its done runs: wall time per run, env frames/s, updates/s, parameters."""
 
@@ -99,53 +128,29 @@ def build(suite_dir: str | Path, out_dir: str | Path, reps: int = 2000, seed: in
     if scores.empty:
         raise ConfigError(f"{suite_dir}: no finished run with an evaluation return; nothing to report")
     spec = read_suite(suite_dir / "suite.yaml") if (suite_dir / "suite.yaml").exists() else None
-    suite = spec.name if spec else str(table.suite.iloc[0])
     in_store = set(scores.objective) - {BASELINE}
     objectives = [o.name for o in spec.objectives if o.name in in_store] if spec else sorted(in_store)
     tasks = sorted(scores.task.unique())
     refs = references(tasks, spec)
     scores = stats.normalise(scores, {r.task: (r.low, r.high) for r in refs.itertuples()})
-    competing = scores[scores.objective != BASELINE]
-    matrices, _ = stats.score_matrices(competing)
+    matrices, _ = stats.score_matrices(scores[scores.objective != BASELINE])
     matrices = {o: matrices[o] for o in objectives if o in matrices}
     colour = colours(objectives)
     out_dir.mkdir(parents=True, exist_ok=True)
-
-    per_task = stats.per_task(scores, reps, seed)
-    per_task["order"] = per_task.objective.map({o: i for i, o in enumerate(objectives)}).fillna(len(objectives))
-    per_task = per_task.sort_values(["task", "order"])
-    task_table = pd.DataFrame({
-        "task": per_task.task,
-        "objective": [f"{o} (reference)" if o == BASELINE else o for o in per_task.objective],
-        "final return: mean [95 % CI]": [_ci(m, lo, hi, 1) for m, lo, hi in zip(per_task["mean"], per_task.ci_low, per_task.ci_high)],
-        "seeds": per_task.seeds,
-    })
-    aggregate = stats.aggregates(matrices, reps, seed)
-    aggregate_table = pd.DataFrame([
-        {"objective": o, **{m: _ci(*aggregate[(aggregate.objective == o) & (aggregate.metric == m)].iloc[0][["value", "ci_low", "ci_high"]], 3)
-                            for m in stats.AGGREGATES}, "runs per task": len(matrices[o])}
-        for o in matrices
-    ])
-    pairs = stats.improvement(matrices, reps, seed)
-    pair_table = pd.DataFrame({"X": pairs.x, "Y": pairs.y, "P(X > Y) [95 % CI]": [
-        _ci(p, lo, hi, 2) for p, lo, hi in zip(pairs.probability, pairs.ci_low, pairs.ci_high)]})
-
     plot_curves(table, out_dir / "curves.png", reps=reps, colour=colour)
     if matrices:
-        top = max(1.0, max(m.max() for m in matrices.values()))
-        taus = np.linspace(0.0, top, PROFILE_POINTS)
+        taus = np.linspace(0.0, max(1.0, max(m.max() for m in matrices.values())), PROFILE_POINTS)
         plot_profiles(stats.profile(matrices, taus, reps, seed), taus, out_dir / "profiles.png", colour)
 
-    counts = runs.status.value_counts()
+    counts = ", ".join(f"{n} {s}" for s, n in runs.status.value_counts().items())
+    left_out = [o for o in objectives if o not in matrices]
     failed = runs[runs.status == "failed"]
-    left_out = sorted(set(objectives) - set(matrices))
     lines = [
-        f"# Suite `{suite}`: comparison report",
+        f"# Suite `{spec.name if spec else table.suite.iloc[0]}`: comparison report",
         "",
         *([spec.description, ""] if spec and spec.description else []),
-        f"Objectives: {', '.join(objectives)}. Tasks: {', '.join(tasks)}. Seeds: "
-        f"{', '.join(map(str, sorted(scores.seed.unique())))}. Runs: "
-        + ", ".join(f"{n} {s}" for s, n in counts.items()) + f" (of {len(runs)}, the random baseline included).",
+        f"Objectives: {', '.join(objectives)}. Tasks: {', '.join(tasks)}. Seeds: {', '.join(map(str, sorted(scores.seed.unique())))}. "
+        f"Runs: {counts} (of {len(runs)}, the random baseline included).",
         "",
         "Statistics follow Agarwal et al., *Deep Reinforcement Learning at the Edge of the Statistical Precipice*, "
         f"NeurIPS 2021 (rliable): 95 % percentile confidence intervals from a stratified bootstrap over seeds "
@@ -155,7 +160,7 @@ def build(suite_dir: str | Path, out_dir: str | Path, reps: int = 2000, seed: in
         "",
         "Mean over seeds with its 95 % bootstrap CI; `random (reference)` is a uniform random policy.",
         "",
-        task_table.to_markdown(index=False),
+        _task_table(scores, objectives, reps, seed).to_markdown(index=False),
         "",
         "## Aggregate over tasks",
         "",
@@ -165,7 +170,7 @@ def build(suite_dir: str | Path, out_dir: str | Path, reps: int = 2000, seed: in
         "",
         refs.to_markdown(index=False),
         "",
-        aggregate_table.to_markdown(index=False) if matrices else "No objective has a seed finished on every task.",
+        _aggregate_table(matrices, reps, seed).to_markdown(index=False) if matrices else "No objective has a seed finished on every task.",
         *(["", f"Left out (no seed finished on every task): {', '.join(left_out)}."] if left_out else []),
         "",
         "## Probability of improvement",
@@ -173,7 +178,7 @@ def build(suite_dir: str | Path, out_dir: str | Path, reps: int = 2000, seed: in
         "P(X > Y): the probability that a run of X scores higher than a run of Y on a task (Mann–Whitney U, ties "
         "count one half), averaged over tasks; P(Y > X) = 1 − P(X > Y).",
         "",
-        pair_table.to_markdown(index=False) if len(pair_table) else "Fewer than two objectives: no pairs.",
+        _pair_table(matrices, reps, seed).to_markdown(index=False) if len(matrices) > 1 else "Fewer than two objectives: no pairs.",
         "",
         "## Learning curves",
         "",

@@ -32,7 +32,7 @@ from wmbench.config import ConfigError, to_dict
 
 from wmbench.report.plots import plot_curves
 from wmbench.report.store import collect, comparison, final_scores, read_status, run_row, runs_frame, save
-from wmbench.runtime.sync import quiet_libraries, random_baseline, train
+from wmbench.runtime.sync import quiet_libraries, random_baseline, train, write_status
 from wmbench.suite.plan import progress
 from wmbench.suite.spec import Run, load_suite, run_id
 
@@ -119,11 +119,19 @@ def run_suite(path: str | Path, out: str | Path = "runs", workers: int = 1) -> t
         threads = max(1, (os.cpu_count() or 1) // workers)
         with ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn")) as pool:
             futures = {pool.submit(_run_one, r, suite_dir / r.run_id, threads): r.run_id for r in todo}
+            for run_id_ in list(futures.values())[:workers]:
+                statuses[run_id_] = "running"
+            log.info(progress(statuses))
             for future in as_completed(futures):
                 try:
                     error = future.result()
                 except Exception as err:  # the worker process died (e.g. out of memory)
                     error = f"{type(err).__name__}: {err}"
+                    (suite_dir / futures[future]).mkdir(parents=True, exist_ok=True)
+                    write_status(suite_dir / futures[future], "failed", error=error)
+                # The pool starts runs in submission order: the first `workers` unfinished ones run.
+                for run_id_ in [futures[f] for f in futures if not f.done()][:workers]:
+                    statuses[run_id_] = "running"
                 finished(futures[future], error)
     failed = [run_id_ for run_id_, status in statuses.items() if status == "failed"]
     dirs = {r.run_id: suite_dir / r.run_id for r in runs}
