@@ -165,6 +165,17 @@ def test_a_run_that_raises_is_marked_failed_and_the_others_finish(tmp_path, caps
     assert "## Failed runs" in report and "RuntimeError: deliberate failure" in report
 
 
+def test_ray_launcher_runs_each_run_as_a_task_on_a_local_instance(tmp_path):
+    ray = pytest.importorskip("ray")
+    path = write(tmp_path, "name: r\nobjectives: [reward]\ntasks: [toy:reach]\nseeds: [0]\nrandom_baseline: false\n" + TINY_CONFIG)
+    out = tmp_path / "runs"
+    assert main(["suite", "run", str(path), "--out", str(out), "--launcher", "ray"]) == 0
+    runs = pd.read_csv(out / "r" / "runs.csv")
+    assert runs[["seed", "status", "updates"]].values.tolist() == [[0, "done", 20]]
+    assert not ray.is_initialized()  # the local instance started for the suite is shut down
+    assert main(["suite", "run", str(path), "--out", str(out), "--launcher", "ray", "--workers", "2"]) == 2
+
+
 def test_all_problems_of_a_suite_are_reported_together(tmp_path):
     path = write(tmp_path, "name: s\nobjectives: [nope, reward]\ntasks: [toy:reach, toy:bad]\nseeds: [0]\n")
     with pytest.raises(ConfigError) as err:

@@ -57,7 +57,11 @@ def _cmd_suite_run(args: argparse.Namespace) -> int:
         print(f"\n{len(plan)} runs, {plan.env_frames.sum():,} env frames and {plan.updates.sum():,} updates in all "
               "(plus the random baseline's evaluations); nothing was run")
         return 0
-    result, failed = run_suite(args.file, args.out, workers=args.workers)
+    if args.launcher == "ray" and args.workers != 1:
+        raise ConfigError("--workers applies to --launcher local; with --launcher ray each run reserves train.threads CPUs (1 if 0)")
+    if args.address and args.launcher != "ray":
+        raise ConfigError("--address is the Ray cluster's; add --launcher ray")
+    result, failed = run_suite(args.file, args.out, workers=args.workers, launcher=args.launcher, address=args.address)
     print("\nFinal evaluation return (deterministic policy), mean and std over seeds; random = uniform random policy")
     print(result.to_string(index=False, float_format=lambda v: f"{v:.1f}"))
     if failed:
@@ -126,6 +130,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("file", help="suite YAML file (see suites/smoke.yaml)")
     p.add_argument("--out", default="runs", help="root output directory")
     p.add_argument("--workers", type=_positive_int, default=1, help="runs in parallel, one process each")
+    p.add_argument("--launcher", choices=["local", "ray"], default="local",
+                   help="local: this machine (see --workers); ray: each run a Ray task (pip install 'wmbench[ray]')")
+    p.add_argument("--address", help="Ray cluster address for ray.init (e.g. auto); default: start a local Ray instance")
     p.add_argument("--dry-run", action="store_true", help="validate, list the runs and their env frames and updates, run nothing")
     p.set_defaults(func=_cmd_suite_run)
     p = suite.add_parser(

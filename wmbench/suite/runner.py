@@ -22,6 +22,7 @@ import logging
 import multiprocessing
 import os
 from concurrent.futures import ProcessPoolExecutor, as_completed
+from collections.abc import Callable
 from pathlib import Path
 
 import pandas as pd
@@ -39,7 +40,7 @@ from wmbench.suite.spec import Run, load_suite, run_id
 log = logging.getLogger("wmbench")
 
 
-def _run_one(run: Run, run_dir: Path, threads: int = 0) -> str | None:
+def run_one(run: Run, run_dir: Path, threads: int = 0) -> str | None:
     """Train one run; returns ``None`` on success, else the error (already in its status.json).
 
     ``threads`` > 0 sets torch's intra-op threads of this (worker) process unless the run's config
@@ -75,14 +76,55 @@ def _check_not_stale(runs: list[Run], suite_dir: Path, path: str | Path) -> None
         )
 
 
-def run_suite(path: str | Path, out: str | Path = "runs", workers: int = 1) -> tuple[pd.DataFrame, list[str]]:
+def _run_local(todo: list[Run], suite_dir: Path, workers: int, statuses: dict[str, str],
+               finished: Callable[[str, str | None], None]) -> None:
+    """Run ``todo`` in this process (``workers`` 1) or in a pool of ``workers`` spawned processes.
+
+    ``statuses`` (run id to status) is kept current for the progress line; ``finished(run_id,
+    error)`` is called as each run ends (``error`` None on success).
+    """
+    if workers == 1:
+        for run in todo:
+            statuses[run.run_id] = "running"
+            log.info("%s: starting %s", progress(statuses), run.run_id)
+            finished(run.run_id, run_one(run, suite_dir / run.run_id))
+        return
+    threads = max(1, (os.cpu_count() or 1) // workers)
+    with ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn")) as pool:
+        futures = {pool.submit(run_one, r, suite_dir / r.run_id, threads): r.run_id for r in todo}
+        for run_id_ in list(futures.values())[:workers]:
+            statuses[run_id_] = "running"
+        log.info(progress(statuses))
+        for future in as_completed(futures):
+            try:
+                error = future.result()
+            except Exception as err:  # the worker process died (e.g. out of memory)
+                error = f"{type(err).__name__}: {err}"
+                mark_failed(suite_dir / futures[future], error)
+            # The pool starts runs in submission order: the first `workers` unfinished ones run.
+            for run_id_ in [futures[f] for f in futures if not f.done()][:workers]:
+                statuses[run_id_] = "running"
+            finished(futures[future], error)
+
+
+def mark_failed(run_dir: Path, error: str) -> None:
+    """Record a run whose process died (it could not write its own ``failed`` status)."""
+    run_dir.mkdir(parents=True, exist_ok=True)
+    write_status(run_dir, "failed", error=error)
+
+
+def run_suite(path: str | Path, out: str | Path = "runs", workers: int = 1, launcher: str = "local",
+              address: str | None = None) -> tuple[pd.DataFrame, list[str]]:
     """Validate, then run a suite file; write the result store and the comparison.
 
     Args:
         path: suite YAML file.
         out: root output directory.
-        workers: runs in parallel, each in its own process with ``cpu_count // workers`` torch
-            threads (unless the suite sets ``train.threads``); 1 runs them in this process.
+        workers: with the ``local`` launcher, runs in parallel, each in its own process with
+            ``cpu_count // workers`` torch threads (unless the suite sets ``train.threads``); 1 runs
+            them in this process.
+        launcher: ``local`` or ``ray`` (each run a Ray task, see ``wmbench.suite.ray_launcher``).
+        address: Ray cluster address for ``ray.init``; None starts a local Ray instance.
 
     Finished runs are skipped; a run that raises is recorded as failed and the others go on. Only
     this suite's runs (and its baseline) enter the store (see ``wmbench.report.store``), which is
@@ -110,29 +152,12 @@ def run_suite(path: str | Path, out: str | Path = "runs", workers: int = 1) -> t
             log.error("run %s failed: %s", run_id_, error)
         log.info(progress(statuses))
 
-    if workers == 1:
-        for run in todo:
-            statuses[run.run_id] = "running"
-            log.info("%s: starting %s", progress(statuses), run.run_id)
-            finished(run.run_id, _run_one(run, suite_dir / run.run_id))
+    if launcher == "ray":
+        from wmbench.suite.ray_launcher import run_on_ray
+
+        run_on_ray(todo, suite_dir, address, statuses, finished)
     else:
-        threads = max(1, (os.cpu_count() or 1) // workers)
-        with ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn")) as pool:
-            futures = {pool.submit(_run_one, r, suite_dir / r.run_id, threads): r.run_id for r in todo}
-            for run_id_ in list(futures.values())[:workers]:
-                statuses[run_id_] = "running"
-            log.info(progress(statuses))
-            for future in as_completed(futures):
-                try:
-                    error = future.result()
-                except Exception as err:  # the worker process died (e.g. out of memory)
-                    error = f"{type(err).__name__}: {err}"
-                    (suite_dir / futures[future]).mkdir(parents=True, exist_ok=True)
-                    write_status(suite_dir / futures[future], "failed", error=error)
-                # The pool starts runs in submission order: the first `workers` unfinished ones run.
-                for run_id_ in [futures[f] for f in futures if not f.done()][:workers]:
-                    statuses[run_id_] = "running"
-                finished(futures[future], error)
+        _run_local(todo, suite_dir, workers, statuses, finished)
     failed = [run_id_ for run_id_, status in statuses.items() if status == "failed"]
     dirs = {r.run_id: suite_dir / r.run_id for r in runs}
     labelled = [(dirs[r.run_id], r.label, r.config.env.task, r.config.seed) for r in runs]
