@@ -21,8 +21,8 @@ from __future__ import annotations
 import logging
 import multiprocessing
 import os
-from concurrent.futures import ProcessPoolExecutor, as_completed
 from collections.abc import Callable
+from concurrent.futures import ProcessPoolExecutor, as_completed
 from pathlib import Path
 
 import pandas as pd
@@ -159,8 +159,7 @@ def run_suite(path: str | Path, out: str | Path = "runs", workers: int = 1, laun
     else:
         _run_local(todo, suite_dir, workers, statuses, finished)
     failed = [run_id_ for run_id_, status in statuses.items() if status == "failed"]
-    dirs = {r.run_id: suite_dir / r.run_id for r in runs}
-    labelled = [(dirs[r.run_id], r.label, r.config.env.task, r.config.seed) for r in runs]
+    labelled = [(suite_dir / r.run_id, r.label, r.config.env.task, r.config.seed) for r in runs]
     if spec.random_baseline:
         for run in runs:
             if run.label != spec.objectives[0].name:
