@@ -163,6 +163,8 @@ def test_a_run_that_raises_is_marked_failed_and_the_others_finish(tmp_path, caps
     assert main(["report", str(out / "f"), "-o", str(tmp_path / "report"), "--reps", "20"]) == 0
     report = (tmp_path / "report" / "report.md").read_text()
     assert "## Failed runs" in report and "RuntimeError: deliberate failure" in report
+    assert "Left out (no seed finished on every task): failing." in report
+    assert "| failing     | 0      | n/a " in report  # its cost row: no finished run
 
 
 def test_ray_launcher_runs_each_run_as_a_task_on_a_local_instance(tmp_path):

@@ -128,8 +128,8 @@ def build(suite_dir: str | Path, out_dir: str | Path, reps: int = 2000, seed: in
     if scores.empty:
         raise ConfigError(f"{suite_dir}: no finished run with an evaluation return; nothing to report")
     spec = read_suite(suite_dir / "suite.yaml") if (suite_dir / "suite.yaml").exists() else None
-    in_store = set(scores.objective) - {BASELINE}
-    objectives = [o.name for o in spec.objectives if o.name in in_store] if spec else sorted(in_store)
+    present = (set(scores.objective) | set(runs.objective)) - {BASELINE}  # failed-only objectives included
+    objectives = [o.name for o in spec.objectives if o.name in present] if spec else sorted(present)
     tasks = sorted(scores.task.unique())
     refs = references(tasks, spec)
     scores = stats.normalise(scores, {r.task: (r.low, r.high) for r in refs.itertuples()})
@@ -212,6 +212,8 @@ def _configuration(suite_dir: Path, spec: SuiteSpec | None, runs: pd.DataFrame, 
         if config.exists():
             lines += [f"Resolved configuration of run `{config.parent.name}` (runs differ only in objective, "
                       "objective_config, task and seed):", "", "```yaml", config.read_text().rstrip(), "```", ""]
+    if len(lines) == 2:
+        lines += ["Neither the suite file nor a finished run's configuration is in the suite directory.", ""]
     recorded = suite_dir / "versions.json"
     versions = json.loads(recorded.read_text()) if recorded.exists() else package_versions()
     lines += ["## Package versions", "",
