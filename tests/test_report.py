@@ -106,7 +106,8 @@ def test_report_tables_equal_a_recomputation_from_the_raw_store(tmp_path, capsys
     assert main(["report", str(tmp_path / "syn"), "-o", str(tmp_path / "rep"), "--reps", str(REPS)]) == 0
     assert capsys.readouterr().out.strip() == f"wrote {tmp_path / 'rep' / 'report.md'}"
     text = (tmp_path / "rep" / "report.md").read_text()
-    assert (tmp_path / "rep" / "curves.png").stat().st_size > 0 and (tmp_path / "rep" / "profiles.png").stat().st_size > 0
+    for figure in ("curves.png", "aggregates.png", "profiles.png"):
+        assert (tmp_path / "rep" / figure).stat().st_size > 0 and f"]({figure})" in text
 
     shown = _markdown_table(text, "## Final return per task")
     raw = table[table.env_frames == table.groupby(["objective", "task", "seed"]).env_frames.transform("max")]

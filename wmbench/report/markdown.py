@@ -2,8 +2,8 @@
 
 ``build(suite_dir, out_dir)`` reads ``results`` and ``runs`` (``wmbench.report.store``), the suite
 file copy ``suite.yaml`` and ``versions.json`` when present, and writes ``out_dir/report.md``,
-``curves.png`` and ``profiles.png``. Statistics follow Agarwal et al., NeurIPS 2021 (see
-``wmbench.report.stats``): final return per task with 95 % stratified-bootstrap CIs over seeds;
+``curves.png``, ``aggregates.png`` and ``profiles.png``. Statistics follow Agarwal et al., NeurIPS
+2021 (see ``wmbench.report.stats``): final return per task with 95 % stratified-bootstrap CIs over seeds;
 IQM, mean, median and optimality gap of normalised scores over tasks; the probability of
 improvement of every pair of objectives; performance profiles. The ``random`` baseline is a
 reference row per task, never a competitor in the aggregates.
@@ -19,7 +19,7 @@ import pandas as pd
 
 from wmbench.config import ConfigError
 from wmbench.report import stats
-from wmbench.report.plots import BASELINE, colours, plot_curves, plot_profiles
+from wmbench.report.plots import BASELINE, colours, plot_aggregates, plot_curves, plot_profiles
 from wmbench.report.store import final_scores, load, package_versions
 from wmbench.suite.spec import SuiteSpec, read_suite, run_id
 
@@ -65,9 +65,9 @@ def _task_table(scores: pd.DataFrame, objectives: list[str], reps: int, seed: in
     })
 
 
-def _aggregate_table(matrices: dict[str, np.ndarray], reps: int, seed: int) -> pd.DataFrame:
+def _aggregate_table(aggregates: pd.DataFrame, matrices: dict[str, np.ndarray]) -> pd.DataFrame:
     """One row per objective: each aggregate of ``stats.AGGREGATES`` with its CI, and the runs per task."""
-    estimates = stats.aggregates(matrices, reps, seed).set_index(["objective", "metric"])
+    estimates = aggregates.set_index(["objective", "metric"])
     return pd.DataFrame([
         {"objective": o, **{m: _ci(*estimates.loc[(o, m)], 3) for m in stats.AGGREGATES}, "runs per task": len(matrices[o])}
         for o in matrices
@@ -109,7 +109,8 @@ def build(suite_dir: str | Path, out_dir: str | Path, reps: int = 2000, seed: in
 
     Args:
         suite_dir: a suite's output directory (``runs/<suite>``).
-        out_dir: report directory (created); ``report.md``, ``curves.png``, ``profiles.png``.
+        out_dir: report directory (created); ``report.md``, ``curves.png``, ``aggregates.png``,
+            ``profiles.png``.
         reps: bootstrap resamples per confidence interval.
         seed: seed of the resampling (the report is reproducible).
 
@@ -138,7 +139,9 @@ def build(suite_dir: str | Path, out_dir: str | Path, reps: int = 2000, seed: in
     colour = colours(objectives)
     out_dir.mkdir(parents=True, exist_ok=True)
     plot_curves(table, out_dir / "curves.png", reps=reps, colour=colour)
+    aggregates = stats.aggregates(matrices, reps, seed)
     if matrices:
+        plot_aggregates(aggregates, out_dir / "aggregates.png", colour)
         taus = np.linspace(0.0, max(1.0, max(m.max() for m in matrices.values())), PROFILE_POINTS)
         plot_profiles(stats.profile(matrices, taus, reps, seed), taus, out_dir / "profiles.png", colour)
 
@@ -170,7 +173,8 @@ def build(suite_dir: str | Path, out_dir: str | Path, reps: int = 2000, seed: in
         "",
         refs.to_markdown(index=False),
         "",
-        _aggregate_table(matrices, reps, seed).to_markdown(index=False) if matrices else "No objective has a seed finished on every task.",
+        *([_aggregate_table(aggregates, matrices).to_markdown(index=False), "", "![aggregates](aggregates.png)"] if matrices
+          else ["No objective has a seed finished on every task."]),
         *(["", f"Left out (no seed finished on every task): {', '.join(left_out)}."] if left_out else []),
         "",
         "## Probability of improvement",

@@ -1,4 +1,4 @@
-"""Figures from the result store (matplotlib, headless): learning curves and performance profiles."""
+"""Figures from the result store (matplotlib, headless): learning curves, aggregates, performance profiles."""
 
 from __future__ import annotations
 
@@ -81,4 +81,27 @@ def plot_profiles(profiles: Mapping[str, np.ndarray], taus: np.ndarray, path: st
     ax.legend(fontsize=8, loc="upper right")
     fig.tight_layout()
     fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def plot_aggregates(aggregates: pd.DataFrame, path: str | Path, colour: Mapping[str, tuple[float, ...]]) -> None:
+    """Aggregate metrics with their 95 % CIs, one panel per metric (rliable's interval plot).
+
+    Args:
+        aggregates: ``wmbench.report.stats.aggregates`` output (``objective, metric, value, ci_low,
+            ci_high``).
+        path: output PNG path.
+        colour: objective to colour.
+    """
+    from rliable import plot_utils  # imports seaborn: only when a report is drawn
+
+    metrics = list(dict.fromkeys(aggregates.metric))
+    by_objective = {o: g.set_index("metric").loc[metrics] for o, g in aggregates.groupby("objective", sort=False)}
+    fig, _ = plot_utils.plot_interval_estimates(
+        {o: g.value.to_numpy() for o, g in by_objective.items()},
+        {o: g[["ci_low", "ci_high"]].to_numpy().T for o, g in by_objective.items()},
+        metric_names=metrics, algorithms=list(by_objective), colors=dict(colour), xlabel="normalised score",
+        row_height=0.6, subfigure_width=3.0, xlabel_y_coordinate=-0.5 / (0.6 * len(by_objective)),  # below the ticks
+    )
+    fig.savefig(path, dpi=110, bbox_inches="tight")
     plt.close(fig)
