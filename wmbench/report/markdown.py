@@ -25,6 +25,7 @@ from wmbench.suite.spec import SuiteSpec, read_suite, run_id
 
 DMC_REFERENCE = (0.0, 1000.0)  # dm_control: reward in [0, 1] per step, 1000-step episodes (Tassa et al., 2018)
 PROFILE_POINTS = 101
+FEW_SEEDS = 5  # below this the report notes that a percentile bootstrap CI is confined to the seeds' range
 
 
 def references(tasks: list[str], spec: SuiteSpec | None) -> pd.DataFrame:
@@ -145,6 +146,7 @@ def build(suite_dir: str | Path, out_dir: str | Path, reps: int = 2000, seed: in
         taus = np.linspace(0.0, max(1.0, max(m.max() for m in matrices.values())), PROFILE_POINTS)
         plot_profiles(stats.profile(matrices, taus, reps, seed), taus, out_dir / "profiles.png", colour)
 
+    fewest = int(scores.groupby(["task", "objective"]).size().min())
     counts = ", ".join(f"{n} {s}" for s, n in runs.status.value_counts().items())
     left_out = [o for o in objectives if o not in matrices]
     failed = runs[runs.status == "failed"]
@@ -161,7 +163,9 @@ def build(suite_dir: str | Path, out_dir: str | Path, reps: int = 2000, seed: in
         "",
         "## Final return per task",
         "",
-        "Mean over seeds with its 95 % bootstrap CI; `random (reference)` is a uniform random policy.",
+        "Mean over seeds with its 95 % bootstrap CI; `random (reference)` is a uniform random policy."
+        + (f" With as few as {fewest} seeds a bootstrap CI cannot reach beyond the seeds' own range: read it as rough."
+           if fewest < FEW_SEEDS else ""),
         "",
         _task_table(scores, objectives, reps, seed).to_markdown(index=False),
         "",

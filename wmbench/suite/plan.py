@@ -29,8 +29,9 @@ def dry_run(path: str | Path) -> pd.DataFrame:
     """Validate a suite and list its runs with their planned cost, without running anything.
 
     Returns:
-        Columns ``run_id, objective, task, seed, env_frames, updates, evaluations`` (about; it
-        counts the one at 0 env frames and the final one).
+        Columns ``run_id, objective, task, seed, env_frames, updates, evaluations``; updates are
+        exact (``planned_updates``), evaluations approximate: one at 0 env frames, one per
+        ``train.eval_every`` and the final one (those due during the random prefill come after it).
 
     Raises:
         ConfigError: the suite is invalid.
