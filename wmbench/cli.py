@@ -149,13 +149,12 @@ def build_parser() -> argparse.ArgumentParser:
         help="write the comparison report of a finished suite",
         description="Read the result store in SUITE_DIR (runs/<suite>) and write report.md with its figures: final "
         "return per task, IQM/mean/median/optimality gap, probability of improvement, learning curves, performance "
-        "profiles, cost, configuration and package versions (95 %% stratified-bootstrap CIs, Agarwal et al. 2021).",
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+        "profiles, cost, configuration and package versions (95 % stratified-bootstrap CIs, Agarwal et al. 2021).",
     )
     p.add_argument("suite_dir", help="a suite's output directory, e.g. runs/smoke")
     p.add_argument("-o", "--out", help="report directory (default: reports/<suite directory name>)")
-    p.add_argument("--reps", type=_positive_int, default=2000, help="bootstrap resamples per confidence interval")
-    p.add_argument("--seed", type=int, default=0, help="seed of the bootstrap")
+    p.add_argument("--reps", type=_positive_int, default=2000, help="bootstrap resamples per confidence interval (default: 2000)")
+    p.add_argument("--seed", type=int, default=0, help="seed of the bootstrap (default: 0)")
     p.set_defaults(func=_cmd_report)
     return parser
 
