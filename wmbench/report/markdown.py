@@ -97,7 +97,7 @@ def _cost(runs: pd.DataFrame, objectives: list[str]) -> pd.DataFrame:
         rows.append({
             "objective": objective,
             "runs": len(done),
-            "wall time per run (min)": shown(seconds / len(timed) / 60 if len(timed) else seconds, ".1f"),
+            "wall time per run (s)": shown(seconds / len(timed) if len(timed) else seconds, ",.0f"),
             "env frames / s": shown(timed.env_frames.sum() / seconds, ".1f"),
             "updates / s": shown(timed.updates.sum() / seconds, ".2f"),
             "parameters": "n/a" if not params else f"{params[0]:,}" if len(params) == 1 else f"{params[0]:,}–{params[-1]:,}",
