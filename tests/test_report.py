@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import re
 
 import numpy as np
@@ -10,7 +11,7 @@ import pytest
 
 from wmbench.cli import main
 from wmbench.report import stats
-from wmbench.report.store import COLUMNS, run_row, runs_frame, save
+from wmbench.report.store import COLUMNS, load, run_row, runs_frame, save
 
 REPS = 200
 
@@ -157,3 +158,23 @@ def test_report_of_a_directory_without_a_store_is_one_clear_error(tmp_path, caps
     assert capsys.readouterr().err.strip() == (
         f"wmbench: error: {tmp_path} has no results.parquet or results.csv; run the suite first (wmbench suite run FILE)"
     )
+
+
+def test_load_rebuilds_the_runs_table_of_a_suite_written_before_it(tmp_path):
+    """Older suites have only results.csv: runs come from the status.json of the runs in the results."""
+    suite = tmp_path / "old"
+    for objective, seed, status in [("reconstruction", 0, {"status": "done", "eval_return": 7.0, "env_frames": 160, "updates": 20,
+                                                            "wall_time": 8.0}),
+                                    ("reward", 0, {"status": "done", "eval_return": 1.0})]:  # another suite's run
+        run = suite / f"{objective}-toy_reach-s{seed}"
+        run.mkdir(parents=True)
+        (run / "config.yaml").write_text(f"objective: {objective}\nseed: {seed}\nenv: {{task: 'toy:reach'}}\n")
+        (run / "status.json").write_text(json.dumps(status))
+    rows = [("old", "reconstruction", "toy:reach", 0, 160, "eval/return", 7.0, 8.0)]
+    pd.DataFrame(rows, columns=COLUMNS).to_csv(suite / "results.csv", index=False)
+    table, runs = load(suite)
+    assert table.values.tolist() == [list(r) for r in rows]
+    assert runs[["objective", "status", "final_return", "env_frames", "updates", "wall_time"]].values.tolist() == [
+        ["reconstruction", "done", 7.0, 160.0, 20.0, 8.0]
+    ]
+    assert runs.params.isna().all()  # not recorded then: the report shows n/a

@@ -11,11 +11,14 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
+from conftest import tiny_run_dict
 from wmbench.cli import main
-from wmbench.config import ConfigError
+from wmbench.config import ConfigError, from_dict
 from wmbench.objectives import registry
 from wmbench.objectives.base import Objective, ObjectiveInputs, ObjectiveOutput
 from wmbench.report.store import COLUMNS, RUN_COLUMNS
+from wmbench.runtime.config import RunConfig
+from wmbench.runtime.sync import train
 from wmbench.suite.plan import planned_updates
 from wmbench.suite.spec import load_suite
 
@@ -112,6 +115,17 @@ def test_dmc_vision_suite_is_valid():
     # Dreamer v1: 100 updates of 50 x 50 steps per 1000 env frames; the first 5000 frames are random prefill.
     assert {planned_updates(r.config) for r in runs} == {99_500}
     assert set(spec.references) == set(spec.tasks)
+
+
+@pytest.mark.parametrize("train_ratio, repeat, frames, prefill, updates", [(6, 1, 20, 8, 9), (20, 3, 40, 13, 22)])
+def test_planned_updates_equal_the_updates_of_a_run(tmp_path, train_ratio, repeat, frames, prefill, updates):
+    # B*T = 8: 0.75 updates per agent step after 8 prefill steps of 20; 2.5 per step after
+    # ceil(13 / 3) = 5 prefill steps of ceil(40 / 3) = 14 (the last step overshoots the budget).
+    data = tiny_run_dict()
+    data["env"]["action_repeat"] = repeat
+    data["train"].update(train_ratio=train_ratio, env_frames=frames, learning_starts=prefill)
+    cfg = from_dict(RunConfig, data)
+    assert train(cfg, tmp_path / "run")["updates"] == planned_updates(cfg) == updates
 
 
 def test_dry_run_lists_the_runs_and_their_cost_without_running(tmp_path, capsys):
