@@ -58,7 +58,8 @@ def _cmd_suite_run(args: argparse.Namespace) -> int:
               "(plus the random baseline's evaluations); nothing was run")
         return 0
     if args.launcher == "ray" and args.workers != 1:
-        raise ConfigError("--workers applies to --launcher local; with --launcher ray each run reserves train.threads CPUs (1 if 0)")
+        raise ConfigError("--workers applies to --launcher local; with --launcher ray each run reserves "
+                          "train.threads CPUs (1 if 0)")
     if args.address and args.launcher != "ray":
         raise ConfigError("--address is the Ray cluster's; add --launcher ray")
     result, failed = run_suite(args.file, args.out, workers=args.workers, launcher=args.launcher, address=args.address)

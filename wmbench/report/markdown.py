@@ -154,7 +154,8 @@ def build(suite_dir: str | Path, out_dir: str | Path, reps: int = 2000, seed: in
         f"# Suite `{spec.name if spec else table.suite.iloc[0]}`: comparison report",
         "",
         *([spec.description, ""] if spec and spec.description else []),
-        f"Objectives: {', '.join(objectives)}. Tasks: {', '.join(tasks)}. Seeds: {', '.join(map(str, sorted(scores.seed.unique())))}. "
+        f"Objectives: {', '.join(objectives)}. Tasks: {', '.join(tasks)}. "
+        f"Seeds: {', '.join(map(str, sorted(scores.seed.unique())))}. "
         f"Runs: {counts} (of {len(runs)}, the random baseline included).",
         "",
         "Statistics follow Agarwal et al., *Deep Reinforcement Learning at the Edge of the Statistical Precipice*, "

@@ -79,7 +79,8 @@ def score_matrices(scores: pd.DataFrame, column: str = "score") -> tuple[dict[st
     return matrices, tasks
 
 
-def interval(matrices: Mapping[str, np.ndarray], func: Callable[[np.ndarray], np.ndarray], reps: int, seed: int) -> dict[str, np.ndarray]:
+def interval(matrices: Mapping[str, np.ndarray], func: Callable[[np.ndarray], np.ndarray], reps: int,
+             seed: int) -> dict[str, np.ndarray]:
     """Point estimate and stratified-bootstrap CI of ``func`` per matrix.
 
     Args:
@@ -148,7 +149,8 @@ def improvement(matrices: Mapping[str, np.ndarray], reps: int, seed: int = 0) ->
     if not pairs:
         return pd.DataFrame(columns=["x", "y", "probability", "ci_low", "ci_high"])
     estimates = interval(pairs, lambda x, y: np.array([metrics.probability_of_improvement(x, y)]), reps, seed)
-    return pd.DataFrame([(x, y, *estimates[(x, y)][:, 0]) for x, y in pairs], columns=["x", "y", "probability", "ci_low", "ci_high"])
+    rows = [(x, y, *estimates[(x, y)][:, 0]) for x, y in pairs]
+    return pd.DataFrame(rows, columns=["x", "y", "probability", "ci_low", "ci_high"])
 
 
 def curve(values: np.ndarray, reps: int, seed: int = 0) -> np.ndarray:

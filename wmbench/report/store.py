@@ -26,7 +26,9 @@ import yaml
 
 COLUMNS = ["suite", "objective", "task", "seed", "env_frames", "metric", "value", "wall_time"]
 VERSIONED = ("wmbench", "torch", "lightning", "numpy", "gymnasium", "dm-control", "mujoco", "pandas", "rliable")
-RUN_COLUMNS = ["suite", "objective", "task", "seed", "status", "final_return", "env_frames", "updates", "wall_time", "params", "error"]
+RUN_COLUMNS = [
+    "suite", "objective", "task", "seed", "status", "final_return", "env_frames", "updates", "wall_time", "params", "error",
+]
 
 
 def read_status(run_dir: Path) -> dict:

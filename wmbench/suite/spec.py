@@ -210,7 +210,8 @@ def load_suite(path: str | Path) -> tuple[SuiteSpec, list[Run]]:
                         try:
                             prepare(cfg)  # the objective's own config
                         except ConfigError as err:
-                            raise ConfigError(str(err).replace("objective_config", f"suite.objectives[{i}].objective_config", 1)) from None
+                            where = f"suite.objectives[{i}].objective_config"
+                            raise ConfigError(str(err).replace("objective_config", where, 1)) from None
                     runs.append(Run(run_id(objective.name, task, seed), cfg, objective.name))
                 except ValueError as err:
                     problem(str(err))
