@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 import math
 import textwrap
 from pathlib import Path
@@ -10,10 +11,18 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
+from conftest import tiny_run_dict
 from wmbench.cli import main
-from wmbench.config import ConfigError
-from wmbench.report.store import COLUMNS
+from wmbench.config import ConfigError, from_dict
+from wmbench.objectives import registry
+from wmbench.objectives.base import Objective, ObjectiveInputs, ObjectiveOutput
+from wmbench.report.store import COLUMNS, RUN_COLUMNS
+from wmbench.runtime.config import RunConfig
+from wmbench.runtime.sync import train
+from wmbench.suite.plan import planned_updates
 from wmbench.suite.spec import load_suite
+
+REPO = Path(__file__).resolve().parents[1]
 
 TINY_CONFIG = """
 config:
@@ -58,6 +67,22 @@ def test_valid_suite_expands_to_objectives_x_tasks_x_seeds(tmp_path):
         ("name: s\nobjectives: [reward]\ntasks: [toy:reach]\nseeds: [0]\nconfig: {env: {image_size: 32}}\n", "set env.image_size=64"),
         ("name: s\nobjectives: [reward]\ntasks: [toy:reach]\nseeds: [0]\nconfig: {train: {learning_starts: 10}}\n", "set train.learning_starts >= 100"),
         ("name: s\nobjectives: [reward]\ntasks: [toy:reach]\nseeds: [0]\nconfig: {env: {render_quality: ultra}}\n", "expected one of ['standard', 'fast']"),
+        ("name: s\nobjectives: [{name: c, objective: contrastive}, {name: c, objective: contrastive, objective_config: {units: 8}}]\n"
+         "tasks: [toy:reach]\nseeds: [0]\n", "suite.objectives: lists an entry twice (give each variant its own name)"),
+        ("name: s\nobjectives: [random]\ntasks: [toy:reach]\nseeds: [0]\n", "suite.objectives[0].name: 'random' is reserved for the random-policy baseline"),
+        ("name: s\nobjectives: [{name: a/b, objective: reward}]\ntasks: [toy:reach]\nseeds: [0]\n", "suite.objectives[0].name: 'a/b' must be letters"),
+        ("name: s\nobjectives: [reward, {name: c, objective: contrastive, objective_config: {unit: 8}}]\ntasks: [toy:reach]\nseeds: [0]\n",
+         "suite.yaml: suite.objectives[1].objective_config.unit: unknown key 'unit'; did you mean 'units'?"),
+        ("name: s\nobjectives: [{name: c, objective: nope}]\ntasks: [toy:reach]\nseeds: [0]\n", "unknown objective 'nope'"),
+        ("name: s\nobjectives: [reward]\ntasks: [toy:reach]\nseeds: [0]\nconfig: {objective_config: {units: 8}}\n",
+         "config.objective_config: set it in an entry of the suite's 'objectives' list"),
+        ("name: s\nobjectives: [reward]\ntasks: [toy:reach]\nseeds: [0]\nevaluation: {every: 10}\nconfig: {train: {eval_every: 20}}\n",
+         "suite.evaluation.every and config.train.eval_every both set the evaluation cadence; keep one"),
+        ("name: s\nobjectives: [reward]\ntasks: [toy:reach]\nseeds: [0]\nevaluation: {every: 0}\n", "train.eval_every must be >= 1, got 0"),
+        ("name: s\nobjectives: [reward]\ntasks: [toy:reach]\nseeds: [0]\nreferences: {dmc:walker-walk: {low: 0, high: 1000}}\n",
+         "suite.references.dmc:walker-walk: not one of the suite's tasks (toy:reach)"),
+        ("name: s\nobjectives: [reward]\ntasks: [toy:reach]\nseeds: [0]\nreferences: {toy:reach: {low: 1, high: 1}}\n",
+         "high must be greater than low, got low=1.0, high=1.0"),
     ],
 )
 def test_bad_suites_fail_with_one_clear_message(tmp_path, text, expected):
@@ -65,6 +90,106 @@ def test_bad_suites_fail_with_one_clear_message(tmp_path, text, expected):
     with pytest.raises(ConfigError) as err:
         load_suite(path)
     assert expected in str(err.value)
+
+
+def test_objective_variants_evaluation_cadence_and_references(tmp_path):
+    path = write(tmp_path, "name: s\nobjectives:\n  - reward\n"
+                 "  - {name: contrastive-narrow, objective: contrastive, objective_config: {units: 16}}\n"
+                 "  - {name: contrastive-wide, objective: contrastive, objective_config: {units: 32}}\n"
+                 "tasks: [toy:reach]\nseeds: [0]\nevaluation: {every: 40, episodes: 2}\nreferences: {toy:reach: {low: -1, high: 1}}\n"
+                 + TINY_CONFIG.replace("eval_every: 1000, eval_episodes: 1, ", ""))
+    spec, runs = load_suite(path)
+    assert [r.run_id for r in runs] == ["reward-toy_reach-s0", "contrastive-narrow-toy_reach-s0", "contrastive-wide-toy_reach-s0"]
+    assert [(r.label, r.config.objective, r.config.objective_config) for r in runs] == [
+        ("reward", "reward", {}), ("contrastive-narrow", "contrastive", {"units": 16}), ("contrastive-wide", "contrastive", {"units": 32}),
+    ]
+    assert {(r.config.train.eval_every, r.config.train.eval_episodes) for r in runs} == {(40, 2)}
+    assert (spec.references["toy:reach"].low, spec.references["toy:reach"].high) == (-1.0, 1.0)
+
+
+def test_dmc_vision_suite_is_valid():
+    spec, runs = load_suite(REPO / "suites" / "dmc-vision.yaml")
+    assert [o.name for o in spec.objectives] == ["reconstruction", "contrastive", "reward"]
+    assert len(spec.tasks) == 6 and spec.seeds == (0, 1, 2, 3, 4) and len(runs) == 90
+    assert {(r.config.env.action_repeat, r.config.train.env_frames, r.config.train.eval_every) for r in runs} == {(2, 1_000_000, 10_000)}
+    # Dreamer v1: 100 updates of 50 x 50 steps per 1000 env frames; the first 5000 frames are random prefill.
+    assert {planned_updates(r.config) for r in runs} == {99_500}
+    assert set(spec.references) == set(spec.tasks)
+
+
+@pytest.mark.parametrize("train_ratio, repeat, frames, prefill, updates", [(6, 1, 20, 8, 9), (20, 3, 40, 13, 22)])
+def test_planned_updates_equal_the_updates_of_a_run(tmp_path, train_ratio, repeat, frames, prefill, updates):
+    # B*T = 8: 0.75 updates per agent step after 8 prefill steps of 20; 2.5 per step after
+    # ceil(13 / 3) = 5 prefill steps of ceil(40 / 3) = 14 (the last step overshoots the budget).
+    data = tiny_run_dict()
+    data["env"]["action_repeat"] = repeat
+    data["train"].update(train_ratio=train_ratio, env_frames=frames, learning_starts=prefill)
+    cfg = from_dict(RunConfig, data)
+    assert train(cfg, tmp_path / "run")["updates"] == planned_updates(cfg) == updates
+
+
+def test_dry_run_lists_the_runs_and_their_cost_without_running(tmp_path, capsys):
+    path = write(tmp_path, "name: s\nobjectives: [reward, contrastive]\ntasks: [toy:reach]\nseeds: [0, 1]\n" + TINY_CONFIG)
+    out = tmp_path / "runs"
+    assert main(["suite", "run", str(path), "--out", str(out), "--dry-run"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[0].split() == ["run_id", "objective", "task", "seed", "env_frames", "updates", "evaluations"]
+    assert [line.split() for line in lines[1:5]] == [
+        [f"{o}-toy_reach-s{s}", o, "toy:reach", str(s), "160", "20", "2"] for o in ("reward", "contrastive") for s in (0, 1)
+    ]
+    assert lines[-1].startswith("4 runs, 640 env frames and 80 updates in all")
+    assert not out.exists()
+
+
+class FailingObjective(Objective):
+    """Raises in its first update: a run that fails."""
+
+    name = "failing"
+
+    def forward(self, inp: ObjectiveInputs) -> ObjectiveOutput:
+        raise RuntimeError("deliberate failure")
+
+
+def test_a_run_that_raises_is_marked_failed_and_the_others_finish(tmp_path, capsys, caplog, monkeypatch):
+    monkeypatch.setitem(registry.BUILTIN, "failing", f"{__name__}:FailingObjective")
+    path = write(tmp_path, "name: f\nobjectives: [failing, reward]\ntasks: [toy:reach]\nseeds: [0]\n" + TINY_CONFIG)
+    out = tmp_path / "runs"
+    assert main(["suite", "status", str(path), "--out", str(out)]) == 0
+    assert capsys.readouterr().out.splitlines()[-1] == "runs: 0 done, 0 running, 0 failed, 2 pending (of 2)"
+    with caplog.at_level(logging.INFO, logger="wmbench"):
+        assert main(["suite", "run", str(path), "--out", str(out)]) == 1
+    assert "1 run(s) failed (see status.json in each): failing-toy_reach-s0" in capsys.readouterr().err
+    assert "runs: 1 done, 0 running, 1 failed, 0 pending (of 2)" in caplog.messages
+    runs = pd.read_parquet(out / "f" / "runs.parquet")
+    assert list(runs.columns) == RUN_COLUMNS
+    runs = runs.set_index("objective")
+    assert runs.status.to_dict() == {"failing": "failed", "reward": "done", "random": "done"}
+    assert runs.loc["failing", "error"] == "RuntimeError: deliberate failure"
+    _, (_, reward_run) = load_suite(path)
+    assert runs.loc["reward", "updates"] == planned_updates(reward_run.config) == 20
+    assert runs.loc["reward", "params"] > 0 and pd.isna(runs.loc["random", "params"])
+    assert set(pd.read_parquet(out / "f" / "results.parquet").objective) == {"reward", "random"}
+    assert main(["suite", "status", str(path), "--out", str(out)]) == 0
+    printed = [line.split() for line in capsys.readouterr().out.splitlines()]
+    assert printed[2][:4] == ["failing-toy_reach-s0", "failed", "NaN", "RuntimeError:"]
+    assert printed[3][:2] == ["reward-toy_reach-s0", "done"]
+    assert printed[-1] == "runs: 1 done, 0 running, 1 failed, 0 pending (of 2)".split()
+    assert main(["report", str(out / "f"), "-o", str(tmp_path / "report"), "--reps", "20"]) == 0
+    report = (tmp_path / "report" / "report.md").read_text()
+    assert "## Failed runs" in report and "RuntimeError: deliberate failure" in report
+    assert "Left out (no seed finished on every task): failing." in report
+    assert "| failing     | 0      | n/a " in report  # its cost row: no finished run
+
+
+def test_ray_launcher_runs_each_run_as_a_task_on_a_local_instance(tmp_path):
+    ray = pytest.importorskip("ray")
+    path = write(tmp_path, "name: r\nobjectives: [reward]\ntasks: [toy:reach]\nseeds: [0]\nrandom_baseline: false\n" + TINY_CONFIG)
+    out = tmp_path / "runs"
+    assert main(["suite", "run", str(path), "--out", str(out), "--launcher", "ray"]) == 0
+    runs = pd.read_csv(out / "r" / "runs.csv")
+    assert runs[["seed", "status", "updates"]].values.tolist() == [[0, "done", 20]]
+    assert not ray.is_initialized()  # the local instance started for the suite is shut down
+    assert main(["suite", "run", str(path), "--out", str(out), "--launcher", "ray", "--workers", "2"]) == 2
 
 
 def test_all_problems_of_a_suite_are_reported_together(tmp_path):
@@ -128,6 +253,17 @@ def test_tiny_suite_on_dm_control_pixels_writes_the_results_table(tmp_path, caps
         status = json.loads((out / "e2e" / f"{objective}-dmc_cartpole-balance-s0" / "status.json").read_text())
         rows = losses[(losses.objective == objective) & (losses.metric == "train/loss/world_model")]
         assert len(rows) == status["updates"] == 20  # 10 agent steps after prefill, 2 updates each
+    # The store in parquet equals the csv; each trained run records its parameters and planned updates.
+    pd.testing.assert_frame_equal(pd.read_parquet(out / "e2e" / "results.parquet"), table, check_dtype=False)
+    runs = pd.read_csv(out / "e2e" / "runs.csv").set_index("objective")
+    assert (runs.status == "done").all() and (runs.drop(index="random").params > 0).all()
+    assert runs.loc["reconstruction", "params"] > runs.loc["reward", "params"]  # the decoder
+    assert set(runs.drop(index="random").updates) == {planned_updates(load_suite(path)[1][0].config)}
+    assert main(["report", str(out / "e2e"), "-o", str(tmp_path / "report"), "--reps", "20"]) == 0
+    report = (tmp_path / "report" / "report.md").read_text()
+    for objective in ("reward", "reconstruction", "contrastive", "random (reference)"):
+        assert f"| dmc:cartpole-balance | {objective} " in report
+    assert "name: e2e" in report  # the suite file
     # Running the suite again skips finished runs (no new rows, same table).
     assert main(["suite", "run", str(path), "--out", str(out)]) == 0
     assert pd.read_csv(out / "e2e" / "results.csv").shape == table.shape

@@ -1,4 +1,4 @@
-"""Command line: ``wmbench train``, ``wmbench objectives``, ``wmbench suite run``.
+"""Command line: ``wmbench objectives``, ``train``, ``suite run``, ``suite status``, ``report``.
 
 Invalid input (unknown objective or task, malformed suite, bad override, missing renderer, a run
 directory that cannot be resumed) prints one ``wmbench: error: ...`` message and exits with status 2
@@ -58,12 +58,43 @@ def _cmd_train(args: argparse.Namespace) -> int:
 def _cmd_suite_run(args: argparse.Namespace) -> int:
     from wmbench.suite.runner import run_suite
 
-    result, failed = run_suite(args.file, args.out, workers=args.workers)
+    if args.dry_run:
+        from wmbench.suite.plan import dry_run
+
+        plan = dry_run(args.file)
+        print(plan.to_string(index=False))
+        print(f"\n{len(plan)} runs, {plan.env_frames.sum():,} env frames and {plan.updates.sum():,} updates in all "
+              "(plus the random baseline's evaluations); nothing was run")
+        return 0
+    if args.launcher == "ray" and args.workers != 1:
+        raise ConfigError("--workers applies to --launcher local; with --launcher ray each run reserves "
+                          "train.threads CPUs (1 if 0)")
+    if args.address and args.launcher != "ray":
+        raise ConfigError("--address is the Ray cluster's; add --launcher ray")
+    result, failed = run_suite(args.file, args.out, workers=args.workers, launcher=args.launcher, address=args.address)
     print("\nFinal evaluation return (deterministic policy), mean and std over seeds; random = uniform random policy")
     print(result.to_string(index=False, float_format=lambda v: f"{v:.1f}"))
     if failed:
         print(f"\n{len(failed)} run(s) failed (see status.json in each): {', '.join(failed)}", file=sys.stderr)
         return 1
+    return 0
+
+
+def _cmd_suite_status(args: argparse.Namespace) -> int:
+    from wmbench.suite.plan import progress, status
+
+    runs = status(args.file, args.out)
+    shown = runs[["status", "final_return", "error"]].assign(error=runs.error.fillna("").str.slice(0, 60))
+    print(shown.rename_axis("run").to_string(float_format=lambda v: f"{v:.1f}"))
+    print(progress(runs.status.to_dict()))
+    return 0
+
+
+def _cmd_report(args: argparse.Namespace) -> int:
+    from wmbench.report.markdown import build
+
+    out = args.out or str(Path("reports") / Path(args.suite_dir).resolve().name)
+    print(f"wrote {build(args.suite_dir, out, reps=args.reps, seed=args.seed)}")
     return 0
 
 
@@ -111,7 +142,32 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("file", help="suite YAML file (see suites/smoke.yaml)")
     p.add_argument("--out", default="runs", help="root output directory")
     p.add_argument("--workers", type=_positive_int, default=1, help="runs in parallel, one process each")
+    p.add_argument("--launcher", choices=["local", "ray"], default="local",
+                   help="local: this machine (see --workers); ray: each run a Ray task (pip install 'wmbench[ray]')")
+    p.add_argument("--address", help="Ray cluster address for ray.init (e.g. auto); default: start a local Ray instance")
+    p.add_argument("--dry-run", action="store_true", help="validate, list the runs and their env frames and updates, run nothing")
     p.set_defaults(func=_cmd_suite_run)
+    p = suite.add_parser(
+        "status",
+        help="print done/running/failed/pending per run of a suite",
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    )
+    p.add_argument("file", help="suite YAML file")
+    p.add_argument("--out", default="runs", help="root output directory the suite was run with")
+    p.set_defaults(func=_cmd_suite_status)
+
+    p = sub.add_parser(
+        "report",
+        help="write the comparison report of a finished suite",
+        description="Read the result store in SUITE_DIR (runs/<suite>) and write report.md with its figures: final "
+        "return per task, IQM/mean/median/optimality gap, probability of improvement, learning curves, performance "
+        "profiles, cost, configuration and package versions (95 % stratified-bootstrap CIs, Agarwal et al. 2021).",
+    )
+    p.add_argument("suite_dir", help="a suite's output directory, e.g. runs/smoke")
+    p.add_argument("-o", "--out", help="report directory (default: reports/<suite directory name>)")
+    p.add_argument("--reps", type=_positive_int, default=2000, help="bootstrap resamples per confidence interval (default: 2000)")
+    p.add_argument("--seed", type=int, default=0, help="seed of the bootstrap (default: 0)")
+    p.set_defaults(func=_cmd_report)
     return parser
 
 

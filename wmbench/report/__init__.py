@@ -1,1 +1,4 @@
-"""Results: the tidy result store and comparison tables (reads run directories, never checkpoints)."""
+"""Results: the result store, its statistics, figures and the markdown report (store → stats → plots → markdown).
+
+Reads run directories and the store, never checkpoints.
+"""

@@ -477,6 +477,7 @@ def _train(cfg: RunConfig, run_dir: Path, objective_cls: type, objective_cfg: An
         "replay_rows": stream.replay.added,
         "wall_time": time.time() - stream.started,
         "cpu_time": time.process_time() - cpu_started,
+        "params": sum(p.numel() for p in module.parameters() if p.requires_grad),  # trainable: world model, objective, actor, critic
     }
 
 

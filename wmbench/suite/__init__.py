@@ -1,1 +1,2 @@
-"""Suites: YAML files of objectives × tasks × seeds, validated before any compute, and their runner."""
+"""Suites: YAML files of objectives × tasks × seeds, validated before any compute (``spec``), their
+planned cost and status (``plan``), and their runner (``runner``; Ray tasks in ``ray_launcher``)."""

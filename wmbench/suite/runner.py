@@ -3,13 +3,18 @@
 Output layout::
 
     <out>/<suite>/<run_id>/        config.yaml, metrics.csv, status.json, checkpoints/
-    <out>/<suite>/results.csv      tidy table (see ``wmbench.report.store``)
+    <out>/<suite>/suite.yaml       copy of the suite file
+    <out>/<suite>/results.csv      tidy table (see ``wmbench.report.store``), also results.parquet
+    <out>/<suite>/runs.csv         one row per run: status, final return, cost; also runs.parquet
+    <out>/<suite>/versions.json    package versions of the process that wrote the store
     <out>/<suite>/comparison.md    objective × task: final evaluation return, mean ± std over seeds
-    <out>/<suite>/curves.png       evaluation return against env frames
+    <out>/<suite>/curves.png       evaluation return against env frames (mean, 95 % CI over seeds)
 
 A finished run (``status.json`` says ``done``) is skipped when the suite is run again; an unfinished
 one (killed, interrupted or failed) continues from its checkpoint, or starts over if it has none; a
-failing run is recorded as ``failed`` with its error and the others go on.
+failing run is recorded as ``failed`` with its error and the others go on. A progress line counts the runs
+done, running, failed and pending after each run. ``wmbench report`` turns the store into the
+comparison report (``wmbench.report.markdown``).
 """
 
 from __future__ import annotations
@@ -17,7 +22,8 @@ from __future__ import annotations
 import logging
 import multiprocessing
 import os
-from concurrent.futures import ProcessPoolExecutor
+from collections.abc import Callable
+from concurrent.futures import ProcessPoolExecutor, as_completed
 from pathlib import Path
 
 import pandas as pd
@@ -27,15 +33,16 @@ import yaml
 from wmbench.config import ConfigError, to_dict
 
 from wmbench.report.plots import plot_curves
-from wmbench.report.store import collect, comparison, final_scores, read_status
+from wmbench.report.store import collect, comparison, final_scores, read_status, run_row, runs_frame, save
 from wmbench.runtime.checkpoint import CHECKPOINT, read_checkpoint
-from wmbench.runtime.sync import quiet_libraries, random_baseline, train
+from wmbench.runtime.sync import quiet_libraries, random_baseline, train, write_status
+from wmbench.suite.plan import progress
 from wmbench.suite.spec import Run, load_suite, run_id
 
 log = logging.getLogger("wmbench")
 
 
-def _run_one(run: Run, run_dir: Path, threads: int = 0) -> str | None:
+def run_one(run: Run, run_dir: Path, threads: int = 0) -> str | None:
     """Train (or resume) one run; returns ``None`` on success, else the error (already in its status.json).
 
     ``threads`` > 0 sets torch's intra-op threads of this (worker) process unless the run's config
@@ -76,17 +83,59 @@ def _check_not_stale(runs: list[Run], suite_dir: Path, path: str | Path) -> None
         )
 
 
-def run_suite(path: str | Path, out: str | Path = "runs", workers: int = 1) -> tuple[pd.DataFrame, list[str]]:
-    """Validate, then run a suite file; write the result table and the comparison.
+def _run_local(todo: list[Run], suite_dir: Path, workers: int, statuses: dict[str, str],
+               finished: Callable[[str, str | None], None]) -> None:
+    """Run ``todo`` in this process (``workers`` 1) or in a pool of ``workers`` spawned processes.
+
+    ``statuses`` (run id to status) is kept current for the progress line; ``finished(run_id,
+    error)`` is called as each run ends (``error`` None on success).
+    """
+    if workers == 1:
+        for run in todo:
+            statuses[run.run_id] = "running"
+            log.info("%s: starting %s", progress(statuses), run.run_id)
+            finished(run.run_id, run_one(run, suite_dir / run.run_id))
+        return
+    threads = max(1, (os.cpu_count() or 1) // workers)
+    with ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn")) as pool:
+        futures = {pool.submit(run_one, r, suite_dir / r.run_id, threads): r.run_id for r in todo}
+        for run_id_ in list(futures.values())[:workers]:
+            statuses[run_id_] = "running"
+        log.info(progress(statuses))
+        for future in as_completed(futures):
+            try:
+                error = future.result()
+            except Exception as err:  # the worker process died (e.g. out of memory)
+                error = f"{type(err).__name__}: {err}"
+                mark_failed(suite_dir / futures[future], error)
+            # The pool starts runs in submission order: the first `workers` unfinished ones run.
+            for run_id_ in [futures[f] for f in futures if not f.done()][:workers]:
+                statuses[run_id_] = "running"
+            finished(futures[future], error)
+
+
+def mark_failed(run_dir: Path, error: str) -> None:
+    """Record a run whose process died (it could not write its own ``failed`` status)."""
+    run_dir.mkdir(parents=True, exist_ok=True)
+    write_status(run_dir, "failed", error=error)
+
+
+def run_suite(path: str | Path, out: str | Path = "runs", workers: int = 1, launcher: str = "local",
+              address: str | None = None) -> tuple[pd.DataFrame, list[str]]:
+    """Validate, then run a suite file; write the result store and the comparison.
 
     Args:
         path: suite YAML file.
         out: root output directory.
-        workers: runs in parallel, each in its own process with ``cpu_count // workers`` torch
-            threads (unless the suite sets ``train.threads``); 1 runs them in this process.
+        workers: with the ``local`` launcher, runs in parallel, each in its own process with
+            ``cpu_count // workers`` torch threads (unless the suite sets ``train.threads``); 1 runs
+            them in this process.
+        launcher: ``local`` or ``ray`` (each run a Ray task, see ``wmbench.suite.ray_launcher``).
+        address: Ray cluster address for ``ray.init``; None starts a local Ray instance.
 
-    Finished runs are skipped and unfinished ones resumed from their checkpoints; only this suite's
-    runs (and its baseline) enter the table.
+    Finished runs are skipped and unfinished ones resumed from their checkpoints; a run that raises is recorded as failed and the others go on. Only
+    this suite's runs (and its baseline) enter the store (see ``wmbench.report.store``), which is
+    written with a copy of the suite file (``suite.yaml``) and the package versions.
 
     Returns:
         ``(comparison_table, failed_run_ids)``.
@@ -99,38 +148,39 @@ def run_suite(path: str | Path, out: str | Path = "runs", workers: int = 1) -> t
     suite_dir = Path(out) / spec.name
     _check_not_stale(runs, suite_dir, path)
     suite_dir.mkdir(parents=True, exist_ok=True)
-    failed: list[str] = []
-    todo = [r for r in runs if read_status(suite_dir / r.run_id).get("status") != "done"]
+    (suite_dir / "suite.yaml").write_text(Path(path).read_text())
+    statuses = {r.run_id: "done" if read_status(suite_dir / r.run_id).get("status") == "done" else "pending" for r in runs}
+    todo = [r for r in runs if statuses[r.run_id] != "done"]
     log.info("suite %s: %d runs, %d to do, output in %s", spec.name, len(runs), len(todo), suite_dir)
-    if workers == 1:
-        errors = {}
-        for i, run in enumerate(todo, 1):
-            log.info("[%d/%d] %s", i, len(todo), run.run_id)
-            errors[run.run_id] = _run_one(run, suite_dir / run.run_id)
-    else:
-        threads = max(1, (os.cpu_count() or 1) // workers)
-        with ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn")) as pool:
-            futures = {r.run_id: pool.submit(_run_one, r, suite_dir / r.run_id, threads) for r in todo}
-            errors = {run_id: future.result() for run_id, future in futures.items()}
-    for run_id_, error in errors.items():  # the failed runs' status.json holds the traceback
-        if error is not None:
+
+    def finished(run_id_: str, error: str | None) -> None:
+        statuses[run_id_] = "done" if error is None else "failed"
+        if error is not None:  # the failed run's status.json holds the traceback
             log.error("run %s failed: %s", run_id_, error)
-            failed.append(run_id_)
-    run_dirs = [suite_dir / r.run_id for r in runs]
+        log.info(progress(statuses))
+
+    if launcher == "ray":
+        from wmbench.suite.ray_launcher import run_on_ray
+
+        run_on_ray(todo, suite_dir, address, statuses, finished)
+    else:
+        _run_local(todo, suite_dir, workers, statuses, finished)
+    failed = [run_id_ for run_id_, status in statuses.items() if status == "failed"]
+    labelled = [(suite_dir / r.run_id, r.label, r.config.env.task, r.config.seed) for r in runs]
     if spec.random_baseline:
         for run in runs:
-            if run.config.objective != spec.objectives[0]:
+            if run.label != spec.objectives[0].name:
                 continue
             baseline_dir = suite_dir / run_id("random", run.config.env.task, run.config.seed)
             if read_status(baseline_dir).get("status") != "done":
                 random_baseline(run.config, baseline_dir)
-            run_dirs.append(baseline_dir)
-    table = collect(run_dirs, spec.name)
-    table.to_csv(suite_dir / "results.csv", index=False)
+            labelled.append((baseline_dir, "random", run.config.env.task, run.config.seed))
+    table = collect([d for d, *_ in labelled], spec.name, [label for _, label, *_ in labelled])
+    save(suite_dir, table, runs_frame([run_row(d, spec.name, *key) for d, *key in labelled]))
     result = comparison(final_scores(table))
     (suite_dir / "comparison.md").write_text(format_comparison(result, spec.name))
     plot_curves(table, suite_dir / "curves.png")
-    log.info("wrote results.csv, comparison.md and curves.png in %s", suite_dir)
+    log.info("wrote the result store (results, runs), comparison.md and curves.png in %s", suite_dir)
     return result, failed
 
 

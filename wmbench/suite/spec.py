@@ -1,19 +1,25 @@
 """Suite files: a comparison grid as data.
 
-Schema (``suites/smoke.yaml`` is an example)::
+Schema (``suites/smoke.yaml`` and ``suites/dmc-vision.yaml`` are examples)::
 
     name: smoke                      # output goes to runs/<name>/
     description: free text
-    objectives: [reward, reconstruction, contrastive]
+    objectives:                      # a registered name, or a labelled variant with its options
+      - reward
+      - {name: contrastive-wide, objective: contrastive, objective_config: {units: 800}}
     tasks: [dmc:cartpole-balance]
     seeds: [0, 1]
     random_baseline: true            # also evaluate a uniform random policy per task and seed
+    evaluation: {every: 2500, episodes: 5}   # sets train.eval_every and train.eval_episodes
+    references:                      # per-task (low, high) return for normalised scores in reports
+      dmc:cartpole-balance: {low: 0, high: 1000}
     config:                          # RunConfig keys shared by every run (same RSSM and learner
-      env: {action_repeat: 8}        # for every objective); not `objective` or `seed`
+      env: {action_repeat: 8}        # for every objective); not objective, objective_config or seed
       train: {env_frames: 20000}
 
 Every run's configuration is built and checked (unknown keys, wrong types, impossible values,
-unknown objective or task) before any run starts; all problems are reported together.
+unknown objective or task) before any run starts; all problems are reported together, each naming
+the file, the key and what is allowed.
 """
 
 from __future__ import annotations
@@ -28,6 +34,53 @@ from wmbench.runtime.config import RunConfig
 
 
 SUITE_NAME = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]*")
+RESERVED_LABELS = ("random",)  # the random-policy baseline's label in the result store
+
+
+@dataclass(frozen=True)
+class ObjectiveSpec:
+    """One objective of a suite: a registered objective, possibly with its own options.
+
+    Attributes:
+        name: label of the objective in run ids, tables and figures (a directory-safe name, unique
+            in the suite); a bare string in the suite file is the name of a registered objective.
+        objective: registered objective name (default: ``name``).
+        objective_config: options of that objective (keys of its ``Config`` dataclass).
+    """
+
+    name: str
+    objective: str = ""
+    objective_config: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def registered(self) -> str:
+        """The registered objective name."""
+        return self.objective or self.name
+
+
+@dataclass(frozen=True)
+class EvaluationSpec:
+    """Evaluation cadence of every run (unset: the ``train`` config's values).
+
+    Attributes:
+        every: env frames between evaluations (``train.eval_every``).
+        episodes: episodes per evaluation (``train.eval_episodes``).
+    """
+
+    every: int | None = None
+    episodes: int | None = None
+
+
+@dataclass(frozen=True)
+class Reference:
+    """Returns that map to normalised scores 0 and 1: score = (return − low) / (high − low)."""
+
+    low: float
+    high: float
+
+    def __post_init__(self) -> None:
+        if not self.high > self.low:
+            raise ValueError(f"high must be greater than low, got low={self.low}, high={self.high}")
 
 
 @dataclass(frozen=True)
@@ -36,29 +89,35 @@ class SuiteSpec:
 
     Attributes:
         name: suite name; runs are written to ``<out>/<name>/``.
-        objectives: registered objective names.
+        objectives: the objectives compared (see ``ObjectiveSpec``).
         tasks: task names (``dmc:<domain>-<task>``).
         seeds: integer seeds; every objective × task runs once per seed.
-        config: ``RunConfig`` overrides shared by all runs (not ``objective`` or ``seed``).
+        config: ``RunConfig`` overrides shared by all runs (not ``objective``, ``objective_config``
+            or ``seed``).
         random_baseline: evaluate a uniform random policy per task × seed for reference.
+        evaluation: evaluation cadence (see ``EvaluationSpec``).
+        references: task to the (low, high) returns that normalise its scores in reports.
         description: free text.
     """
 
     name: str
-    objectives: tuple[str, ...]
+    objectives: tuple[ObjectiveSpec, ...]
     tasks: tuple[str, ...]
     seeds: tuple[int, ...]
     config: dict[str, Any] = field(default_factory=dict)
     random_baseline: bool = True
+    evaluation: EvaluationSpec = field(default_factory=EvaluationSpec)
+    references: dict[str, Reference] = field(default_factory=dict)
     description: str = ""
 
 
 @dataclass(frozen=True)
 class Run:
-    """One cell of the grid: ``run_id`` names its directory."""
+    """One cell of the grid: ``run_id`` names its directory, ``label`` its objective in tables."""
 
     run_id: str
     config: RunConfig
+    label: str
 
 
 def run_id(objective: str, task: str, seed: int) -> str:
@@ -70,8 +129,36 @@ def run_id(objective: str, task: str, seed: int) -> str:
     return f"{objective}-{re.sub(r'[^A-Za-z0-9_.-]', '_', task)}-s{seed}"
 
 
+def read_suite(path: str | Path) -> SuiteSpec:
+    """Parse a suite file into a ``SuiteSpec`` (a bare objective name becomes ``{name: ...}``).
+
+    Checks the schema only; ``load_suite`` validates the runs.
+
+    Raises:
+        ConfigError: unreadable file, YAML error, unknown key or wrong type (the first one).
+    """
+    data = load_yaml(path)
+    if isinstance(data.get("objectives"), list):
+        data["objectives"] = [{"name": o} if isinstance(o, str) else o for o in data["objectives"]]
+    return from_dict(SuiteSpec, data, where=f"{path}: suite")
+
+
+def _run_data(spec: SuiteSpec, objective: ObjectiveSpec, task: str, seed: int) -> dict[str, Any]:
+    """The ``RunConfig`` mapping of one run: the shared config plus this cell's keys."""
+    data = {**spec.config, "objective": objective.registered, "objective_config": objective.objective_config, "seed": seed}
+    env, train = spec.config.get("env", {}), spec.config.get("train", {})
+    data["env"] = {**env, "task": task} if isinstance(env, dict) else env
+    cadence = {"eval_every": spec.evaluation.every, "eval_episodes": spec.evaluation.episodes}
+    if isinstance(train, dict):
+        data["train"] = {**train, **{k: v for k, v in cadence.items() if v is not None}}
+    return data
+
+
 def load_suite(path: str | Path) -> tuple[SuiteSpec, list[Run]]:
     """Read, validate and expand a suite file, before any compute.
+
+    Returns:
+        ``(spec, runs)``: runs ordered objective, then task, then seed.
 
     Raises:
         ConfigError: one message listing every problem (file, key, what is allowed).
@@ -81,7 +168,7 @@ def load_suite(path: str | Path) -> tuple[SuiteSpec, list[Run]]:
     from wmbench.runtime.sync import prepare
 
     path = Path(path)
-    spec = from_dict(SuiteSpec, load_yaml(path), where=f"{path}: suite")
+    spec = read_suite(path)
     problems: list[str] = []
 
     def problem(message: str) -> None:
@@ -89,36 +176,47 @@ def load_suite(path: str | Path) -> tuple[SuiteSpec, list[Run]]:
         if message not in problems:
             problems.append(message)
 
-    if not SUITE_NAME.fullmatch(spec.name):
-        problem(f"suite.name: {spec.name!r} must be letters, digits, '.', '_' or '-' (it names a directory)")
-    for key in ("objective", "seed"):
+    names = [o.name for o in spec.objectives]
+    for key, value in [("suite.name", spec.name)] + [(f"suite.objectives[{i}].name", n) for i, n in enumerate(names)]:
+        if not SUITE_NAME.fullmatch(value):
+            problem(f"{key}: {value!r} must be letters, digits, '.', '_' or '-' (it names a directory)")
+    for i, name in enumerate(names):
+        if name in RESERVED_LABELS:
+            problem(f"suite.objectives[{i}].name: {name!r} is reserved for the random-policy baseline; choose another label")
+    for key in ("objective", "objective_config", "seed"):
         if key in spec.config:
-            problem(f"config.{key}: set it in the suite's '{key}s' list, not in config")
-    for key in ("objectives", "tasks", "seeds"):
-        values = getattr(spec, key)
+            where = "the suite's 'seeds' list" if key == "seed" else "an entry of the suite's 'objectives' list"
+            problem(f"config.{key}: set it in {where}, not in config")
+    for key, field_ in (("every", "eval_every"), ("episodes", "eval_episodes")):
+        if getattr(spec.evaluation, key) is not None and field_ in (spec.config.get("train") or {}):
+            problem(f"suite.evaluation.{key} and config.train.{field_} both set the evaluation cadence; keep one")
+    for key, values in (("objectives", names), ("tasks", spec.tasks), ("seeds", spec.seeds)):
         if not values:
             problem(f"suite.{key}: must list at least one entry")
         if len(set(values)) != len(values):
-            problem(f"suite.{key}: lists an entry twice")
+            problem(f"suite.{key}: lists an entry twice{' (give each variant its own name)' if key == 'objectives' else ''}")
+    for task in sorted(set(spec.references) - set(spec.tasks)):
+        problem(f"suite.references.{task}: not one of the suite's tasks ({', '.join(spec.tasks)})")
     valid = set()
-    for name, check in [(o, registry.get) for o in spec.objectives] + [(t, check_task) for t in spec.tasks]:
+    for name, check in [(o.registered, registry.get) for o in spec.objectives] + [(t, check_task) for t in spec.tasks]:
         try:
             check(name)
             valid.add(name)
         except ValueError as err:  # UnknownObjectiveError, UnknownTaskError
             problem(str(err))
     runs: list[Run] = []
-    for objective in spec.objectives:
+    for i, objective in enumerate(spec.objectives):
         for task in spec.tasks:
             for seed in spec.seeds:
-                data = {**spec.config, "objective": objective, "seed": seed}
-                env = spec.config.get("env", {})
-                data["env"] = {**env, "task": task} if isinstance(env, dict) else env
                 try:
-                    cfg = from_dict(RunConfig, data, where=f"{path}: config")
-                    if objective in valid and task in valid and seed == spec.seeds[0]:
-                        prepare(cfg)  # the objective's own config
-                    runs.append(Run(run_id(objective, task, seed), cfg))
+                    cfg = from_dict(RunConfig, _run_data(spec, objective, task, seed), where=f"{path}: config")
+                    if objective.registered in valid and task in valid and seed == spec.seeds[0]:
+                        try:
+                            prepare(cfg)  # the objective's own config
+                        except ConfigError as err:
+                            where = f"suite.objectives[{i}].objective_config"
+                            raise ConfigError(str(err).replace("objective_config", where, 1)) from None
+                    runs.append(Run(run_id(objective.name, task, seed), cfg, objective.name))
                 except ValueError as err:
                     problem(str(err))
     if problems:
