@@ -181,6 +181,7 @@ def test_a_run_that_raises_is_marked_failed_and_the_others_finish(tmp_path, caps
     assert "| failing     | 0      | n/a " in report  # its cost row: no finished run
 
 
+@pytest.mark.ray
 def test_ray_launcher_runs_each_run_as_a_task_on_a_local_instance(tmp_path):
     ray = pytest.importorskip("ray")
     path = write(tmp_path, "name: r\nobjectives: [reward]\ntasks: [toy:reach]\nseeds: [0]\nrandom_baseline: false\n" + TINY_CONFIG)
