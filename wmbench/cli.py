@@ -1,4 +1,4 @@
-"""Command line: ``wmbench train``, ``wmbench objectives``, ``wmbench suite run``.
+"""Command line: ``wmbench train``, ``wmbench objectives``, ``wmbench suite run``, ``wmbench diagnose``.
 
 Invalid input (unknown objective or task, malformed suite, bad override, missing renderer, a run
 directory that cannot be resumed) prints one ``wmbench: error: ...`` message and exits with status 2
@@ -13,6 +13,7 @@ import sys
 from pathlib import Path
 
 from wmbench.config import ConfigError
+from wmbench.diagnostics.run import DiagnoseConfig
 from wmbench.runtime.sync import quiet_libraries
 
 
@@ -67,6 +68,21 @@ def _cmd_suite_run(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_diagnose(args: argparse.Namespace) -> int:
+    from wmbench.diagnostics.run import diagnose
+
+    config = DiagnoseConfig(
+        episodes=args.episodes, test_episodes=args.test_episodes, max_steps=args.max_steps, context=args.context,
+        horizon=args.horizon, decoder_steps=args.decoder_steps, alpha=args.alpha, seed=args.seed,
+    )
+    results = diagnose(args.run_dir, config)
+    r2 = results["r2"]
+    print(f"state-probe R² (held out): feat {r2['feat']['overall']:.3f}, deter {r2['deter']['overall']:.3f}; "
+          f"random init: feat {r2['random_feat']['overall']:.3f}, deter {r2['random_deter']['overall']:.3f}")
+    print(f"wrote {Path(args.run_dir) / 'diagnostics'} (results.json, metrics.csv, open_loop.png)")
+    return 0
+
+
 def _positive_int(text: str) -> int:
     value = int(text)
     if value < 1:
@@ -112,6 +128,26 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", default="runs", help="root output directory")
     p.add_argument("--workers", type=_positive_int, default=1, help="runs in parallel, one process each")
     p.set_defaults(func=_cmd_suite_run)
+
+    d = DiagnoseConfig()
+    p = sub.add_parser(
+        "diagnose",
+        help="state probes and open-loop prediction on a run's checkpoint",
+        description="Record episodes with the run's policy, fit ridge state probes (trained and randomly initialised "
+        "world model), train a probe decoder on detached features, predict open-loop; write RUN_DIR/diagnostics/ "
+        "(results.json, metrics.csv, open_loop.png).",
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    )
+    p.add_argument("run_dir", help="run directory with config.yaml and checkpoints/last.ckpt")
+    p.add_argument("--episodes", type=int, default=d.episodes, help="episodes recorded with the agent's policy")
+    p.add_argument("--test-episodes", type=int, default=d.test_episodes, help="of those, held out (R², open loop)")
+    p.add_argument("--max-steps", type=int, default=d.max_steps, help="agent steps per episode at most")
+    p.add_argument("--context", type=int, default=d.context, help="k observed frames per open-loop window")
+    p.add_argument("--horizon", type=int, default=d.horizon, help="n imagined steps per open-loop window")
+    p.add_argument("--decoder-steps", type=int, default=d.decoder_steps, help="Adam steps of the probe decoder")
+    p.add_argument("--alpha", type=float, default=d.alpha, help="ridge penalty on standardised features")
+    p.add_argument("--seed", type=int, default=d.seed, help="seed of action sampling and the probe decoder")
+    p.set_defaults(func=_cmd_diagnose)
     return parser
 
 

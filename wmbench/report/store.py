@@ -2,7 +2,8 @@
 
 Columns: ``suite, objective, task, seed, env_frames, metric, value, wall_time`` — one row per logged
 value. Each run directory holds ``config.yaml`` (resolved run config), ``metrics.csv`` (Lightning
-CSV logger) and ``status.json``.
+CSV logger) and ``status.json``; after ``wmbench diagnose``, also ``diagnostics/metrics.csv`` (one
+row of ``diagnose/*`` values in the same format, see ``wmbench.diagnostics.run``).
 """
 
 from __future__ import annotations
@@ -31,6 +32,8 @@ def run_table(run_dir: str | Path, suite: str) -> pd.DataFrame:
     run_dir = Path(run_dir)
     cfg = yaml.safe_load((run_dir / "config.yaml").read_text())
     metrics = pd.read_csv(run_dir / "metrics.csv")
+    if (diagnostics := run_dir / "diagnostics" / "metrics.csv").exists():  # from `wmbench diagnose`
+        metrics = pd.concat([metrics, pd.read_csv(diagnostics)], ignore_index=True)
     wide = metrics.drop(columns=[c for c in ("epoch", "step", "updates") if c in metrics], errors="ignore")
     long = wide.melt(id_vars=["env_frames", "wall_time"], var_name="metric", value_name="value").dropna(subset=["value"])
     long = long.assign(suite=suite, objective=cfg["objective"], task=cfg["env"]["task"], seed=cfg["seed"])

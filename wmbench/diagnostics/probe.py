@@ -1,0 +1,94 @@
+"""Linear state probe: closed-form ridge regression from latent features to the standardised state.
+
+Features and targets are standardised with the mean and standard deviation of the training rows
+(dimensions that are constant there keep scale 1). The weights solve
+
+    (Xᵀ X + α I) W = Xᵀ Y        X, Y: standardised training features [N, F] and targets [N, Z]
+
+and R² of dimension j on held-out rows is ``1 − Σ (y − ŷ)² / Σ (y − ȳ)²`` with ȳ the held-out mean,
+so predicting the held-out mean scores 0 and a perfect fit 1; it is unbounded below.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+CONSTANT = 1e-8
+"""Standard deviations (and held-out variances) below this count as a constant dimension."""
+
+
+def _scale(x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    mean = x.mean(0)
+    std = x.std(0)
+    return mean, np.where(std < CONSTANT, 1.0, std)
+
+
+@dataclass(frozen=True)
+class RidgeProbe:
+    """A fitted ridge probe (see the module docstring); build it with ``RidgeProbe.fit``.
+
+    Attributes:
+        x_mean, x_std: feature standardisation, float64 ``[F]``.
+        y_mean, y_std: target standardisation, float64 ``[Z]``.
+        weight: float64 ``[F, Z]``, from standardised features to standardised targets.
+    """
+
+    x_mean: np.ndarray
+    x_std: np.ndarray
+    y_mean: np.ndarray
+    y_std: np.ndarray
+    weight: np.ndarray
+
+    @classmethod
+    def fit(cls, x: np.ndarray, y: np.ndarray, alpha: float = 1.0) -> RidgeProbe:
+        """Fit on training rows.
+
+        Args:
+            x: features ``[N, F]`` (any float dtype).
+            y: targets ``[N, Z]``, e.g. the physics state ``[qpos, qvel]``.
+            alpha: ridge penalty α ≥ 0 on standardised features.
+
+        Raises:
+            ValueError: ``x`` and ``y`` are not 2-D with the same number of rows (≥ 2), or ``alpha < 0``.
+        """
+        x, y = np.asarray(x, np.float64), np.asarray(y, np.float64)
+        if x.ndim != 2 or y.ndim != 2 or len(x) != len(y) or len(x) < 2:
+            raise ValueError(f"ridge probe needs x [N, F] and y [N, Z] with the same N >= 2, got {x.shape} and {y.shape}")
+        if alpha < 0:
+            raise ValueError(f"ridge alpha must be >= 0, got {alpha}")
+        x_mean, x_std = _scale(x)
+        y_mean, y_std = _scale(y)
+        xs, ys = (x - x_mean) / x_std, (y - y_mean) / y_std
+        weight = np.linalg.solve(xs.T @ xs + alpha * np.eye(x.shape[1]), xs.T @ ys)
+        return cls(x_mean, x_std, y_mean, y_std, weight)
+
+    def standardise(self, y: np.ndarray) -> np.ndarray:
+        """Targets ``[..., Z]`` in the probe's standardised units."""
+        return (np.asarray(y, np.float64) - self.y_mean) / self.y_std
+
+    def predict(self, x: np.ndarray) -> np.ndarray:
+        """Standardised target prediction ``[..., Z]`` (float64) for features ``[..., F]``."""
+        return ((np.asarray(x, np.float64) - self.x_mean) / self.x_std) @ self.weight
+
+    def r2(self, x: np.ndarray, y: np.ndarray) -> np.ndarray:
+        """R² per target dimension on held-out rows: float64 ``[Z]``, NaN where ``y`` is constant there.
+
+        Args:
+            x: features ``[N, F]``.
+            y: targets ``[N, Z]`` in the original units.
+        """
+        target = self.standardise(y)
+        residual = ((target - self.predict(x)) ** 2).sum(0)
+        total = ((target - target.mean(0)) ** 2).sum(0)
+        out = np.full(target.shape[1], np.nan)
+        varies = total > CONSTANT * len(target)
+        out[varies] = 1.0 - residual[varies] / total[varies]
+        return out
+
+
+def overall_r2(per_dim: np.ndarray) -> float:
+    """Mean R² over the dimensions that vary (the uniform average of standardised targets); NaN if none."""
+    finite = per_dim[np.isfinite(per_dim)]
+    return float(finite.mean()) if len(finite) else float("nan")

@@ -1,0 +1,211 @@
+"""``wmbench diagnose RUN_DIR``: state probes and open-loop prediction on a run's checkpoint.
+
+Steps: rebuild the run's module from ``checkpoints/last.ckpt``; record ``episodes`` episodes with its
+policy (sampling its actor, as in training) in an env seeded apart from training and evaluation
+(``seed + 2_000_000``); hold out the last ``test_episodes``; fit ridge state probes on the training
+episodes' posterior features ``feat`` and ``deter`` — of the trained world model and of a randomly
+initialised one of the same configuration (torch seed = the run's seed), the floor — and score R² on
+the held-out ones; train the probe decoder on the trained model's detached features; evaluate
+open-loop prediction on the held-out episodes.
+
+Writes into ``RUN_DIR/diagnostics/``:
+
+- ``results.json``: the settings, ``env_frames`` and ``updates`` of the checkpoint, ``state_names``,
+  ``r2`` (per probe ``feat``, ``deter``, ``random_feat``, ``random_deter``: ``overall`` and
+  ``per_dim``), ``horizon`` (``reward``, ``state``, ``image``, ``decoder_image``: lists of length
+  n, or ``null``) and ``probe_decoder_loss`` (first and last training step);
+- ``metrics.csv``: the same scalars as one row for the result store (``wmbench.report.store``):
+  ``env_frames``, ``wall_time`` (the run's, from ``status.json``), ``diagnose/r2/<probe>`` and
+  ``diagnose/open_loop/<quantity>@<h>`` for h = 1 … n;
+- ``open_loop.png``: truth vs prediction strip of the first held-out window.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import torch
+
+from wmbench.agents.module import DreamerModule
+from wmbench.agents.world_model import WorldModel
+from wmbench.config import ConfigError, from_dict, load_yaml
+from wmbench.diagnostics import episodes as ep
+from wmbench.diagnostics import open_loop
+from wmbench.diagnostics.probe import RidgeProbe, overall_r2
+from wmbench.diagnostics.probe_decoder import train_probe_decoder
+from wmbench.envs import make_env
+from wmbench.report.store import read_status
+from wmbench.runtime.checkpoint import RunCheckpoint, read_checkpoint
+from wmbench.runtime.config import RunConfig
+from wmbench.runtime.sync import AgentPolicy, prepare
+
+DIAGNOSTICS = "diagnostics"
+"""Folder of a run directory that ``diagnose`` writes."""
+PROBES = ("feat", "deter", "random_feat", "random_deter")
+"""State probes, by the features they read: trained or randomly initialised world model."""
+ENV_SEED_OFFSET = 2_000_000
+"""Diagnostic episodes use env seed ``run seed + ENV_SEED_OFFSET`` (training uses the seed, evaluation + 1_000_000)."""
+
+
+@dataclass(frozen=True)
+class DiagnoseConfig:
+    """Settings of ``diagnose``; defaults take about a minute for smoke-size models on 2 CPU cores.
+
+    Attributes:
+        episodes: episodes recorded with the agent's policy.
+        test_episodes: of those, held out for R² and open-loop prediction (the last ones).
+        max_steps: agent steps per episode at most.
+        context: k observed rows per open-loop window.
+        horizon: n imagined rows per open-loop window.
+        decoder_steps: Adam steps of the probe decoder.
+        alpha: ridge penalty on standardised features.
+        seed: seed of the policy's action sampling and the probe decoder; also shifts the episodes' reset seeds.
+    """
+
+    episodes: int = 6
+    test_episodes: int = 2
+    max_steps: int = 100
+    context: int = 5
+    horizon: int = 15
+    decoder_steps: int = 300
+    alpha: float = 1.0
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        for name in ("episodes", "test_episodes", "max_steps", "context", "horizon"):
+            if getattr(self, name) < 1:
+                raise ConfigError(f"diagnose: {name.replace('_', '-')} must be >= 1, got {getattr(self, name)}")
+        if self.test_episodes >= self.episodes:
+            raise ConfigError(
+                f"diagnose: test-episodes={self.test_episodes} leaves no training episode of episodes={self.episodes}; "
+                f"raise --episodes above {self.test_episodes}"
+            )
+        if self.context + self.horizon > self.max_steps + 1:
+            raise ConfigError(
+                f"diagnose: context + horizon = {self.context + self.horizon} rows exceed an episode of max-steps="
+                f"{self.max_steps} (+1 reset row); lower --context/--horizon or raise --max-steps"
+            )
+        if self.decoder_steps < 0 or self.alpha < 0:
+            raise ConfigError("diagnose: decoder-steps and alpha must be >= 0")
+
+
+def load_run(run_dir: str | Path) -> tuple[RunConfig, dict[str, Any]]:
+    """The run's config and checkpoint.
+
+    Raises:
+        ConfigError: ``run_dir`` has no ``config.yaml`` or no checkpoint, or the checkpoint cannot be
+            read (each names the fix).
+    """
+    run_dir = Path(run_dir)
+    if not (run_dir / "config.yaml").is_file():
+        raise ConfigError(f"{run_dir} is not a run directory (no config.yaml); give the directory of one run, e.g. runs/smoke/<run_id>")
+    cfg = from_dict(RunConfig, load_yaml(run_dir / "config.yaml"), where=str(run_dir / "config.yaml"))
+    checkpoint = read_checkpoint(run_dir)
+    if checkpoint is None:
+        raise ConfigError(f"{run_dir} has no checkpoint to diagnose; train it first (`wmbench train --resume {run_dir}`)")
+    return cfg, checkpoint
+
+
+def build_module(cfg: RunConfig, action_dim: int) -> DreamerModule:
+    """A freshly initialised module of the run's configuration, in eval mode (uses torch's global RNG)."""
+    objective_cls, objective_cfg = prepare(cfg)
+    image_shape = (3, cfg.env.image_size, cfg.env.image_size)
+    return DreamerModule(cfg.agent, image_shape, action_dim, objective_cls, objective_cfg).eval()
+
+
+def probe_r2(
+    world_model: WorldModel, train: list[ep.Episode], test: list[ep.Episode], alpha: float
+) -> tuple[dict[str, np.ndarray], RidgeProbe, torch.Tensor]:
+    """Held-out R² of ridge probes from ``feat`` and from ``deter`` to the physics state.
+
+    Returns:
+        ``(r2, probe, train_feat)``: R² ``[Z]`` per feature set (``feat``, ``deter``); the ``feat``
+        probe; the training episodes' posterior features ``[N, F]`` (no gradient).
+    """
+    train_y, test_y = np.concatenate([e.state for e in train]), np.concatenate([e.state for e in test])
+    train_feat, train_deter = ep.features(world_model, train)
+    test_feat, test_deter = ep.features(world_model, test)
+    probe = RidgeProbe.fit(train_feat.numpy(), train_y, alpha)
+    deter_probe = RidgeProbe.fit(train_deter.numpy(), train_y, alpha)
+    r2 = {"feat": probe.r2(test_feat.numpy(), test_y), "deter": deter_probe.r2(test_deter.numpy(), test_y)}
+    return r2, probe, train_feat
+
+
+def diagnose(run_dir: str | Path, config: DiagnoseConfig = DiagnoseConfig()) -> dict[str, Any]:
+    """Run the diagnostics on a run's checkpoint and write them into ``run_dir/diagnostics/``.
+
+    Args:
+        run_dir: a run directory with ``config.yaml`` and ``checkpoints/last.ckpt``.
+        config: see ``DiagnoseConfig``.
+
+    Returns:
+        The content of ``results.json`` (see the module docstring).
+
+    Raises:
+        ConfigError: not a run directory, no checkpoint, or settings that cannot work (names the fix).
+        RendererUnavailableError: no headless OpenGL backend for dm_control.
+    """
+    run_dir = Path(run_dir)
+    cfg, checkpoint = load_run(run_dir)
+    env = make_env(cfg.env.task, seed=cfg.seed + ENV_SEED_OFFSET, image_size=cfg.env.image_size,
+                   action_repeat=cfg.env.action_repeat, render_quality=cfg.env.render_quality)
+    action_dim = env.action_space.shape[0]
+    with torch.random.fork_rng():
+        torch.manual_seed(cfg.seed)
+        floor = build_module(cfg, action_dim)
+        module = build_module(cfg, action_dim)
+        module.load_state_dict(checkpoint["state_dict"])
+        torch.manual_seed(config.seed)
+        policy = AgentPolicy(module, action_dim)
+        recorded = ep.collect(env, lambda obs, first: policy(obs, first, explore=True), config.episodes, config.max_steps,
+                              seed=cfg.seed + ENV_SEED_OFFSET + config.seed)
+        names = ep.state_names(env.reset()[1])
+        env.close()
+        train, test = ep.split(recorded, config.test_episodes)
+        r2, probe, train_feat = probe_r2(module.world_model, train, test, config.alpha)
+        floor_r2, _, _ = probe_r2(floor.world_model, train, test, config.alpha)
+        r2.update({f"random_{name}": value for name, value in floor_r2.items()})
+        decoder, losses = train_probe_decoder(
+            train_feat, torch.as_tensor(np.concatenate([e.image for e in train])), cfg.agent.world_model.cnn_depth,
+            config.decoder_steps, seed=config.seed,
+        )
+        errors, strip, labels = open_loop.evaluate(module.world_model, test, config.context, config.horizon, probe, decoder)
+    frames = checkpoint["callbacks"][RunCheckpoint.__qualname__]["stream"]["counters"]["env_frames"]
+    horizon = {"reward": errors.reward, "state": errors.state, "image": errors.image, "decoder_image": errors.decoder_image}
+    results = {
+        "settings": asdict(config),
+        "objective": cfg.objective,
+        "task": cfg.env.task,
+        "seed": cfg.seed,
+        "env_frames": frames,
+        "updates": checkpoint.get("wmbench_updates", 0),
+        "state_names": names,
+        "rows": {"train": sum(len(e) for e in train), "test": sum(len(e) for e in test)},
+        "r2": {name: {"overall": overall_r2(r2[name]), "per_dim": _floats(r2[name])} for name in PROBES},
+        "horizon": {name: None if value is None else _floats(value) for name, value in horizon.items()},
+        "open_loop_windows": errors.windows,
+        "probe_decoder_loss": {"first": losses[0] if losses else None, "last": losses[-1] if losses else None},
+    }
+    out = run_dir / DIAGNOSTICS
+    out.mkdir(exist_ok=True)
+    (out / "results.json").write_text(json.dumps(results, indent=2))
+    row = {"env_frames": frames, "wall_time": read_status(run_dir).get("wall_time", math.nan)}
+    row.update({f"diagnose/r2/{name}": results["r2"][name]["overall"] for name in PROBES})
+    for name, value in horizon.items():
+        for h, v in enumerate([] if value is None else value, 1):
+            row[f"diagnose/open_loop/{name}@{h}"] = float(v)
+    pd.DataFrame([row]).to_csv(out / "metrics.csv", index=False)
+    title = f"{cfg.objective} · {cfg.env.task} · seed {cfg.seed} · {frames} env frames"
+    open_loop.save_strip(strip, labels, config.context, out / "open_loop.png", title)
+    return results
+
+
+def _floats(values: np.ndarray) -> list[float | None]:
+    """JSON-safe list: NaN becomes ``None``."""
+    return [float(v) if math.isfinite(v) else None for v in np.asarray(values, np.float64)]
