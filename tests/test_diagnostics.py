@@ -17,7 +17,7 @@ from wmbench.diagnostics import episodes as ep
 from wmbench.diagnostics import open_loop
 from wmbench.diagnostics.probe import RidgeProbe, overall_r2
 from wmbench.diagnostics.probe_decoder import train_probe_decoder
-from wmbench.diagnostics.run import PROBES, DiagnoseConfig, diagnose
+from wmbench.diagnostics.run import PROBES, DiagnoseConfig
 from wmbench.diagnostics.section import diagnostics_section
 from wmbench.objectives.reconstruction import ReconstructionConfig, ReconstructionObjective
 from wmbench.objectives.reward import RewardObjective
