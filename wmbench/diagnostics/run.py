@@ -204,7 +204,10 @@ def diagnose(run_dir: str | Path, config: DiagnoseConfig = DiagnoseConfig()) -> 
             train_feat, torch.as_tensor(np.concatenate([e.image for e in train])), cfg.agent.world_model.cnn_depth,
             config.decoder_steps, seed=config.seed,
         )
-        errors, strip, labels = open_loop.evaluate(module.world_model, test, config.context, config.horizon, probe, decoder)
+        try:
+            errors, strip, labels = open_loop.evaluate(module.world_model, test, config.context, config.horizon, probe, decoder)
+        except ValueError as err:  # the env ended the held-out episodes before one window fits
+            raise ConfigError(f"diagnose: {err}") from None
     frames = checkpoint.env_frames
     horizon = {"reward": errors.reward, "state": errors.state, "image": errors.image, "decoder_image": errors.decoder_image}
     results = {
@@ -216,25 +219,40 @@ def diagnose(run_dir: str | Path, config: DiagnoseConfig = DiagnoseConfig()) -> 
         "updates": checkpoint.updates,
         "state_names": names,
         "rows": {"train": sum(len(e) for e in train), "test": sum(len(e) for e in test)},
-        "r2": {name: {"overall": overall_r2(r2[name]), "per_dim": _floats(r2[name])} for name in PROBES},
+        "r2": {name: {"overall": _float(overall_r2(r2[name])), "per_dim": _floats(r2[name])} for name in PROBES},
         "horizon": {name: None if value is None else _floats(value) for name, value in horizon.items()},
         "open_loop_windows": errors.windows,
         "probe_decoder_loss": {"first": losses[0] if losses else None, "last": losses[-1] if losses else None},
     }
+    title = f"{cfg.objective} · {cfg.env.task} · seed {cfg.seed} · {frames} env frames"
+    write(run_dir, results, read_status(run_dir).get("wall_time", math.nan))
+    open_loop.save_strip(strip, labels, config.context, run_dir / DIAGNOSTICS / "open_loop.png", title)
+    return results
+
+
+def write(run_dir: Path, results: dict[str, Any], wall_time: float) -> None:
+    """Write ``results.json`` and the result store's ``metrics.csv`` row (see the module docstring)."""
     out = run_dir / DIAGNOSTICS
     out.mkdir(exist_ok=True)
     (out / "results.json").write_text(json.dumps(results, indent=2))
-    row = {"env_frames": frames, "wall_time": read_status(run_dir).get("wall_time", math.nan)}
-    row.update({f"diagnose/r2/{name}": results["r2"][name]["overall"] for name in PROBES})
-    for name, value in horizon.items():
-        for h, v in enumerate([] if value is None else value, 1):
-            row[f"diagnose/open_loop/{name}@{h}"] = float(v)
+    row = {"env_frames": results["env_frames"], "wall_time": wall_time}
+    row.update({f"diagnose/r2/{name}": _nan(value["overall"]) for name, value in results["r2"].items()})
+    for name, values in results["horizon"].items():
+        for h, value in enumerate(values or [], 1):
+            row[f"diagnose/open_loop/{name}@{h}"] = _nan(value)
     pd.DataFrame([row]).to_csv(out / "metrics.csv", index=False)
-    title = f"{cfg.objective} · {cfg.env.task} · seed {cfg.seed} · {frames} env frames"
-    open_loop.save_strip(strip, labels, config.context, out / "open_loop.png", title)
-    return results
+
+
+def _float(value: float) -> float | None:
+    """JSON-safe number: NaN becomes ``None``."""
+    return float(value) if math.isfinite(value) else None
+
+
+def _nan(value: float | None) -> float:
+    """``None`` (a JSON NaN) back to NaN."""
+    return math.nan if value is None else value
 
 
 def _floats(values: np.ndarray) -> list[float | None]:
     """JSON-safe list: NaN becomes ``None``."""
-    return [float(v) if math.isfinite(v) else None for v in np.asarray(values, np.float64)]
+    return [_float(v) for v in np.asarray(values, np.float64)]
