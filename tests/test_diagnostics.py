@@ -15,7 +15,7 @@ from wmbench.cli import main
 from wmbench.config import ConfigError, from_dict
 from wmbench.diagnostics import episodes as ep
 from wmbench.diagnostics import open_loop
-from wmbench.diagnostics.probe import RidgeProbe, overall_r2
+from wmbench.diagnostics.probe import RidgeProbe, overall_r2, select_alpha
 from wmbench.diagnostics.probe_decoder import train_probe_decoder
 from wmbench.diagnostics.run import PROBES, DiagnoseConfig
 from wmbench.diagnostics.section import diagnostics_section
@@ -35,6 +35,18 @@ def test_probe_recovers_a_linear_map_and_scores_noise_near_zero():
     assert r2.shape == (3,) and r2.min() > 0.9999
     noise = RidgeProbe.fit(x_train, rng.normal(size=(2000, 2)), alpha=1.0).r2(x_test, rng.normal(size=(1000, 2)))
     assert np.abs(noise).max() < 0.02
+
+
+def test_alpha_selection_prefers_little_penalty_for_signal_and_much_for_noise():
+    rng = np.random.default_rng(2)
+    x, groups = rng.normal(size=(300, 40)), np.repeat(np.arange(3), 100)
+    alphas = (0.01, 1.0, 1e4)
+    alpha, scores = select_alpha(x, x[:, :3] * 2.0, groups, alphas)
+    assert alpha == 0.01 and scores[0] > 0.999 and len(scores) == 3
+    alpha, scores = select_alpha(x, rng.normal(size=(300, 2)), groups, alphas)
+    assert alpha == 1e4 and abs(scores[2]) < 0.05 and scores[0] < scores[2]
+    with pytest.raises(ValueError, match=">= 2 groups"):
+        select_alpha(x, x, np.zeros(300), alphas)
 
 
 def test_r2_is_nan_for_constant_dims_and_the_overall_skips_them():
@@ -125,7 +137,7 @@ def diagnosed(tmp_path_factory):
     run_dir = tmp_path_factory.mktemp("runs") / "reconstruction-toy_reach-s0"
     train(from_dict(RunConfig, tiny_run_dict("reconstruction")), run_dir)
     settings = ["--episodes", "3", "--test-episodes", "1", "--max-steps", "12", "--context", "2", "--horizon", "4",
-                "--decoder-steps", "3"]
+                "--decoder-steps", "3", "--alpha", "2.5"]
     assert main(["diagnose", str(run_dir), *settings]) == 0
     return run_dir
 
@@ -135,6 +147,7 @@ def test_diagnose_writes_results_that_land_in_the_result_store(diagnosed):
     assert results["state_names"] == ["qpos0", "qpos1", "qvel0", "qvel1"]
     assert results["rows"] == {"train": 26, "test": 13} and results["open_loop_windows"] == 2
     assert set(results["r2"]) == set(PROBES) and all(len(v["per_dim"]) == 4 for v in results["r2"].values())
+    assert results["alpha"] == {name: 2.5 for name in PROBES}
     assert all(len(results["horizon"][q]) == 4 for q in ("reward", "state", "image", "decoder_image"))
     assert (diagnosed / "diagnostics" / "open_loop.png").stat().st_size > 1000
     table = run_table(diagnosed, "tiny")

@@ -73,7 +73,7 @@ def _cmd_diagnose(args: argparse.Namespace) -> int:
 
     config = DiagnoseConfig(
         episodes=args.episodes, test_episodes=args.test_episodes, max_steps=args.max_steps, context=args.context,
-        horizon=args.horizon, decoder_steps=args.decoder_steps, alpha=args.alpha, seed=args.seed,
+        horizon=args.horizon, decoder_steps=args.decoder_steps, alphas=tuple(args.alpha), seed=args.seed,
     )
     results = diagnose(args.run_dir, config)
     r2 = results["r2"]
@@ -145,7 +145,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--context", type=int, default=d.context, help="k observed frames per open-loop window")
     p.add_argument("--horizon", type=int, default=d.horizon, help="n imagined steps per open-loop window")
     p.add_argument("--decoder-steps", type=int, default=d.decoder_steps, help="Adam steps of the probe decoder")
-    p.add_argument("--alpha", type=float, default=d.alpha, help="ridge penalty on standardised features")
+    p.add_argument("--alpha", type=float, nargs="+", default=list(d.alphas),
+                   help="candidate ridge penalties; each probe takes the best in leave-one-episode-out cross-validation")
     p.add_argument("--seed", type=int, default=d.seed, help="seed of action sampling and the probe decoder")
     p.set_defaults(func=_cmd_diagnose)
     return parser

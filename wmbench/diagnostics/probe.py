@@ -6,7 +6,8 @@ Features and targets are standardised with the mean and standard deviation of th
     (Xᵀ X + α I) W = Xᵀ Y        X, Y: standardised training features [N, F] and targets [N, Z]
 
 and R² of dimension j on held-out rows is ``1 − Σ (y − ŷ)² / Σ (y − ȳ)²`` with ȳ the held-out mean,
-so predicting the held-out mean scores 0 and a perfect fit 1; it is unbounded below.
+so predicting the held-out mean scores 0 and a perfect fit 1; it is unbounded below. ``select_alpha``
+picks α from a grid by cross-validation that holds out one group (episode) at a time.
 """
 
 from __future__ import annotations
@@ -92,3 +93,33 @@ def overall_r2(per_dim: np.ndarray) -> float:
     """Mean R² over the dimensions that vary (the uniform average of standardised targets); NaN if none."""
     finite = per_dim[np.isfinite(per_dim)]
     return float(finite.mean()) if len(finite) else float("nan")
+
+
+def select_alpha(x: np.ndarray, y: np.ndarray, groups: np.ndarray, alphas: tuple[float, ...]) -> tuple[float, list[float]]:
+    """Ridge penalty with the best mean held-out R² when each group in turn is held out.
+
+    Args:
+        x: features ``[N, F]``.
+        y: targets ``[N, Z]``.
+        groups: group (e.g. episode) of each row, ``[N]``; at least two distinct values.
+        alphas: candidate penalties (ties go to the larger one).
+
+    Returns:
+        ``(alpha, scores)``: the chosen α and the mean ``overall_r2`` of every candidate (NaN-free
+        folds averaged; NaN if none).
+
+    Raises:
+        ValueError: fewer than two groups, or no candidate.
+    """
+    values = np.unique(groups)
+    if len(values) < 2 or not alphas:
+        raise ValueError(f"alpha selection needs >= 2 groups and >= 1 candidate, got {len(values)} and {len(alphas)}")
+    scores = []
+    for alpha in alphas:
+        folds = [
+            overall_r2(RidgeProbe.fit(x[groups != g], y[groups != g], alpha).r2(x[groups == g], y[groups == g])) for g in values
+        ]
+        finite = [f for f in folds if np.isfinite(f)]
+        scores.append(float(np.mean(finite)) if finite else float("nan"))
+    best = max(range(len(alphas)), key=lambda i: (np.nan_to_num(scores[i], nan=-np.inf), alphas[i]))
+    return float(alphas[best]), scores

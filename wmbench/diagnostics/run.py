@@ -12,7 +12,7 @@ Writes into ``RUN_DIR/diagnostics/``:
 
 - ``results.json``: the settings, ``env_frames`` and ``updates`` of the checkpoint, ``state_names``,
   ``r2`` (per probe ``feat``, ``deter``, ``random_feat``, ``random_deter``: ``overall`` and
-  ``per_dim``), ``horizon`` (``reward``, ``state``, ``image``, ``decoder_image``: lists of length
+  ``per_dim``), ``alpha`` (the penalty each probe chose), ``horizon`` (``reward``, ``state``, ``image``, ``decoder_image``: lists of length
   n, or ``null``) and ``probe_decoder_loss`` (first and last training step);
 - ``metrics.csv``: the same scalars as one row for the result store (``wmbench.report.store``):
   ``env_frames``, ``wall_time`` (the run's, from ``status.json``), ``diagnose/r2/<probe>`` and
@@ -37,7 +37,7 @@ from wmbench.agents.world_model import WorldModel
 from wmbench.config import ConfigError, from_dict, load_yaml
 from wmbench.diagnostics import episodes as ep
 from wmbench.diagnostics import open_loop
-from wmbench.diagnostics.probe import RidgeProbe, overall_r2
+from wmbench.diagnostics.probe import RidgeProbe, overall_r2, select_alpha
 from wmbench.diagnostics.probe_decoder import train_probe_decoder
 from wmbench.envs import make_env
 from wmbench.report.store import read_status
@@ -58,9 +58,7 @@ class DiagnoseConfig:
     """Settings of ``diagnose``.
 
     The defaults take about a minute for smoke-size models on 2 CPU cores (1.5–2 min on a busy
-    machine: rendering the episodes and training the probe decoder take most of it). ``alpha`` = 10
-    keeps the random-init floor near R² = 0 on cartpole-balance (smaller values overfit its
-    features) and changed the trained model's R² by < 0.01.
+    machine: rendering the episodes and training the probe decoder take most of it).
 
     Attributes:
         episodes: episodes recorded with the agent's policy.
@@ -69,7 +67,8 @@ class DiagnoseConfig:
         context: k observed rows per open-loop window.
         horizon: n imagined rows per open-loop window.
         decoder_steps: Adam steps of the probe decoder.
-        alpha: ridge penalty on standardised features.
+        alphas: candidate ridge penalties on standardised features; each probe takes the one with the
+            best R² in leave-one-episode-out cross-validation on the training episodes.
         seed: seed of the policy's action sampling and the probe decoder; also shifts the episodes' reset seeds.
     """
 
@@ -79,25 +78,25 @@ class DiagnoseConfig:
     context: int = 5
     horizon: int = 15
     decoder_steps: int = 150
-    alpha: float = 10.0
+    alphas: tuple[float, ...] = (0.1, 1.0, 10.0, 100.0, 1000.0)
     seed: int = 0
 
     def __post_init__(self) -> None:
         for name in ("episodes", "test_episodes", "max_steps", "context", "horizon"):
             if getattr(self, name) < 1:
                 raise ConfigError(f"diagnose: {name.replace('_', '-')} must be >= 1, got {getattr(self, name)}")
-        if self.test_episodes >= self.episodes:
+        if self.episodes - self.test_episodes < 2:
             raise ConfigError(
-                f"diagnose: test-episodes={self.test_episodes} leaves no training episode of episodes={self.episodes}; "
-                f"raise --episodes above {self.test_episodes}"
+                f"diagnose: episodes={self.episodes} with test-episodes={self.test_episodes} leaves fewer than 2 training "
+                f"episodes (the ridge penalty is cross-validated over them); raise --episodes to {self.test_episodes + 2}"
             )
         if self.context + self.horizon > self.max_steps + 1:
             raise ConfigError(
                 f"diagnose: context + horizon = {self.context + self.horizon} rows exceed an episode of max-steps="
                 f"{self.max_steps} (+1 reset row); lower --context/--horizon or raise --max-steps"
             )
-        if self.decoder_steps < 0 or self.alpha < 0:
-            raise ConfigError("diagnose: decoder-steps and alpha must be >= 0")
+        if self.decoder_steps < 0 or not self.alphas or min(self.alphas) < 0:
+            raise ConfigError("diagnose: decoder-steps must be >= 0 and --alpha must list penalties >= 0")
 
 
 @dataclass(frozen=True)
@@ -149,21 +148,26 @@ def build_module(cfg: RunConfig, action_dim: int) -> DreamerModule:
 
 
 def probe_r2(
-    world_model: WorldModel, train: list[ep.Episode], test: list[ep.Episode], alpha: float
-) -> tuple[dict[str, np.ndarray], RidgeProbe, torch.Tensor]:
+    world_model: WorldModel, train: list[ep.Episode], test: list[ep.Episode], alphas: tuple[float, ...]
+) -> tuple[dict[str, np.ndarray], dict[str, float], RidgeProbe, torch.Tensor]:
     """Held-out R² of ridge probes from ``feat`` and from ``deter`` to the physics state.
 
+    Each probe's penalty is chosen from ``alphas`` by ``select_alpha`` over the training episodes.
+
     Returns:
-        ``(r2, probe, train_feat)``: R² ``[Z]`` per feature set (``feat``, ``deter``); the ``feat``
-        probe; the training episodes' posterior features ``[N, F]`` (no gradient).
+        ``(r2, alpha, probe, train_feat)``: R² ``[Z]`` and the chosen penalty per feature set (``feat``,
+        ``deter``); the ``feat`` probe; the training episodes' posterior features ``[N, F]`` (no gradient).
     """
     train_y, test_y = np.concatenate([e.state for e in train]), np.concatenate([e.state for e in test])
-    train_feat, train_deter = ep.features(world_model, train)
-    test_feat, test_deter = ep.features(world_model, test)
-    probe = RidgeProbe.fit(train_feat.numpy(), train_y, alpha)
-    deter_probe = RidgeProbe.fit(train_deter.numpy(), train_y, alpha)
-    r2 = {"feat": probe.r2(test_feat.numpy(), test_y), "deter": deter_probe.r2(test_deter.numpy(), test_y)}
-    return r2, probe, train_feat
+    groups = np.concatenate([np.full(len(e), i) for i, e in enumerate(train)])
+    train_x = dict(zip(("feat", "deter"), (x.numpy() for x in ep.features(world_model, train))))
+    test_x = dict(zip(("feat", "deter"), (x.numpy() for x in ep.features(world_model, test))))
+    r2, alpha, probes = {}, {}, {}
+    for name in ("feat", "deter"):
+        alpha[name], _ = select_alpha(train_x[name], train_y, groups, alphas)
+        probes[name] = RidgeProbe.fit(train_x[name], train_y, alpha[name])
+        r2[name] = probes[name].r2(test_x[name], test_y)
+    return r2, alpha, probes["feat"], torch.as_tensor(train_x["feat"])
 
 
 def diagnose(run_dir: str | Path, config: DiagnoseConfig = DiagnoseConfig()) -> dict[str, Any]:
@@ -197,9 +201,10 @@ def diagnose(run_dir: str | Path, config: DiagnoseConfig = DiagnoseConfig()) -> 
         names = ep.state_names(env.reset()[1])
         env.close()
         train, test = ep.split(recorded, config.test_episodes)
-        r2, probe, train_feat = probe_r2(module.world_model, train, test, config.alpha)
-        floor_r2, _, _ = probe_r2(floor.world_model, train, test, config.alpha)
+        r2, alpha, probe, train_feat = probe_r2(module.world_model, train, test, config.alphas)
+        floor_r2, floor_alpha, _, _ = probe_r2(floor.world_model, train, test, config.alphas)
         r2.update({f"random_{name}": value for name, value in floor_r2.items()})
+        alpha.update({f"random_{name}": value for name, value in floor_alpha.items()})
         decoder, losses = train_probe_decoder(
             train_feat, torch.as_tensor(np.concatenate([e.image for e in train])), cfg.agent.world_model.cnn_depth,
             config.decoder_steps, seed=config.seed,
@@ -220,6 +225,7 @@ def diagnose(run_dir: str | Path, config: DiagnoseConfig = DiagnoseConfig()) -> 
         "state_names": names,
         "rows": {"train": sum(len(e) for e in train), "test": sum(len(e) for e in test)},
         "r2": {name: {"overall": _float(overall_r2(r2[name])), "per_dim": _floats(r2[name])} for name in PROBES},
+        "alpha": alpha,
         "horizon": {name: None if value is None else _floats(value) for name, value in horizon.items()},
         "open_loop_windows": errors.windows,
         "probe_decoder_loss": {"first": losses[0] if losses else None, "last": losses[-1] if losses else None},
