@@ -132,6 +132,21 @@ def test_toy_reach_records_its_physics_state():
     np.testing.assert_allclose(episodes[0].state[1:, 2], 0.15)  # qvel x: the last displacement
 
 
+def test_angles_that_wind_become_cosine_and_sine():
+    info = {"qpos": np.array([0.5, 2 * np.pi + 0.3]), "qvel": np.array([1.0, -2.0])}
+    np.testing.assert_allclose(ep.physics_state(info, (1,)), [0.5, np.cos(0.3), np.sin(0.3), 1.0, -2.0])
+    assert ep.state_names(info, (1,)) == ["qpos0", "qpos1.cos", "qpos1.sin", "qvel0", "qvel1"]
+    np.testing.assert_array_equal(ep.physics_state(info), [0.5, 2 * np.pi + 0.3, 1.0, -2.0])
+
+
+def test_dmc_unlimited_hinges_are_the_circular_coordinates():
+    from wmbench.envs import DMCEnv, make_env
+
+    assert ep.circular_qpos(make_env("dmc:cartpole-balance")) == (1,)  # the pole; the cart slider is limited
+    assert DMCEnv("walker", "walk").unlimited_hinges() == [2]  # torso pitch; the leg joints are limited
+    assert ep.circular_qpos(make_env("toy:reach")) == ()
+
+
 @pytest.fixture(scope="module")
 def diagnosed(tmp_path_factory):
     run_dir = tmp_path_factory.mktemp("runs") / "reconstruction-toy_reach-s0"

@@ -2,7 +2,8 @@
 
 Rows follow the replay's time alignment (``wmbench.types``): row 0 is the reset, row t holds o_t,
 a_{t-1}, r_t and the physics state after the step that produced o_t (``info["qpos"]``,
-``info["qvel"]``, given by dm_control tasks and ``toy:reach``).
+``info["qvel"]``, given by dm_control tasks and ``toy:reach``), with angles that wind (unlimited
+hinges) as their cosine and sine.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ import torch
 from torch import Tensor
 
 from wmbench.agents.world_model import WorldModel
+from wmbench.envs import DMCEnv
 from wmbench.types import RSSMState
 
 
@@ -27,7 +29,8 @@ class Episode:
         image: uint8 ``[T, 3, 64, 64]`` in [0, 255].
         prev_action: a_{t-1}, float32 ``[T, A]``; zeros at row 0.
         reward: r_t, float32 ``[T]``; 0 at row 0.
-        state: ``[qpos, qvel]`` after the step, float64 ``[T, Z]`` (physics units).
+        state: ``physics_state`` after the step, float64 ``[T, Z]`` (physics units; angles of
+            unlimited hinges as cosine and sine).
     """
 
     image: np.ndarray
@@ -39,20 +42,32 @@ class Episode:
         return len(self.image)
 
 
-def physics_state(info: dict) -> np.ndarray:
-    """``concat(qpos, qvel)`` float64 ``[Z]`` from an env's ``info``.
+def circular_qpos(env: gym.Env) -> tuple[int, ...]:
+    """``qpos`` indices that are angles of unlimited hinges (``DMCEnv.unlimited_hinges``; none for ``toy:reach``)."""
+    base = env.unwrapped
+    return tuple(base.unlimited_hinges()) if isinstance(base, DMCEnv) else ()
+
+
+def physics_state(info: dict, circular: tuple[int, ...] = ()) -> np.ndarray:
+    """The physics state from an env's ``info``: ``qpos`` then ``qvel``, float64 ``[Z]``.
+
+    Each ``qpos`` index in ``circular`` (an angle that winds, see ``circular_qpos``) becomes its cosine
+    and sine, so the state is a function of what the pixels show; ``state_names`` names the entries.
 
     Raises:
         ValueError: ``info`` has no ``qpos``/``qvel`` (the task gives no physics state to probe).
     """
     if "qpos" not in info or "qvel" not in info:
         raise ValueError(f"the env's info has no qpos/qvel (keys: {sorted(info)}); diagnostics need a dmc: or toy: task")
-    return np.concatenate([np.asarray(info["qpos"], np.float64).ravel(), np.asarray(info["qvel"], np.float64).ravel()])
+    qpos = np.asarray(info["qpos"], np.float64).ravel()
+    parts = [[np.cos(q), np.sin(q)] if i in circular else [q] for i, q in enumerate(qpos)]
+    return np.concatenate([np.asarray([v for part in parts for v in part]), np.asarray(info["qvel"], np.float64).ravel()])
 
 
-def state_names(info: dict) -> list[str]:
-    """Names of the ``physics_state`` dimensions: ``qpos0, …, qvel0, …``."""
-    return [f"qpos{i}" for i in range(np.size(info["qpos"]))] + [f"qvel{i}" for i in range(np.size(info["qvel"]))]
+def state_names(info: dict, circular: tuple[int, ...] = ()) -> list[str]:
+    """Names of the ``physics_state`` entries: ``qpos0``, ``qpos1.cos``, ``qpos1.sin``, …, ``qvel0``, …."""
+    qpos = [[f"qpos{i}.cos", f"qpos{i}.sin"] if i in circular else [f"qpos{i}"] for i in range(np.size(info["qpos"]))]
+    return [name for names in qpos for name in names] + [f"qvel{i}" for i in range(np.size(info["qvel"]))]
 
 
 def collect(env: gym.Env, act: Callable[[np.ndarray, bool], np.ndarray], episodes: int, max_steps: int, seed: int) -> list[Episode]:
@@ -65,17 +80,17 @@ def collect(env: gym.Env, act: Callable[[np.ndarray, bool], np.ndarray], episode
         max_steps: agent steps per episode (≥ 1); an episode has at most ``max_steps + 1`` rows.
         seed: reset seed of the first episode (later ones use ``seed + i``).
     """
-    out = []
+    out, circular = [], circular_qpos(env)
     for i in range(episodes):
         obs, info = env.reset(seed=seed + i)
-        images, actions, rewards, states = [obs], [np.zeros(env.action_space.shape, np.float32)], [0.0], [physics_state(info)]
+        images, actions, rewards, states = [obs], [np.zeros(env.action_space.shape, np.float32)], [0.0], [physics_state(info, circular)]
         for step in range(max_steps):
             action = np.asarray(act(obs, step == 0), np.float32)
             obs, reward, terminated, truncated, info = env.step(action)
             images.append(obs)
             actions.append(action)
             rewards.append(float(reward))
-            states.append(physics_state(info))
+            states.append(physics_state(info, circular))
             if terminated or truncated:
                 break
         out.append(Episode(np.stack(images), np.stack(actions), np.asarray(rewards, np.float32), np.stack(states)))

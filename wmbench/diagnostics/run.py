@@ -198,7 +198,7 @@ def diagnose(run_dir: str | Path, config: DiagnoseConfig = DiagnoseConfig()) -> 
         policy = AgentPolicy(module, action_dim)
         recorded = ep.collect(env, lambda obs, first: policy(obs, first, explore=True), config.episodes, config.max_steps,
                               seed=cfg.seed + ENV_SEED_OFFSET + config.seed)
-        names = ep.state_names(env.reset()[1])
+        names = ep.state_names(env.reset()[1], ep.circular_qpos(env))
         env.close()
         train, test = ep.split(recorded, config.test_episodes)
         r2, alpha, probe, train_feat = probe_r2(module.world_model, train, test, config.alphas)

@@ -138,8 +138,8 @@ def diagnostics_section(run_dirs: Sequence[str | Path], out_dir: str | Path, per
             strips[(task, objective)] = f"![{objective} on {task}, seed {seed}]({DIAGNOSTICS}/{name}.png)"
     return (
         heading
-        + "Ridge probes from the latent features to the standardised physics state (`qpos`, `qvel`), fitted on "
-        "episodes of the agent's own policy and scored on held-out episodes (R², mean over state dimensions; 1 is "
+        + "Ridge probes from the latent features to the standardised physics state (`qpos`, `qvel`; angles of "
+        "unlimited hinges as cosine and sine), fitted on episodes of the agent's own policy and scored on held-out episodes (R², mean over state dimensions; 1 is "
         "perfect, 0 is the held-out mean). `feat` = [deter, stoch], `deter` alone; *random init* is the same probe "
         "on an untrained world model of the same configuration, the floor. Mean over seeds with 95 % CI.\n\n"
         + r2_table(table, per_task).to_markdown(index=False)
