@@ -15,7 +15,7 @@ from wmbench.cli import main
 from wmbench.config import ConfigError, from_dict
 from wmbench.diagnostics import episodes as ep
 from wmbench.diagnostics import open_loop
-from wmbench.diagnostics.probe import RidgeProbe, overall_r2, select_alpha
+from wmbench.diagnostics.probe import RidgeProbe, select_alpha
 from wmbench.diagnostics.probe_decoder import train_probe_decoder
 from wmbench.diagnostics.run import PROBES, DiagnoseConfig
 from wmbench.diagnostics.section import diagnostics_section
@@ -31,10 +31,10 @@ def test_probe_recovers_a_linear_map_and_scores_noise_near_zero():
     x_train, x_test = rng.normal(size=(2000, 10)), rng.normal(size=(1000, 10))
     weight, bias = rng.normal(size=(10, 3)), np.array([5.0, -2.0, 0.5])
     probe = RidgeProbe.fit(x_train, x_train @ weight + bias, alpha=1e-3)
-    r2 = probe.r2(x_test, x_test @ weight + bias)
-    assert r2.shape == (3,) and r2.min() > 0.9999
-    noise = RidgeProbe.fit(x_train, rng.normal(size=(2000, 2)), alpha=1.0).r2(x_test, rng.normal(size=(1000, 2)))
-    assert np.abs(noise).max() < 0.02
+    r2, overall = probe.r2(x_test, x_test @ weight + bias)
+    assert r2.shape == (3,) and r2.min() > 0.9999 and overall > 0.9999
+    noise, overall = RidgeProbe.fit(x_train, rng.normal(size=(2000, 2)), alpha=1.0).r2(x_test, rng.normal(size=(1000, 2)))
+    assert np.abs(noise).max() < 0.02 and abs(overall) < 0.02
 
 
 def test_alpha_selection_prefers_little_penalty_for_signal_and_much_for_noise():
@@ -49,12 +49,15 @@ def test_alpha_selection_prefers_little_penalty_for_signal_and_much_for_noise():
         select_alpha(x, x, np.zeros(300), alphas)
 
 
-def test_r2_is_nan_for_constant_dims_and_the_overall_skips_them():
+def test_r2_is_nan_for_constant_dims_and_the_overall_pools_the_others():
     x = np.random.default_rng(1).normal(size=(50, 4))
-    y = np.stack([x[:, 0], np.ones(50)], 1)
-    r2 = RidgeProbe.fit(x, y, alpha=1e-6).r2(x, y)
-    assert np.isnan(r2[1]) and r2[0] == pytest.approx(1.0, abs=1e-9)
-    assert overall_r2(r2) == pytest.approx(1.0, abs=1e-9)
+    y = np.stack([x[:, 0], np.ones(50), x[:, 1] + np.random.default_rng(2).normal(size=50)], 1)
+    probe = RidgeProbe.fit(x, y, alpha=1e-6)
+    r2, overall = probe.r2(x, y)
+    assert np.isnan(r2[1]) and r2[0] == pytest.approx(1.0, abs=1e-9) and 0.3 < r2[2] < 0.8
+    target = probe.standardise(y)[:, [0, 2]]  # pooled: 1 - (SSE_0 + SSE_2) / (SST_0 + SST_2)
+    sse = ((target - probe.predict(x)[:, [0, 2]]) ** 2).sum()
+    assert overall == pytest.approx(1 - sse / ((target - target.mean(0)) ** 2).sum())
     with pytest.raises(ValueError, match="same N"):
         RidgeProbe.fit(x, y[:10])
 

@@ -6,7 +6,10 @@ Features and targets are standardised with the mean and standard deviation of th
     (Xᵀ X + α I) W = Xᵀ Y        X, Y: standardised training features [N, F] and targets [N, Z]
 
 and R² of dimension j on held-out rows is ``1 − Σ (y − ŷ)² / Σ (y − ȳ)²`` with ȳ the held-out mean,
-so predicting the held-out mean scores 0 and a perfect fit 1; it is unbounded below. ``select_alpha``
+so predicting the held-out mean scores 0 and a perfect fit 1; it is unbounded below. The overall R²
+pools the sums over the dimensions that vary (``1 − Σ_j SSE_j / Σ_j SST_j`` in standardised units,
+scikit-learn's "variance_weighted"), so a dimension that barely varies in the held-out episodes
+cannot dominate it. ``select_alpha``
 picks α from a grid by cross-validation that holds out one group (episode) at a time.
 """
 
@@ -73,26 +76,25 @@ class RidgeProbe:
         """Standardised target prediction ``[..., Z]`` (float64) for features ``[..., F]``."""
         return ((np.asarray(x, np.float64) - self.x_mean) / self.x_std) @ self.weight
 
-    def r2(self, x: np.ndarray, y: np.ndarray) -> np.ndarray:
-        """R² per target dimension on held-out rows: float64 ``[Z]``, NaN where ``y`` is constant there.
+    def r2(self, x: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, float]:
+        """R² on held-out rows (see the module docstring).
 
         Args:
             x: features ``[N, F]``.
             y: targets ``[N, Z]`` in the original units.
+
+        Returns:
+            ``(per_dim, overall)``: float64 ``[Z]``, NaN where ``y`` is constant in these rows; the
+            pooled R² over the other dimensions (NaN if none varies).
         """
         target = self.standardise(y)
         residual = ((target - self.predict(x)) ** 2).sum(0)
         total = ((target - target.mean(0)) ** 2).sum(0)
-        out = np.full(target.shape[1], np.nan)
+        per_dim = np.full(target.shape[1], np.nan)
         varies = total > CONSTANT * len(target)
-        out[varies] = 1.0 - residual[varies] / total[varies]
-        return out
-
-
-def overall_r2(per_dim: np.ndarray) -> float:
-    """Mean R² over the dimensions that vary (the uniform average of standardised targets); NaN if none."""
-    finite = per_dim[np.isfinite(per_dim)]
-    return float(finite.mean()) if len(finite) else float("nan")
+        per_dim[varies] = 1.0 - residual[varies] / total[varies]
+        overall = 1.0 - residual[varies].sum() / total[varies].sum() if varies.any() else float("nan")
+        return per_dim, float(overall)
 
 
 def select_alpha(x: np.ndarray, y: np.ndarray, groups: np.ndarray, alphas: tuple[float, ...]) -> tuple[float, list[float]]:
@@ -105,8 +107,8 @@ def select_alpha(x: np.ndarray, y: np.ndarray, groups: np.ndarray, alphas: tuple
         alphas: candidate penalties (ties go to the larger one).
 
     Returns:
-        ``(alpha, scores)``: the chosen α and the mean ``overall_r2`` of every candidate (NaN-free
-        folds averaged; NaN if none).
+        ``(alpha, scores)``: the chosen α and the mean overall R² of every candidate (NaN-free folds
+        averaged; NaN if none).
 
     Raises:
         ValueError: fewer than two groups, or no candidate.
@@ -117,7 +119,7 @@ def select_alpha(x: np.ndarray, y: np.ndarray, groups: np.ndarray, alphas: tuple
     scores = []
     for alpha in alphas:
         folds = [
-            overall_r2(RidgeProbe.fit(x[groups != g], y[groups != g], alpha).r2(x[groups == g], y[groups == g])) for g in values
+            RidgeProbe.fit(x[groups != g], y[groups != g], alpha).r2(x[groups == g], y[groups == g])[1] for g in values
         ]
         finite = [f for f in folds if np.isfinite(f)]
         scores.append(float(np.mean(finite)) if finite else float("nan"))

@@ -37,7 +37,7 @@ from wmbench.agents.world_model import WorldModel
 from wmbench.config import ConfigError, from_dict, load_yaml
 from wmbench.diagnostics import episodes as ep
 from wmbench.diagnostics import open_loop
-from wmbench.diagnostics.probe import RidgeProbe, overall_r2, select_alpha
+from wmbench.diagnostics.probe import RidgeProbe, select_alpha
 from wmbench.diagnostics.probe_decoder import train_probe_decoder
 from wmbench.envs import make_env
 from wmbench.report.store import read_status
@@ -155,8 +155,8 @@ def probe_r2(
     Each probe's penalty is chosen from ``alphas`` by ``select_alpha`` over the training episodes.
 
     Returns:
-        ``(r2, alpha, probe, train_feat)``: R² ``[Z]`` and the chosen penalty per feature set (``feat``,
-        ``deter``); the ``feat`` probe; the training episodes' posterior features ``[N, F]`` (no gradient).
+        ``(r2, alpha, probe, train_feat)``: ``(per_dim [Z], overall)`` R² and the chosen penalty per
+        feature set (``feat``, ``deter``); the ``feat`` probe; the training episodes' posterior features ``[N, F]`` (no gradient).
     """
     train_y, test_y = np.concatenate([e.state for e in train]), np.concatenate([e.state for e in test])
     groups = np.concatenate([np.full(len(e), i) for i, e in enumerate(train)])
@@ -224,7 +224,7 @@ def diagnose(run_dir: str | Path, config: DiagnoseConfig = DiagnoseConfig()) -> 
         "updates": checkpoint.updates,
         "state_names": names,
         "rows": {"train": sum(len(e) for e in train), "test": sum(len(e) for e in test)},
-        "r2": {name: {"overall": _float(overall_r2(r2[name])), "per_dim": _floats(r2[name])} for name in PROBES},
+        "r2": {name: {"overall": _float(r2[name][1]), "per_dim": _floats(r2[name][0])} for name in PROBES},
         "alpha": alpha,
         "horizon": {name: None if value is None else _floats(value) for name, value in horizon.items()},
         "open_loop_windows": errors.windows,
