@@ -57,8 +57,10 @@ ENV_SEED_OFFSET = 2_000_000
 class DiagnoseConfig:
     """Settings of ``diagnose``.
 
-    The defaults take about a minute for smoke-size models on 2 CPU cores (1.5–2 min on a busy
-    machine: rendering the episodes and training the probe decoder take most of it).
+    With the defaults a smoke-size run (``suites/smoke.yaml``, cartpole-balance) took 23 s on a busy
+    2-core machine with one torch thread (``OMP_NUM_THREADS=1``), but about 2 min with two threads
+    competing with another job there; rendering the episodes and training the probe decoder take
+    most of it.
 
     Attributes:
         episodes: episodes recorded with the agent's policy.
