@@ -37,6 +37,14 @@ def test_probe_recovers_a_linear_map_and_scores_noise_near_zero():
     assert np.abs(noise).max() < 0.02 and abs(overall) < 0.02
 
 
+def test_r2_baseline_is_the_training_mean():
+    x = np.random.default_rng(3).normal(size=(100, 5))
+    probe = RidgeProbe.fit(x, np.zeros((100, 1)) + x[:, :1], alpha=1e9)  # so strong a penalty it predicts the mean
+    y_test = x[:50, :1] + 3.0  # held out: shifted away from the training mean
+    r2, overall = probe.r2(x[:50], y_test)
+    assert abs(overall) < 1e-3 and abs(r2[0]) < 1e-3
+
+
 def test_alpha_selection_prefers_little_penalty_for_signal_and_much_for_noise():
     rng = np.random.default_rng(2)
     x, groups = rng.normal(size=(300, 40)), np.repeat(np.arange(3), 100)
@@ -57,7 +65,7 @@ def test_r2_is_nan_for_constant_dims_and_the_overall_pools_the_others():
     assert np.isnan(r2[1]) and r2[0] == pytest.approx(1.0, abs=1e-9) and 0.3 < r2[2] < 0.8
     target = probe.standardise(y)[:, [0, 2]]  # pooled: 1 - (SSE_0 + SSE_2) / (SST_0 + SST_2)
     sse = ((target - probe.predict(x)[:, [0, 2]]) ** 2).sum()
-    assert overall == pytest.approx(1 - sse / ((target - target.mean(0)) ** 2).sum())
+    assert overall == pytest.approx(1 - sse / (target**2).sum())  # target is centred on the training mean
     with pytest.raises(ValueError, match="same N"):
         RidgeProbe.fit(x, y[:10])
 

@@ -5,8 +5,11 @@ Features and targets are standardised with the mean and standard deviation of th
 
     (Xᵀ X + α I) W = Xᵀ Y        X, Y: standardised training features [N, F] and targets [N, Z]
 
-and R² of dimension j on held-out rows is ``1 − Σ (y − ŷ)² / Σ (y − ȳ)²`` with ȳ the held-out mean,
-so predicting the held-out mean scores 0 and a perfect fit 1; it is unbounded below. The overall R²
+and R² of dimension j on held-out rows is the out-of-sample ``1 − Σ (y − ŷ)² / Σ (y − ȳ)²`` with ȳ the
+*training* mean: a perfect fit scores 1 and a probe no better than the training mean 0 (unbounded
+below). With few episodes the held-out ones can sit apart from the training ones (a pole that stays
+up in one episode and falls in another); against the held-out mean, a probe that learned nothing
+would then score far below 0, whereas here it scores about 0. The overall R²
 pools the sums over the dimensions that vary (``1 − Σ_j SSE_j / Σ_j SST_j`` in standardised units,
 scikit-learn's "variance_weighted"), so a dimension that barely varies in the held-out episodes
 cannot dominate it. ``select_alpha``
@@ -20,7 +23,7 @@ from dataclasses import dataclass
 import numpy as np
 
 CONSTANT = 1e-8
-"""Standard deviations (and held-out variances) below this count as a constant dimension."""
+"""Standard deviations (and mean squared held-out deviations) below this count as a constant dimension."""
 
 
 def _scale(x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -84,12 +87,12 @@ class RidgeProbe:
             y: targets ``[N, Z]`` in the original units.
 
         Returns:
-            ``(per_dim, overall)``: float64 ``[Z]``, NaN where ``y`` is constant in these rows; the
-            pooled R² over the other dimensions (NaN if none varies).
+            ``(per_dim, overall)``: float64 ``[Z]``, NaN where ``y`` equals the training mean in all
+            these rows; the pooled R² over the other dimensions (NaN if none is left).
         """
         target = self.standardise(y)
         residual = ((target - self.predict(x)) ** 2).sum(0)
-        total = ((target - target.mean(0)) ** 2).sum(0)
+        total = (target**2).sum(0)  # around the training mean, 0 in standardised units
         per_dim = np.full(target.shape[1], np.nan)
         varies = total > CONSTANT * len(target)
         per_dim[varies] = 1.0 - residual[varies] / total[varies]
