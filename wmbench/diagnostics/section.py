@@ -139,9 +139,10 @@ def diagnostics_section(run_dirs: Sequence[str | Path], out_dir: str | Path, per
     return (
         heading
         + "Ridge probes from the latent features to the standardised physics state (`qpos`, `qvel`; angles of "
-        "unlimited hinges as cosine and sine), fitted on episodes of the agent's own policy and scored on held-out episodes (R², mean over state dimensions; 1 is "
-        "perfect, 0 is the held-out mean). `feat` = [deter, stoch], `deter` alone; *random init* is the same probe "
-        "on an untrained world model of the same configuration, the floor. Mean over seeds with 95 % CI.\n\n"
+        "unlimited hinges as cosine and sine), fitted on episodes of the agent's own policy and scored on held-out "
+        "episodes (R² pooled over state dimensions; 1 is perfect, 0 no better than the training mean). `feat` = "
+        "[deter, stoch], `deter` alone; *random init* is the same probe on an untrained world model of the same "
+        "configuration, the floor. Mean over seeds with 95 % CI.\n\n"
         + r2_table(table, per_task).to_markdown(index=False)
         + "\n\nOpen-loop prediction on held-out episodes: after k observed frames the world model imagines with the "
         "recorded actions; errors per horizon step (pixel errors through a probe decoder trained on detached "
