@@ -17,7 +17,8 @@ from wmbench.diagnostics import episodes as ep
 from wmbench.diagnostics import open_loop
 from wmbench.diagnostics.probe import RidgeProbe, select_alpha
 from wmbench.diagnostics.probe_decoder import train_probe_decoder
-from wmbench.diagnostics.run import PROBES, DiagnoseConfig
+from wmbench.diagnostics.config import DiagnoseConfig
+from wmbench.diagnostics.run import PROBES
 from wmbench.diagnostics.section import diagnostics_section
 from wmbench.objectives.reconstruction import ReconstructionConfig, ReconstructionObjective
 from wmbench.objectives.reward import RewardObjective
@@ -163,7 +164,7 @@ def diagnosed(tmp_path_factory):
     run_dir = tmp_path_factory.mktemp("runs") / "reconstruction-toy_reach-s0"
     train(from_dict(RunConfig, tiny_run_dict("reconstruction")), run_dir)
     settings = ["--episodes", "3", "--test-episodes", "1", "--max-steps", "12", "--context", "2", "--horizon", "4",
-                "--decoder-steps", "3", "--alpha", "2.5"]
+                "--decoder-steps", "3", "--alpha", "2.5,2.5"]
     assert main(["diagnose", str(run_dir), *settings]) == 0
     return run_dir
 

@@ -13,7 +13,7 @@ import sys
 from pathlib import Path
 
 from wmbench.config import ConfigError
-from wmbench.diagnostics.run import DiagnoseConfig
+from wmbench.diagnostics.config import DiagnoseConfig
 from wmbench.runtime.sync import quiet_libraries
 
 
@@ -73,12 +73,12 @@ def _cmd_diagnose(args: argparse.Namespace) -> int:
 
     config = DiagnoseConfig(
         episodes=args.episodes, test_episodes=args.test_episodes, max_steps=args.max_steps, context=args.context,
-        horizon=args.horizon, decoder_steps=args.decoder_steps, alphas=tuple(args.alpha), seed=args.seed,
+        horizon=args.horizon, decoder_steps=args.decoder_steps, alphas=args.alpha, seed=args.seed,
     )
     results = diagnose(args.run_dir, config)
-    r2 = results["r2"]
-    print(f"state-probe R² (held out): feat {r2['feat']['overall']:.3f}, deter {r2['deter']['overall']:.3f}; "
-          f"random init: feat {r2['random_feat']['overall']:.3f}, deter {r2['random_deter']['overall']:.3f}")
+    r2 = {name: "n/a" if v["overall"] is None else f"{v['overall']:.3f}" for name, v in results["r2"].items()}
+    print(f"state-probe R² (held out): feat {r2['feat']}, deter {r2['deter']}; "
+          f"random init: feat {r2['random_feat']}, deter {r2['random_deter']}")
     print(f"wrote {Path(args.run_dir) / 'diagnostics'} (results.json, metrics.csv, open_loop.png)")
     return 0
 
@@ -88,6 +88,13 @@ def _positive_int(text: str) -> int:
     if value < 1:
         raise argparse.ArgumentTypeError(f"must be >= 1, got {value}")
     return value
+
+
+def _float_list(text: str) -> tuple[float, ...]:
+    try:
+        return tuple(float(item) for item in text.split(","))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected comma-separated numbers, e.g. 1,10,100; got {text!r}") from None
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -145,8 +152,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--context", type=int, default=d.context, help="k observed frames per open-loop window")
     p.add_argument("--horizon", type=int, default=d.horizon, help="n imagined steps per open-loop window")
     p.add_argument("--decoder-steps", type=int, default=d.decoder_steps, help="Adam steps of the probe decoder")
-    p.add_argument("--alpha", type=float, nargs="+", default=list(d.alphas),
-                   help="candidate ridge penalties; each probe takes the best in leave-one-episode-out cross-validation")
+    p.add_argument("--alpha", type=_float_list, default=d.alphas, metavar="A[,A...]",
+                   help="candidate ridge penalties, comma-separated; each probe takes the best in leave-one-episode-out "
+                   "cross-validation")
     p.add_argument("--seed", type=int, default=d.seed, help="seed of action sampling and the probe decoder")
     p.set_defaults(func=_cmd_diagnose)
     return parser
