@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 
 import numpy as np
 import pandas as pd
@@ -15,14 +16,16 @@ from wmbench.cli import main
 from wmbench.config import ConfigError, from_dict
 from wmbench.diagnostics import episodes as ep
 from wmbench.diagnostics import open_loop
+from wmbench.diagnostics.config import DiagnoseConfig
 from wmbench.diagnostics.probe import RidgeProbe, select_alpha
 from wmbench.diagnostics.probe_decoder import train_probe_decoder
-from wmbench.diagnostics.config import DiagnoseConfig
-from wmbench.diagnostics.run import PROBES
+from wmbench.diagnostics.run import PROBES, load_run
 from wmbench.diagnostics.section import diagnostics_section
+from wmbench.envs import DMCEnv, make_env
 from wmbench.objectives.reconstruction import ReconstructionConfig, ReconstructionObjective
 from wmbench.objectives.reward import RewardObjective
 from wmbench.report.store import run_table
+from wmbench.runtime.checkpoint import CHECKPOINT
 from wmbench.runtime.config import RunConfig
 from wmbench.runtime.sync import train
 
@@ -135,8 +138,6 @@ def test_open_loop_needs_a_window_that_fits():
 
 
 def test_toy_reach_records_its_physics_state():
-    from wmbench.envs import make_env
-
     env = make_env("toy:reach", action_repeat=1, seed=0)
     episodes = ep.collect(env, lambda obs, first: np.ones(2, np.float32), episodes=1, max_steps=3, seed=0)
     assert len(episodes[0]) == 4 and episodes[0].state.shape == (4, 4)
@@ -152,8 +153,6 @@ def test_angles_that_wind_become_cosine_and_sine():
 
 
 def test_dmc_unlimited_hinges_are_the_circular_coordinates():
-    from wmbench.envs import DMCEnv, make_env
-
     assert ep.circular_qpos(make_env("dmc:cartpole-balance")) == (1,)  # the pole; the cart slider is limited
     assert DMCEnv("walker", "walk").unlimited_hinges() == [2]  # torso pitch; the leg joints are limited
     assert ep.circular_qpos(make_env("toy:reach")) == ()
@@ -201,6 +200,21 @@ def test_diagnostics_section_renders_table_and_figures(diagnosed, tmp_path):
     assert (tmp_path / "diagnostics" / "horizon.png").exists()
     assert (tmp_path / "diagnostics" / "reconstruction-toy_reach-s0.png").exists()
     assert "No run has diagnostics" in diagnostics_section([tmp_path / "nothing"], tmp_path, per_task)
+
+
+def test_load_run_reads_weights_of_any_run_format(diagnosed, tmp_path):
+    run_dir = tmp_path / "old"
+    shutil.copytree(diagnosed, run_dir, ignore=shutil.ignore_patterns("replay"))
+    checkpoint = torch.load(run_dir / CHECKPOINT, weights_only=False)
+    _, new = load_run(run_dir)
+    assert (new.updates, new.env_frames) == (2, 10)
+    torch.save({"state_dict": checkpoint["state_dict"], "wmbench_updates": 2}, run_dir / CHECKPOINT)  # run format 1
+    (run_dir / "status.json").write_text(json.dumps({"status": "done", "env_frames": 7}))
+    _, old = load_run(run_dir)
+    assert old.env_frames == 7 and all(torch.equal(old.state_dict[k], v) for k, v in new.state_dict.items())
+    (run_dir / CHECKPOINT).unlink()
+    with pytest.raises(ConfigError, match="has no checkpoint"):
+        load_run(run_dir)
 
 
 def test_diagnose_refuses_bad_input(tmp_path, capsys):
