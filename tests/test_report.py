@@ -111,6 +111,7 @@ def test_report_tables_equal_a_recomputation_from_the_raw_store(tmp_path, capsys
         assert (tmp_path / "rep" / figure).stat().st_size > 0 and f"]({figure})" in text
 
     assert "With as few as 3 seeds a bootstrap CI cannot reach beyond the seeds' own range" in text
+    assert "## Representation diagnostics\n\nNo run has diagnostics yet" in text  # no run directories here
     shown = _markdown_table(text, "## Final return per task")
     raw = table[table.env_frames == table.groupby(["objective", "task", "seed"]).env_frames.transform("max")]
     expected = raw.groupby(["task", "objective"]).value.agg(["mean", "count"])

@@ -1,4 +1,4 @@
-"""Command line: ``wmbench objectives``, ``train``, ``suite run``, ``suite status``, ``report``.
+"""Command line: ``wmbench objectives``, ``train``, ``suite run``, ``suite status``, ``report``, ``diagnose``.
 
 Invalid input (unknown objective or task, malformed suite, bad override, missing renderer, a run
 directory that cannot be resumed) prints one ``wmbench: error: ...`` message and exits with status 2
@@ -13,6 +13,7 @@ import sys
 from pathlib import Path
 
 from wmbench.config import ConfigError
+from wmbench.diagnostics.config import DiagnoseConfig
 from wmbench.runtime.sync import quiet_libraries
 
 
@@ -98,11 +99,33 @@ def _cmd_report(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_diagnose(args: argparse.Namespace) -> int:
+    from wmbench.diagnostics.run import diagnose
+
+    config = DiagnoseConfig(
+        episodes=args.episodes, test_episodes=args.test_episodes, max_steps=args.max_steps, context=args.context,
+        horizon=args.horizon, decoder_steps=args.decoder_steps, alphas=args.alpha, seed=args.seed,
+    )
+    results = diagnose(args.run_dir, config)
+    r2 = {name: "n/a" if v["overall"] is None else f"{v['overall']:.3f}" for name, v in results["r2"].items()}
+    print(f"state-probe R² (held out): feat {r2['feat']}, deter {r2['deter']}; "
+          f"random init: feat {r2['random_feat']}, deter {r2['random_deter']}")
+    print(f"wrote {Path(args.run_dir) / 'diagnostics'} (results.json, metrics.csv, open_loop.png)")
+    return 0
+
+
 def _positive_int(text: str) -> int:
     value = int(text)
     if value < 1:
         raise argparse.ArgumentTypeError(f"must be >= 1, got {value}")
     return value
+
+
+def _float_list(text: str) -> tuple[float, ...]:
+    try:
+        return tuple(float(item) for item in text.split(","))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected comma-separated numbers, e.g. 1,10,100; got {text!r}") from None
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -168,6 +191,30 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--reps", type=_positive_int, default=2000, help="bootstrap resamples per confidence interval (default: 2000)")
     p.add_argument("--seed", type=int, default=0, help="seed of the bootstrap (default: 0)")
     p.set_defaults(func=_cmd_report)
+
+
+
+    d = DiagnoseConfig()
+    p = sub.add_parser(
+        "diagnose",
+        help="state probes and open-loop prediction on a run's checkpoint",
+        description="Record episodes with the run's policy, fit ridge state probes (trained and randomly initialised "
+        "world model), train a probe decoder on detached features, predict open-loop; write RUN_DIR/diagnostics/ "
+        "(results.json, metrics.csv, open_loop.png).",
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    )
+    p.add_argument("run_dir", help="run directory with config.yaml and checkpoints/last.ckpt")
+    p.add_argument("--episodes", type=int, default=d.episodes, help="episodes recorded with the agent's policy")
+    p.add_argument("--test-episodes", type=int, default=d.test_episodes, help="of those, held out (R², open loop)")
+    p.add_argument("--max-steps", type=int, default=d.max_steps, help="agent steps per episode at most")
+    p.add_argument("--context", type=int, default=d.context, help="k observed frames per open-loop window")
+    p.add_argument("--horizon", type=int, default=d.horizon, help="n imagined steps per open-loop window")
+    p.add_argument("--decoder-steps", type=int, default=d.decoder_steps, help="Adam steps of the probe decoder")
+    p.add_argument("--alpha", type=_float_list, default=d.alphas, metavar="A[,A...]",
+                   help="candidate ridge penalties, comma-separated; each probe takes the best in leave-one-episode-out "
+                   "cross-validation")
+    p.add_argument("--seed", type=int, default=d.seed, help="seed of action sampling and the probe decoder")
+    p.set_defaults(func=_cmd_diagnose)
     return parser
 
 

@@ -177,6 +177,18 @@ class DMCEnv(gymnasium.Env):
         truncated = last and timestep.discount > 0
         return self._observation(), reward, terminated, truncated, self._info()
 
+    def unlimited_hinges(self) -> list[int]:
+        """``qpos`` indices of hinge joints without range limits, e.g. cartpole's pole or walker's torso pitch.
+
+        Their angles wind past ±π (a spinning pole reaches tens of radians) while the pixels repeat
+        every turn, so a model of the images can know such an angle only modulo 2π.
+        """
+        from dm_control.mujoco.wrapper.mjbindings import enums
+
+        model = self._env.physics.model
+        hinge = enums.mjtJoint.mjJNT_HINGE
+        return [int(model.jnt_qposadr[j]) for j in range(model.njnt) if model.jnt_type[j] == hinge and not model.jnt_limited[j]]
+
     def close(self) -> None:
         """Frees the physics and its rendering contexts."""
         self._camera = None

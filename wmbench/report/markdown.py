@@ -12,12 +12,14 @@ reference row per task, never a competitor in the aggregates.
 from __future__ import annotations
 
 import json
+from functools import partial
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
 from wmbench.config import ConfigError
+from wmbench.diagnostics.section import diagnostics_section
 from wmbench.report import stats
 from wmbench.report.plots import BASELINE, colours, plot_aggregates, plot_curves, plot_profiles
 from wmbench.report.store import final_scores, load, package_versions
@@ -203,6 +205,8 @@ def build(suite_dir: str | Path, out_dir: str | Path, reps: int = 2000, seed: in
     lines += ["## Cost", "", "Over each objective's finished runs: mean wall time per run, and env frames and updates per "
               "second of wall time (all its runs together); trainable parameters (world model, objective, actor, critic).",
               "", _cost(runs, objectives).to_markdown(index=False, disable_numparse=True), ""]
+    run_dirs = [suite_dir / run_id(r.objective, r.task, r.seed) for r in runs.itertuples() if r.objective != BASELINE]
+    lines += [diagnostics_section(run_dirs, out_dir, partial(stats.per_task, reps=reps, seed=seed), str(table.suite.iloc[0])), ""]
     if len(failed):
         lines += ["## Failed runs", "", failed[["objective", "task", "seed", "error"]].to_markdown(index=False), ""]
     lines += _configuration(suite_dir, spec, runs, objectives)

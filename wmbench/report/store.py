@@ -9,7 +9,8 @@ task, seed, status`` (``done``, ``failed``, ``running`` or ``pending``), ``final
 missing for runs made before it was recorded, and for the random baseline) and ``error``.
 
 Each run directory holds ``config.yaml`` (resolved run config), ``metrics.csv`` (Lightning CSV
-logger) and ``status.json``; ``versions.json`` beside the tables records ``package_versions()``
+logger) and ``status.json``; after ``wmbench diagnose``, also ``diagnostics/metrics.csv`` (one
+row of ``diagnose/*`` values in the same format, see ``wmbench.diagnostics.run``). ``versions.json`` beside the tables records ``package_versions()``
 of the process that wrote them. ``objective`` is the suite's label of the objective (a variant such as
 ``contrastive-small`` when the suite overrides its configuration), else the registered name.
 """
@@ -51,6 +52,8 @@ def run_table(run_dir: str | Path, suite: str, objective: str | None = None) -> 
     run_dir = Path(run_dir)
     cfg = yaml.safe_load((run_dir / "config.yaml").read_text())
     metrics = pd.read_csv(run_dir / "metrics.csv")
+    if (diagnostics := run_dir / "diagnostics" / "metrics.csv").exists():  # from `wmbench diagnose`
+        metrics = pd.concat([metrics, pd.read_csv(diagnostics)], ignore_index=True)
     wide = metrics.drop(columns=[c for c in ("epoch", "step", "updates") if c in metrics], errors="ignore")
     long = wide.melt(id_vars=["env_frames", "wall_time"], var_name="metric", value_name="value").dropna(subset=["value"])
     long = long.assign(suite=suite, objective=objective or cfg["objective"], task=cfg["env"]["task"], seed=cfg["seed"])
