@@ -40,9 +40,10 @@ second; an exception in the learner, or Ctrl-C, stops the actors (``AsyncReplayS
 actor whose learner died exits by itself. Actors ignore SIGINT: the learner stops them.
 
 **Resume.** Checkpoints hold the counters, the replays and the learner's model and optimizers, like
-sync ones, so a resumed run continues with the same counters, replay and weights. Not exact: rows in
-flight at the checkpoint and the episodes the actors were in (dropped from the replay; their frames
-still count) are lost, the actors' RNGs and envs start afresh, and scheduling makes every run differ.
+sync ones, so a resumed run continues with the counters, replay and weights of the checkpoint and
+ends with the same env frames and updates. Not exact: the episodes the actors were in at the
+checkpoint are dropped (from the replays and the counters; their steps are collected again), the
+actors' RNGs and envs start afresh, and the scheduling of processes makes every async run differ.
 """
 
 from __future__ import annotations
@@ -353,12 +354,13 @@ class AsyncReplayStream(StreamBase):
         self.control.updates.value = self.updates
         if self.module.updates - self.control.weights.version >= self.cfg.train.publish_every:
             self.control.weights.publish(self.module)
-        if self.updates % self.cfg.agent.log_every == 0:
-            self._log(self.rates.take(self.counters.env_frames, self.updates) | {
+        batch = self._sample()
+        if self.updates % self.cfg.agent.log_every == 0:  # the module logs them in this update's row
+            batch["metrics"] = self.rates.take(self.counters.env_frames, self.updates) | {
                 "async/train_ratio": self.cfg.train.train_ratio * self.schedule.ratio(self.updates, self.counters.agent_steps),
                 "async/policy_lag": float(self.module.updates - self.version),
-            })
-        return self._sample()
+            }
+        return batch
 
     def _receive(self, block: bool) -> None:
         """Adds the queued steps to the replays (waiting up to ``POLL_S`` for the first if ``block``)."""
@@ -427,13 +429,17 @@ class AsyncReplayStream(StreamBase):
     def state_dict(self) -> dict[str, Any]:
         """Counters, evaluation schedule, replay rows up to each actor's current episode, RNG states.
 
-        An actor's unfinished episode is left out of ``replay_rows`` (a resumed actor starts a new
-        episode, and a replay holds whole episodes); its frames stay in the counters.
+        The actors' unfinished episodes are left out, of the replays and of the counters: a resumed
+        actor starts a new episode (a replay holds one stream of whole episodes), and the steps left
+        out are collected again, as in sync mode.
         """
         rows = [start if replay.added and not replay.rows(replay.added - 1, replay.added)["is_last"][0] else replay.added
                 for replay, start in zip(self.replays, self.episode_start)]
+        unfinished = sum(replay.added - n - 1 for replay, n in zip(self.replays, rows) if replay.added > n)  # reset rows are no steps
+        counters = Counters(self.counters.env_frames - unfinished * self.cfg.env.action_repeat,
+                            self.counters.agent_steps - unfinished, self.counters.episodes)
         return {
-            "counters": asdict(self.counters),
+            "counters": asdict(counters),
             "finished": self.finished,
             "next_eval": self.next_eval,
             "last_eval": self.last_eval,
@@ -455,6 +461,7 @@ class AsyncReplayStream(StreamBase):
         self.bar.update(self.counters.env_frames)
         for replay, disk, rows in zip(self.replays, self.disks, state["replay_rows"], strict=True):
             disk.restore(replay, rows)
+        self.episode_start = [replay.added for replay in self.replays]
         self.rng.bit_generator.state = state["sample_rng"][0]
         for replay, rng in zip(self.replays, state["sample_rng"][1:]):
             replay.set_rng_state(rng)

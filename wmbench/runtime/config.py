@@ -72,7 +72,8 @@ class TrainConfig:
             envs while the learner trains, the train ratio held by a rate limiter; see
             ``wmbench.runtime.async_mode``).
         actors: actor processes in async mode, each with its own env and a replay of
-            ``replay_capacity // actors`` steps; must be 1 in sync mode.
+            ``replay_capacity // actors`` steps; must be 1 in sync mode (checked when training starts,
+            after every override).
         publish_every: async mode: updates between two publications of the learner's policy weights
             to the actors.
     """
@@ -102,8 +103,6 @@ class TrainConfig:
                 raise ValueError(f"train.{name} must be >= 1, got {getattr(self, name)}")
         if self.train_ratio <= 0 or self.learning_starts < 0 or self.threads < 0:
             raise ValueError("train.train_ratio must be > 0, train.learning_starts and train.threads >= 0")
-        if self.actors > 1 and self.mode == "sync":
-            raise ValueError(f"train.actors={self.actors} needs train.mode=async (sync mode steps one env): set train.mode=async or train.actors=1")
         per_actor = self.replay_capacity // self.actors
         if self.replay_chunk > per_actor:
             raise ValueError(

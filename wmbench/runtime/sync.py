@@ -37,7 +37,7 @@ from torch.utils.data import DataLoader, IterableDataset
 from tqdm.auto import tqdm
 
 from wmbench.agents.module import DreamerModule, NonFiniteLossError
-from wmbench.config import from_dict, to_dict
+from wmbench.config import ConfigError, from_dict, to_dict
 from wmbench.envs import check_task, make_env
 from wmbench.objectives import registry
 from wmbench.replay import Replay
@@ -62,9 +62,12 @@ def prepare(cfg: RunConfig) -> tuple[type, Any]:
 
     Raises:
         wmbench.objectives.UnknownObjectiveError: unknown objective name (lists the available ones).
-        wmbench.config.ConfigError: bad ``objective_config`` keys or types.
+        wmbench.config.ConfigError: bad ``objective_config`` keys or types; ``train.actors`` > 1 in sync mode.
         ValueError: unknown task (see ``wmbench.envs.check_task``).
     """
+    if cfg.train.actors > 1 and cfg.train.mode == "sync":
+        raise ConfigError(f"train.actors={cfg.train.actors} needs train.mode=async (sync mode steps one env): "
+                          "set train.mode=async (--mode async) or train.actors=1")
     cls = registry.get(cfg.objective)
     obj_cfg = from_dict(cls.Config, cfg.objective_config, where="objective_config")
     check_task(cfg.env.task)
