@@ -413,7 +413,12 @@ def write_status(run_dir: Path, status: str, **info: Any) -> None:
 
 
 def train(cfg: RunConfig, run_dir: str | Path, resume: bool = False) -> dict[str, Any]:
-    """Train one agent synchronously and write its results into ``run_dir``.
+    """Train one agent and write its results into ``run_dir``.
+
+    ``cfg.train.mode`` picks how: ``sync`` (this module: collect, then update, in one process) or
+    ``async`` (actor processes act while this process trains; see ``wmbench.runtime.async_mode``,
+    which also says what its resume keeps: not bit-exact). Both write the same files and the same
+    metrics columns (async adds ``async/*``; its replay lives in ``replay/actor-<i>/``).
 
     Writes ``config.yaml`` (resolved), ``metrics.csv`` (Lightning CSV logger: ``train/*`` every
     ``agent.log_every`` updates, ``train/episode_return`` per episode and ``eval/return`` at every
@@ -443,6 +448,8 @@ def train(cfg: RunConfig, run_dir: str | Path, resume: bool = False) -> dict[str
         RendererUnavailableError: no headless OpenGL backend for dm_control.
         NonFiniteLossError: a loss or gradient norm became NaN or infinite; names the update, the
             values and the last good checkpoint (also in ``status.json``).
+        wmbench.runtime.async_mode.ActorError: async mode: an actor process failed (its traceback
+            in the message and in ``status.json``).
     """
     objective_cls, objective_cfg = prepare(cfg)
     run_dir = Path(run_dir)
