@@ -58,7 +58,8 @@ class TrainConfig:
         eval_every: env frames between evaluations (deterministic policy); also one at 0 and at
             the end.
         eval_episodes: episodes per evaluation.
-        threads: torch intra-op threads; 0 keeps torch's default.
+        threads: torch intra-op threads; 0 keeps torch's default (in async mode the learner then leaves
+            one core to each actor; actors use one thread each).
         precision: Lightning precision of the updates: ``32-true`` (fp32, default) or ``bf16-mixed``
             (bfloat16 autocast; on CPUs without AMX it is no faster, see ``benchmarks/``).
         logger: ``csv`` (Lightning CSVLogger) or ``wandb`` (offline, no login).
