@@ -139,8 +139,10 @@ class SharedWeights:
     """The policy's weights (``POLICY_PREFIXES``) in shared memory, stamped with the learner's update count.
 
     Created by the learner from its module and handed to the actors at spawn; ``publish`` copies the
-    learner's tensors in, ``pull`` copies them into an actor's module when the version changed. A lock
-    keeps a pull from seeing half a publication. Nothing is pickled after the spawn.
+    learner's tensors in, ``pull`` copies them into an actor's module when the version changed.
+    Nothing is pickled after the spawn. No lock: a sequence number, odd while a publication is being
+    written, lets a pull detect that it overlapped one and copy again (a seqlock), so an actor that
+    dies mid-copy can never block the learner.
 
     Attributes:
         tensors: name -> float tensor in shared memory, shapes as in the module's state dict.
@@ -150,7 +152,7 @@ class SharedWeights:
     def __init__(self, module: DreamerModule, context: Any) -> None:
         own = module.state_dict()
         self.tensors = {k: v.detach().clone().share_memory_() for k, v in own.items() if k.startswith(POLICY_PREFIXES)}
-        self.lock = context.Lock()
+        self._sequence = context.Value("q", 0, lock=False)
         self._version = context.Value("q", module.updates, lock=False)
 
     @property
@@ -158,22 +160,36 @@ class SharedWeights:
         return int(self._version.value)
 
     def publish(self, module: DreamerModule) -> None:
-        """Copies the module's policy tensors in and sets the version to ``module.updates``."""
+        """Copies the module's policy tensors in and sets the version to ``module.updates`` (learner only)."""
         own = module.state_dict()
-        with self.lock, torch.no_grad():
+        self._sequence.value += 1  # odd: being written
+        with torch.no_grad():
             for name, tensor in self.tensors.items():
                 tensor.copy_(own[name])
-            self._version.value = module.updates
+        self._version.value = module.updates
+        self._sequence.value += 1
 
     def pull(self, module: DreamerModule, have: int | None) -> int:
-        """Copies the published tensors into ``module`` unless it already holds version ``have``; returns the version held."""
+        """Copies the published tensors into ``module`` unless it already holds version ``have``; returns the version held.
+
+        Raises:
+            RuntimeError: No consistent copy within ``POLL_S * 50`` seconds (the learner died mid-publication).
+        """
         if have == self.version:
             return have
         own = module.state_dict()
-        with self.lock, torch.no_grad():
-            for name, tensor in self.tensors.items():
-                own[name].copy_(tensor)
-            return self.version
+        deadline = time.monotonic() + POLL_S * 50
+        while time.monotonic() < deadline:
+            sequence = self._sequence.value
+            if sequence % 2 == 0:
+                version = self.version
+                with torch.no_grad():
+                    for name, tensor in self.tensors.items():
+                        own[name].copy_(tensor)
+                if self._sequence.value == sequence:
+                    return version
+            time.sleep(0.001)
+        raise RuntimeError("the learner's weights stayed mid-publication for 5 s")
 
 
 class Step(NamedTuple):
@@ -190,10 +206,10 @@ class _Control(NamedTuple):
     """What the learner shares with every actor."""
 
     weights: SharedWeights
-    steps: Any  # mp.Value: steps claimed by the actors (all together)
-    updates: Any  # mp.Value: updates started by the learner
+    steps: Any  # mp.Value with a lock: steps claimed by the actors (all together)
+    updates: Any  # lock-free mp.Value: updates started by the learner (its only writer)
     queue: Any  # mp.Queue of Step and ("error", actor, traceback)
-    stop: Any  # mp.Event
+    stop: Any  # lock-free mp.Value, set by the learner to stop the actors
     learner_pid: int
 
 
@@ -210,7 +226,7 @@ def _actor_main(index: int, cfg: RunConfig, schedule: RatioSchedule, control: _C
 
 
 def _stopped(control: _Control) -> bool:
-    return control.stop.is_set() or os.getppid() != control.learner_pid
+    return bool(control.stop.value) or os.getppid() != control.learner_pid
 
 
 def _put(control: _Control, item: Any) -> None:
@@ -247,7 +263,7 @@ def _act(index: int, cfg: RunConfig, schedule: RatioSchedule, control: _Control)
         step = _claim(control, schedule)
         if step is None:
             started = time.perf_counter()
-            control.stop.wait(0.002)
+            time.sleep(0.002)
             wait_s += time.perf_counter() - started
             continue
         rows = []
@@ -324,8 +340,10 @@ class AsyncReplayStream(StreamBase):
         context = mp.get_context("spawn")
         t = self.cfg.train
         self.control = _Control(
-            SharedWeights(self.module, context), context.Value("q", self.counters.agent_steps), context.Value("q", self.updates),
-            context.Queue(maxsize=64 * t.actors), context.Event(), os.getpid(),
+            # Only the actors lock the step count. The learner writes the update count and the stop flag
+            # alone and takes no lock that an actor killed while holding it would leave held forever.
+            SharedWeights(self.module, context), context.Value("q", self.counters.agent_steps), context.Value("q", self.updates, lock=False),
+            context.Queue(maxsize=64 * t.actors), context.Value("b", 0, lock=False), os.getpid(),
         )
         if not t.threads:  # leave the actors a core each where there are enough
             torch.set_num_threads(max(1, (os.cpu_count() or 1) - t.actors))
@@ -468,9 +486,9 @@ class AsyncReplayStream(StreamBase):
         set_global_rng_state(state["rng"])
 
     def close(self) -> None:
-        """Stops the actors (stop event; then terminate, then kill, any still running after 5 s)."""
+        """Stops the actors (stop flag; then terminate, then kill, any still running after 5 s)."""
         if self.control is not None:
-            self.control.stop.set()
+            self.control.stop.value = 1
             deadline = time.time() + 5.0
             for process in self.processes:
                 process.join(timeout=max(0.0, deadline - time.time()))
