@@ -22,7 +22,7 @@ from conftest import tiny_run_dict
 from wmbench.agents.module import DreamerModule
 from wmbench.config import from_dict
 from wmbench.objectives.reward import RewardObjective
-from wmbench.runtime.async_mode import POLICY_PREFIXES, RatioSchedule, SharedWeights
+from wmbench.runtime.async_actor import POLICY_PREFIXES, RatioSchedule, SharedWeights
 from wmbench.runtime.checkpoint import CHECKPOINT
 from wmbench.runtime.config import RunConfig
 from wmbench.runtime.sync import train
