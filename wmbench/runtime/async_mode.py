@@ -12,15 +12,15 @@ stepping the environment with the newest policy weights it has received. Here::
                                                      shared memory    (share_memory_() tensors + version)
 
 The actor side (limiter bounds, shared weights, the actor's loop) is ``wmbench.runtime.async_actor``;
-this module is the learner's side. Each actor's rows go to its own replay, so every replay holds one stream of whole episodes
-(``wmbench.replay.Replay``'s invariant); a batch draws its B sequences from the actors' replays in
-proportion to their sizes.
+this module is the learner's side. Each actor's rows go to its own replay, so every replay holds one
+stream of whole episodes (``wmbench.replay.Replay``'s invariant); a batch draws its B sequences from
+the actors' replays in proportion to their sizes.
 
 **Train ratio.** As in sync mode, the first ``learning_starts`` env frames are collected with uniform
 random actions, then one update is due every ``B·T / train_ratio`` collected agent steps.
-``RatioSchedule`` holds the realised ratio (``async/train_ratio``: replayed agent steps per agent step
-collected after the prefill, in ``train.train_ratio``'s units) within ±5 % (``RATIO_SLACK``): the learner starts
-an update only while the ratio stays at most 5 % above the target, and the actors take a step only
+``RatioSchedule`` holds the realised ratio (``async/train_ratio``: replayed agent steps per agent
+step collected after the prefill, in ``train.train_ratio``'s units) within ±5 % (``RATIO_SLACK``): the
+learner starts an update only while the ratio stays at most 5 % above the target, and the actors take a step only
 while it keeps them at most 5 % ahead (but always as far as the next update needs). Steps are whole,
 so over the first few updates one step can be more than 5 %. Whichever side is faster waits;
 ``async/learner_wait`` and ``async/actor_wait`` are the fractions of wall time each spent waiting.
@@ -36,9 +36,11 @@ published), ``async/env_frames_per_s`` (all actors), ``async/updates_per_s``, ``
 ``async/actor_wait`` (mean over actors).
 
 **Failures.** An exception in an actor reaches the learner as ``ActorError`` with the actor's
-traceback (an actor that dies without one, e.g. killed, is reported with its exit code) within a
-second; an exception in the learner, or Ctrl-C, stops the actors (``AsyncReplayStream.close``), and an
-actor whose learner died exits by itself. Actors ignore SIGINT: the learner stops them.
+traceback (an actor that dies without one, e.g. killed, is reported with its exit code) when the
+learner next fetches a batch, i.e. between two updates. An exception in the learner, Ctrl-C or
+SIGTERM (Lightning stops at the next batch) stops the actors (``AsyncReplayStream.close``); an actor
+whose learner died (kill -9) exits by itself. Actors ignore SIGINT: the learner stops them. The
+learner takes no lock an actor could hold, so an actor killed mid-step cannot leave it waiting on one.
 
 **Resume.** Checkpoints hold the counters, the replays and the learner's model and optimizers, like
 sync ones, so a resumed run continues with the counters, replay and weights of the checkpoint and
