@@ -51,6 +51,12 @@ CASES = {
         lambda tmp: train_args(tmp, "--set", "train.replay_capacity=100", "--set", "train.replay_chunk=500"),
         "set train.replay_chunk <= 100",
     ),
+    "several actors in sync mode": (
+        lambda tmp: train_args(tmp, "--set", "train.actors=2"), "train.actors=2 needs train.mode=async (sync mode steps one env)",
+    ),
+    "--mode with --resume": (
+        lambda tmp: ["train", "--resume", str(run_dir_with(tmp)), "--mode", "async"], "drop --mode",
+    ),
     "missing renderer": (
         lambda tmp: train_args(tmp, "--task", "dmc:cartpole-balance"),
         "MUJOCO_GL='bogus' is not a MuJoCo rendering backend; use one of",

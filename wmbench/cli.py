@@ -2,7 +2,8 @@
 
 Invalid input (unknown objective or task, malformed suite, bad override, missing renderer, a run
 directory that cannot be resumed) prints one ``wmbench: error: ...`` message and exits with status 2
-before any training starts. A run stopped by the NaN guard prints its message and exits with status 1.
+before any training starts. A run stopped by the NaN guard, or by a failed actor process in async mode,
+prints its message (the actor's traceback included) and exits with status 1.
 """
 
 from __future__ import annotations
@@ -32,7 +33,7 @@ def _cmd_train(args: argparse.Namespace) -> int:
     from wmbench.suite.spec import run_id
 
     if args.resume:
-        given = [name for name in ("config", "set", "objective", "task", "seed", "out") if getattr(args, name) not in (None, [])]
+        given = [name for name in ("config", "set", "objective", "task", "seed", "mode", "out") if getattr(args, name) not in (None, [])]
         if given:
             raise ConfigError(
                 f"--resume continues RUN_DIR with its own config.yaml; drop {', '.join('--' + name for name in given)}"
@@ -48,6 +49,7 @@ def _cmd_train(args: argparse.Namespace) -> int:
         overrides += [f"objective={args.objective}"] if args.objective else []
         overrides += [f"env.task={args.task}"] if args.task else []
         overrides += [f"seed={args.seed}"] if args.seed is not None else []
+        overrides += [f"train.mode={args.mode}"] if args.mode else []
         cfg = with_overrides(cfg, overrides)
         run_dir = Path(args.out or "runs/train") / run_id(cfg.objective, cfg.env.task, cfg.seed)
     summary = train(cfg, run_dir, resume=bool(args.resume))
@@ -146,6 +148,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--objective", help="registered objective name (see `wmbench objectives`)")
     p.add_argument("--task", help="dmc:<domain>-<task> (e.g. dmc:walker-walk) or toy:reach (tests)")
     p.add_argument("--seed", type=int, help="seed of torch, numpy, the env and replay sampling")
+    p.add_argument("--mode", choices=["sync", "async"],
+                   help="sync: collect, then update, in one deterministic process (default); async: actor processes act "
+                   "while the learner trains, at the same train ratio (train.actors, train.publish_every)")
     p.add_argument("--config", help="YAML file of RunConfig values")
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                    help="dotted override, e.g. agent.world_model.rssm.deter=200 (repeatable)")
@@ -222,6 +227,7 @@ def main(argv: list[str] | None = None) -> int:
     from wmbench.agents.module import NonFiniteLossError
     from wmbench.envs import RendererUnavailableError, UnknownTaskError
     from wmbench.objectives import UnknownObjectiveError
+    from wmbench.runtime.async_mode import ActorError
 
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=logging.WARNING, format="%(message)s")
@@ -232,7 +238,7 @@ def main(argv: list[str] | None = None) -> int:
     except (ConfigError, UnknownObjectiveError, UnknownTaskError, RendererUnavailableError) as err:
         print(f"wmbench: error: {err}", file=sys.stderr)
         return 2
-    except NonFiniteLossError as err:
+    except (NonFiniteLossError, ActorError) as err:
         print(f"wmbench: error: {err}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:

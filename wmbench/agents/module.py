@@ -74,8 +74,9 @@ class DreamerModule(L.LightningModule):
 
     Batches (from the runtime's replay loader) are dicts with ``image`` uint8 ``[B, T, 3, 64, 64]``,
     ``prev_action`` float32 ``[B, T, A]``, ``reward`` float32 ``[B, T]``, ``is_first``,
-    ``is_terminal``, ``is_last`` bool ``[B, T]``, ``env_frames`` (int, the x-axis for logging) and
-    ``wall_time`` (float, seconds since the run started).
+    ``is_terminal``, ``is_last`` bool ``[B, T]``, ``env_frames`` (int, the x-axis for logging),
+    ``wall_time`` (float, seconds since the run started) and optionally ``metrics`` (the runtime's
+    floats, e.g. async mode's ``async/*``, logged in the row of the update, if it logs).
     """
 
     def __init__(
@@ -161,6 +162,7 @@ class DreamerModule(L.LightningModule):
             metrics.update({"loss/world_model": wm_loss.detach(), "loss/actor": actor_loss.detach(), "loss/critic": critic_loss.detach()})
             logged = {f"train/{k}": float(v) for k, v in metrics.items()}
             logged.update({"updates": float(self.updates), "env_frames": float(batch["env_frames"]), "wall_time": batch["wall_time"]})
+            logged.update(batch.get("metrics", {}))
             # Straight to the loggers, one row per logging update: self.log() would repeat the
             # cached values at every later optimizer step (three per update in manual optimisation).
             for logger in self.loggers:

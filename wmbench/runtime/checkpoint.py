@@ -32,7 +32,7 @@ from wmbench.report.store import read_status
 from wmbench.runtime.config import RunConfig
 
 if TYPE_CHECKING:
-    from wmbench.runtime.sync import ReplayStream
+    from wmbench.runtime.sync import StreamBase
 
 RUN_FORMAT = 2
 """Format of a run directory (checkpoint contents, replay chunks); 1 was the format before resume existed."""
@@ -161,7 +161,7 @@ class RunCheckpoint(Callback):
     error or an interrupt (the state may be mid-update): the previous checkpoint stays.
 
     Args:
-        stream: the run's replay stream.
+        stream: the run's replay stream (sync or async).
         path: checkpoint file.
         every: env frames between checkpoints.
 
@@ -169,7 +169,7 @@ class RunCheckpoint(Callback):
         last: ``"<path> (update u, env_frames f)"`` of the newest checkpoint on disk, or ``None``.
     """
 
-    def __init__(self, stream: ReplayStream, path: Path, every: int) -> None:
+    def __init__(self, stream: StreamBase, path: Path, every: int) -> None:
         self.stream, self.path, self.every = stream, Path(path), every
         self.next_checkpoint = every
         self.metrics_rows = 0

@@ -45,7 +45,7 @@ class EnvConfig:
 
 @dataclass(frozen=True)
 class TrainConfig:
-    """Schedule of a synchronous run. Frames are env frames (physics steps incl. action repeat).
+    """Schedule of a run. Frames are env frames (physics steps incl. action repeat).
 
     Attributes:
         env_frames: budget of env frames to collect.
@@ -58,14 +58,25 @@ class TrainConfig:
         eval_every: env frames between evaluations (deterministic policy); also one at 0 and at
             the end.
         eval_episodes: episodes per evaluation.
-        threads: torch intra-op threads; 0 keeps torch's default.
+        threads: torch intra-op threads; 0 keeps torch's default (in async mode the learner then leaves
+            one core to each actor; actors use one thread each).
         precision: Lightning precision of the updates: ``32-true`` (fp32, default) or ``bf16-mixed``
             (bfloat16 autocast; on CPUs without AMX it is no faster, see ``benchmarks/``).
         logger: ``csv`` (Lightning CSVLogger) or ``wandb`` (offline, no login).
         progress: show a progress bar over env frames.
         checkpoint_every: env frames between checkpoints (``checkpoints/last.ckpt``, also written at
             the end); a killed run resumes from the last one.
-        replay_chunk: agent steps per replay chunk file (``replay/``); at most ``replay_capacity``.
+        replay_chunk: agent steps per replay chunk file (``replay/``); at most ``replay_capacity``
+            (in async mode, at most each actor's share of it).
+        mode: ``sync`` (collect, then update, in one process: deterministic, see
+            ``wmbench.runtime.sync``) or ``async`` (DayDreamer's split: actor processes step their
+            envs while the learner trains, the train ratio held by a rate limiter; see
+            ``wmbench.runtime.async_mode``).
+        actors: actor processes in async mode, each with its own env and a replay of
+            ``replay_capacity // actors`` steps; must be 1 in sync mode (checked when training starts,
+            after every override).
+        publish_every: async mode: updates between two publications of the learner's policy weights
+            to the actors.
     """
 
     env_frames: int = 100_000
@@ -82,17 +93,22 @@ class TrainConfig:
     progress: bool = True
     checkpoint_every: int = 10_000
     replay_chunk: int = 1_000
+    mode: Literal["sync", "async"] = "sync"
+    actors: int = 1
+    publish_every: int = 1
 
     def __post_init__(self) -> None:
-        for name in ("env_frames", "batch_size", "seq_len", "replay_capacity", "eval_every", "eval_episodes", "checkpoint_every", "replay_chunk"):
+        for name in ("env_frames", "batch_size", "seq_len", "replay_capacity", "eval_every", "eval_episodes", "checkpoint_every",
+                     "replay_chunk", "actors", "publish_every"):
             if getattr(self, name) < 1:
                 raise ValueError(f"train.{name} must be >= 1, got {getattr(self, name)}")
         if self.train_ratio <= 0 or self.learning_starts < 0 or self.threads < 0:
             raise ValueError("train.train_ratio must be > 0, train.learning_starts and train.threads >= 0")
-        if self.replay_chunk > self.replay_capacity:
+        per_actor = self.replay_capacity // self.actors
+        if self.replay_chunk > per_actor:
             raise ValueError(
-                f"train.replay_chunk={self.replay_chunk} exceeds train.replay_capacity={self.replay_capacity} (rows would be "
-                f"evicted before they are written): set train.replay_chunk <= {self.replay_capacity}"
+                f"train.replay_chunk={self.replay_chunk} exceeds the replay capacity of each of the {self.actors} actor(s), "
+                f"{per_actor} (rows would be evicted before they are written): set train.replay_chunk <= {per_actor}"
             )
 
 
@@ -120,9 +136,11 @@ class RunConfig:
         if self.seed < 0:
             raise ValueError(f"seed must be >= 0, got {self.seed}")
         prefill_steps = self.train.learning_starts // self.env.action_repeat
-        if prefill_steps < self.train.seq_len:
+        needed = self.train.seq_len * self.train.actors  # a sequence in each actor's replay
+        if prefill_steps < needed:
+            per_actor = f" times train.actors={self.train.actors}" if self.train.actors > 1 else ""
             raise ValueError(
                 f"train.learning_starts={self.train.learning_starts} env frames are {prefill_steps} agent steps at "
-                f"env.action_repeat={self.env.action_repeat}, fewer than train.seq_len={self.train.seq_len}: "
-                f"set train.learning_starts >= {self.train.seq_len * self.env.action_repeat}"
+                f"env.action_repeat={self.env.action_repeat}, fewer than train.seq_len={self.train.seq_len}{per_actor}: "
+                f"set train.learning_starts >= {needed * self.env.action_repeat}"
             )

@@ -37,7 +37,7 @@ from torch.utils.data import DataLoader, IterableDataset
 from tqdm.auto import tqdm
 
 from wmbench.agents.module import DreamerModule, NonFiniteLossError
-from wmbench.config import from_dict, to_dict
+from wmbench.config import ConfigError, from_dict, to_dict
 from wmbench.envs import check_task, make_env
 from wmbench.objectives import registry
 from wmbench.replay import Replay
@@ -62,9 +62,12 @@ def prepare(cfg: RunConfig) -> tuple[type, Any]:
 
     Raises:
         wmbench.objectives.UnknownObjectiveError: unknown objective name (lists the available ones).
-        wmbench.config.ConfigError: bad ``objective_config`` keys or types.
+        wmbench.config.ConfigError: bad ``objective_config`` keys or types; ``train.actors`` > 1 in sync mode.
         ValueError: unknown task (see ``wmbench.envs.check_task``).
     """
+    if cfg.train.actors > 1 and cfg.train.mode == "sync":
+        raise ConfigError(f"train.actors={cfg.train.actors} needs train.mode=async (sync mode steps one env): "
+                          "set train.mode=async (--mode async) or train.actors=1")
     cls = registry.get(cfg.objective)
     obj_cfg = from_dict(cls.Config, cfg.objective_config, where="objective_config")
     check_task(cfg.env.task)
@@ -134,7 +137,80 @@ class Counters:
     episodes: int = 0
 
 
-class ReplayStream(IterableDataset):
+class StreamBase(IterableDataset):
+    """What the sync and async replay streams share: counters, progress bar, metric rows, evaluation.
+
+    Args:
+        cfg: the run's configuration.
+        eval_env: evaluation environment (seeded ``seed + 1_000_000``).
+        module: the learner's module; evaluation acts with its current weights.
+        log: writes one metrics row (``env_frames`` and ``wall_time`` are added by ``_log``).
+    """
+
+    def __init__(self, cfg: RunConfig, eval_env: gym.Env, module: DreamerModule, log: Callable[[dict], None]) -> None:
+        self.cfg = cfg
+        self.eval_env = eval_env
+        self.eval_policy = AgentPolicy(module, eval_env.action_space.shape[0])
+        self.log = log
+        self.counters = Counters()
+        self.started = time.time()
+        self.next_eval = 0
+        self.last_eval: float | None = None
+        self.finished = False
+        self.resume_state: dict[str, Any] | None = None
+        self.bar = tqdm(
+            total=cfg.train.env_frames,
+            unit="frame",
+            desc=f"{cfg.objective} {cfg.env.task} s{cfg.seed}",
+            disable=not cfg.train.progress,
+            dynamic_ncols=True,
+            mininterval=0.5 if sys.stderr.isatty() else 30.0,
+        )
+
+    def _log(self, metrics: dict[str, float]) -> None:
+        self.log({**metrics, "env_frames": float(self.counters.env_frames), "wall_time": time.time() - self.started})
+
+    def _episode_done(self, episode_return: float) -> None:
+        self.counters.episodes += 1
+        self._log({"train/episode_return": episode_return, "train/episodes": float(self.counters.episodes)})
+        self.bar.set_postfix(ret=f"{episode_return:.1f}", eval=self.last_eval)
+
+    def _maybe_evaluate(self, force: bool = False) -> None:
+        if self.counters.env_frames < self.next_eval and not force:
+            return
+        t = self.cfg.train
+        self.last_eval = evaluate(
+            self.eval_env,
+            lambda obs, first: self.eval_policy(obs, first, explore=False),
+            t.eval_episodes,
+            seed=10_000 * (self.cfg.seed + 1) + self.counters.env_frames,
+        )
+        self._log({"eval/return": self.last_eval})
+        self.next_eval = self.counters.env_frames + t.eval_every
+
+    def _finish(self) -> None:
+        """Ends the stream once the budget is spent: a last evaluation unless one was just made."""
+        if self.next_eval - self.cfg.train.eval_every < self.counters.env_frames:
+            self._maybe_evaluate(force=True)
+        self.bar.close()
+        self.finished = True
+
+    @property
+    def replay_rows(self) -> int:
+        """Rows ever added to the replay (all of them on disk after ``flush``)."""
+        raise NotImplementedError
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        """Keeps ``state`` to be restored when iteration starts (the env and replay are rebuilt then)."""
+        self.resume_state = state
+
+    def close(self) -> None:
+        """Releases what the stream holds (progress bar, envs, processes)."""
+        self.bar.close()
+        self.eval_env.close()
+
+
+class ReplayStream(StreamBase):
     """Collect-then-replay stream feeding the Lightning Trainer (see the module docstring).
 
     Yields dicts of torch tensors ``image`` uint8 ``[B, T, 3, 64, 64]``, ``prev_action`` ``[B, T, A]``,
@@ -148,35 +224,26 @@ class ReplayStream(IterableDataset):
     def __init__(
         self, cfg: RunConfig, env: gym.Env, eval_env: gym.Env, module: DreamerModule, log: Callable[[dict], None], replay_dir: Path
     ) -> None:
-        self.cfg = cfg
+        super().__init__(cfg, eval_env, module, log)
         self.env = env
-        self.eval_env = eval_env
         self.policy = AgentPolicy(module, env.action_space.shape[0])
-        self.eval_policy = AgentPolicy(module, env.action_space.shape[0])
-        self.log = log
         self.replay = Replay(cfg.train.replay_capacity, env.observation_space.shape, env.action_space.shape[0], seed=cfg.seed)
         self.replay_disk = ReplayDisk(replay_dir, cfg.train.replay_chunk)
-        self.counters = Counters()
-        self.started = time.time()
         self.episode_return = 0.0
         self.obs: np.ndarray | None = None
         self.is_first = True
-        self.next_eval = 0
-        self.last_eval: float | None = None
         self.credit = 0.0  # train-ratio credit: updates due, carried between batches and across resumes
-        self.finished = False
         self.episode_rng: dict[str, Any] | None = None  # env generator state before the episode's reset
         self.episode_actions: list[np.ndarray] = []
         self.sample_rng: dict[str, Any] | None = None  # replay sampler state before the last batch
-        self.resume_state: dict[str, Any] | None = None
-        self.bar = tqdm(
-            total=cfg.train.env_frames,
-            unit="frame",
-            desc=f"{cfg.objective} {cfg.env.task} s{cfg.seed}",
-            disable=not cfg.train.progress,
-            dynamic_ncols=True,
-            mininterval=0.5 if sys.stderr.isatty() else 30.0,
-        )
+
+    @property
+    def replay_rows(self) -> int:
+        return self.replay.added
+
+    def close(self) -> None:
+        super().close()
+        self.env.close()
 
     def _add(self, *row: Any) -> None:
         self.replay.add(*row)
@@ -207,26 +274,8 @@ class ReplayStream(IterableDataset):
         self._add(obs, np.asarray(action, np.float32), float(reward), False, terminated, last)
         self.obs, self.is_first = obs, False
         if last:
-            self.counters.episodes += 1
-            self._log({"train/episode_return": self.episode_return, "train/episodes": float(self.counters.episodes)})
-            self.bar.set_postfix(ret=f"{self.episode_return:.1f}", eval=self.last_eval)
+            self._episode_done(self.episode_return)
             self.obs = None
-
-    def _log(self, metrics: dict[str, float]) -> None:
-        self.log({**metrics, "env_frames": float(self.counters.env_frames), "wall_time": time.time() - self.started})
-
-    def _maybe_evaluate(self, force: bool = False) -> None:
-        if self.counters.env_frames < self.next_eval and not force:
-            return
-        t = self.cfg.train
-        self.last_eval = evaluate(
-            self.eval_env,
-            lambda obs, first: self.eval_policy(obs, first, explore=False),
-            t.eval_episodes,
-            seed=10_000 * (self.cfg.seed + 1) + self.counters.env_frames,
-        )
-        self._log({"eval/return": self.last_eval})
-        self.next_eval = self.counters.env_frames + t.eval_every
 
     def _sample(self) -> dict[str, Any]:
         t = self.cfg.train
@@ -242,10 +291,7 @@ class ReplayStream(IterableDataset):
         per_step = t.train_ratio / (t.batch_size * t.seq_len)
         while self.credit < 1.0:
             if self.counters.env_frames >= t.env_frames:
-                if self.next_eval - t.eval_every < self.counters.env_frames:
-                    self._maybe_evaluate(force=True)
-                self.bar.close()
-                self.finished = True
+                self._finish()
                 return None
             self._collect_step(random=False)
             self.credit += per_step
@@ -299,10 +345,6 @@ class ReplayStream(IterableDataset):
             "rng": global_rng_state(),
             "wall_time": time.time() - self.started,
         }
-
-    def load_state_dict(self, state: dict[str, Any]) -> None:
-        """Keeps ``state`` to be restored when iteration starts (the env and replay are rebuilt then)."""
-        self.resume_state = state
 
     def _restore(self, state: dict[str, Any]) -> bool:
         """Restores a ``state_dict``; returns whether a batch was pending (to be sampled again).
@@ -371,7 +413,12 @@ def write_status(run_dir: Path, status: str, **info: Any) -> None:
 
 
 def train(cfg: RunConfig, run_dir: str | Path, resume: bool = False) -> dict[str, Any]:
-    """Train one agent synchronously and write its results into ``run_dir``.
+    """Train one agent and write its results into ``run_dir``.
+
+    ``cfg.train.mode`` picks how: ``sync`` (this module: collect, then update, in one process) or
+    ``async`` (actor processes act while this process trains; see ``wmbench.runtime.async_mode``,
+    which also says what its resume keeps: not bit-exact). Both write the same files and the same
+    metrics columns (async adds ``async/*``; its replay lives in ``replay/actor-<i>/``).
 
     Writes ``config.yaml`` (resolved), ``metrics.csv`` (Lightning CSV logger: ``train/*`` every
     ``agent.log_every`` updates, ``train/episode_return`` per episode and ``eval/return`` at every
@@ -401,6 +448,8 @@ def train(cfg: RunConfig, run_dir: str | Path, resume: bool = False) -> dict[str
         RendererUnavailableError: no headless OpenGL backend for dm_control.
         NonFiniteLossError: a loss or gradient norm became NaN or infinite; names the update, the
             values and the last good checkpoint (also in ``status.json``).
+        wmbench.runtime.async_mode.ActorError: async mode: an actor process failed (its traceback
+            in the message and in ``status.json``).
     """
     objective_cls, objective_cfg = prepare(cfg)
     run_dir = Path(run_dir)
@@ -427,10 +476,8 @@ def _train(cfg: RunConfig, run_dir: Path, objective_cls: type, objective_cfg: An
         torch.set_num_threads(cfg.train.threads)
     L.seed_everything(cfg.seed, workers=True, verbose=False)
     cpu_started = time.process_time()
-    env_kwargs = dict(image_size=cfg.env.image_size, action_repeat=cfg.env.action_repeat, render_quality=cfg.env.render_quality)
-    env = make_env(cfg.env.task, seed=cfg.seed, **env_kwargs)
-    eval_env = make_env(cfg.env.task, seed=cfg.seed + 1_000_000, **env_kwargs)
-    module = DreamerModule(cfg.agent, env.observation_space.shape, env.action_space.shape[0], objective_cls, objective_cfg)
+    eval_env = make_run_env(cfg, seed=cfg.seed + 1_000_000)
+    module = DreamerModule(cfg.agent, eval_env.observation_space.shape, eval_env.action_space.shape[0], objective_cls, objective_cfg)
     resume = None if checkpoint is None else checkpoint["callbacks"][RunCheckpoint.__qualname__]
     if resume is not None:
         logging.getLogger("wmbench").info(
@@ -442,7 +489,12 @@ def _train(cfg: RunConfig, run_dir: Path, objective_cls: type, objective_cfg: An
         for logger in loggers:
             logger.log_metrics(metrics, step=module.updates)
 
-    stream = ReplayStream(cfg, env, eval_env, module, log, run_dir / "replay")
+    if cfg.train.mode == "async":
+        from wmbench.runtime.async_mode import AsyncReplayStream  # imports this module
+
+        stream: StreamBase = AsyncReplayStream(cfg, eval_env, module, log, run_dir / "replay")
+    else:
+        stream = ReplayStream(cfg, make_run_env(cfg, seed=cfg.seed), eval_env, module, log, run_dir / "replay")
     checkpointer = RunCheckpoint(stream, run_dir / CHECKPOINT, cfg.train.checkpoint_every)
     trainer = L.Trainer(
         accelerator="cpu",
@@ -465,8 +517,8 @@ def _train(cfg: RunConfig, run_dir: Path, objective_cls: type, objective_cfg: An
                         ckpt_path=None if checkpoint is None else run_dir / CHECKPOINT, weights_only=False)
         except NonFiniteLossError as err:
             raise NonFiniteLossError(err.updates, err.names, checkpointer.last) from None
-    env.close()
-    eval_env.close()
+        finally:
+            stream.close()
     if stream.last_eval is None or not math.isfinite(stream.last_eval):
         raise RuntimeError(f"run in {run_dir} ended without a finite evaluation return")
     return {
@@ -474,11 +526,17 @@ def _train(cfg: RunConfig, run_dir: Path, objective_cls: type, objective_cfg: An
         "env_frames": stream.counters.env_frames,
         "agent_steps": stream.counters.agent_steps,
         "updates": module.updates,
-        "replay_rows": stream.replay.added,
+        "replay_rows": stream.replay_rows,
         "wall_time": time.time() - stream.started,
         "cpu_time": time.process_time() - cpu_started,
         "params": sum(p.numel() for p in module.parameters() if p.requires_grad),  # trainable: world model, objective, actor, critic
     }
+
+
+def make_run_env(cfg: RunConfig, seed: int) -> gym.Env:
+    """The run's environment (``cfg.env``) seeded with ``seed``."""
+    return make_env(cfg.env.task, seed=seed, image_size=cfg.env.image_size, action_repeat=cfg.env.action_repeat,
+                    render_quality=cfg.env.render_quality)
 
 
 def random_baseline(cfg: RunConfig, run_dir: str | Path) -> float:
@@ -494,8 +552,7 @@ def random_baseline(cfg: RunConfig, run_dir: str | Path) -> float:
     run_dir = Path(run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
     started = time.time()
-    env = make_env(cfg.env.task, seed=cfg.seed + 1_000_000, image_size=cfg.env.image_size,
-                   action_repeat=cfg.env.action_repeat, render_quality=cfg.env.render_quality)
+    env = make_run_env(cfg, seed=cfg.seed + 1_000_000)
     env.action_space.seed(cfg.seed)
     value = evaluate(env, lambda obs, first: env.action_space.sample(), cfg.train.eval_episodes, seed=10_000 * (cfg.seed + 1))
     env.close()
