@@ -10,7 +10,7 @@ from conftest import CONFIGS, attached_module, run_benchmark
 from wmbench.envs import make_env
 from wmbench.envs.gl import ensure_mujoco_gl
 from wmbench.replay import Replay
-from wmbench.runtime.sync import AgentPolicy
+from wmbench.runtime.stream import AgentPolicy
 
 TASK, ACTION_REPEAT, AGENT_STEPS = "walker-walk", 2, 250
 FRAMES = AGENT_STEPS * ACTION_REPEAT

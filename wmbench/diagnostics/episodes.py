@@ -75,7 +75,7 @@ def collect(env: gym.Env, act: Callable[[np.ndarray, bool], np.ndarray], episode
 
     Args:
         env: pixel env whose ``info`` holds ``qpos`` and ``qvel``.
-        act: ``(image, is_first) -> action`` float32 ``[A]``, e.g. ``wmbench.runtime.sync.AgentPolicy``.
+        act: ``(image, is_first) -> action`` float32 ``[A]``, e.g. ``wmbench.runtime.stream.AgentPolicy``.
         episodes: number of episodes (≥ 1).
         max_steps: agent steps per episode (≥ 1); an episode has at most ``max_steps + 1`` rows.
         seed: reset seed of the first episode (later ones use ``seed + i``).

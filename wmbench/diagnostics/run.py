@@ -44,7 +44,8 @@ from wmbench.envs import make_env
 from wmbench.report.store import read_status
 from wmbench.runtime.checkpoint import CHECKPOINT, RunCheckpoint
 from wmbench.runtime.config import RunConfig
-from wmbench.runtime.sync import AgentPolicy, prepare
+from wmbench.runtime.stream import AgentPolicy
+from wmbench.runtime.sync import prepare
 
 DIAGNOSTICS = "diagnostics"
 """Folder of a run directory that ``diagnose`` writes."""

@@ -70,7 +70,7 @@ from wmbench.replay_disk import ReplayDisk
 from wmbench.runtime.async_actor import POLL_S, Control, RatioSchedule, SharedWeights, Step, actor_main
 from wmbench.runtime.checkpoint import global_rng_state, set_global_rng_state
 from wmbench.runtime.config import RunConfig
-from wmbench.runtime.sync import Counters, StreamBase
+from wmbench.runtime.stream import Counters, StreamBase
 
 class ActorError(RuntimeError):
     """An actor process failed; the message holds its traceback (or its exit code if it left none)."""

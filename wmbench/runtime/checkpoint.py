@@ -32,7 +32,7 @@ from wmbench.report.store import read_status
 from wmbench.runtime.config import RunConfig
 
 if TYPE_CHECKING:
-    from wmbench.runtime.sync import StreamBase
+    from wmbench.runtime.stream import StreamBase
 
 RUN_FORMAT = 2
 """Format of a run directory (checkpoint contents, replay chunks); 1 was the format before resume existed."""
