@@ -14,6 +14,7 @@ from pathlib import Path
 
 import numpy as np
 
+from wmbench.files import atomic_write
 from wmbench.replay import FIELDS, Replay
 
 
@@ -70,13 +71,7 @@ class ReplayDisk:
                 path.unlink()
 
     def _write(self, start: int, stop: int, rows: dict[str, np.ndarray]) -> None:
-        path = self.directory / f"{start:012d}-{stop:012d}.npz"
-        tmp = path.with_suffix(".tmp")
-        with open(tmp, "wb") as f:
-            np.savez_compressed(f, **rows)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
+        atomic_write(self.directory / f"{start:012d}-{stop:012d}.npz", lambda f: np.savez_compressed(f, **rows))
 
     def restore(self, replay: Replay, rows: int) -> None:
         """Refills an empty ``replay`` with the newest of the first ``rows`` rows, one file at a time.

@@ -55,7 +55,6 @@ import os
 import queue
 import time
 from collections.abc import Callable, Iterator
-from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
@@ -68,7 +67,7 @@ from wmbench.agents.module import DreamerModule
 from wmbench.replay import FIELDS, Replay
 from wmbench.replay_disk import ReplayDisk
 from wmbench.runtime.async_actor import POLL_S, Control, RatioSchedule, SharedWeights, Step, actor_main
-from wmbench.runtime.checkpoint import global_rng_state, set_global_rng_state
+from wmbench.runtime.checkpoint import set_global_rng_state
 from wmbench.runtime.config import RunConfig
 from wmbench.runtime.stream import Counters, StreamBase
 
@@ -273,15 +272,9 @@ class AsyncReplayStream(StreamBase):
         unfinished = sum(replay.added - n - 1 for replay, n in zip(self.replays, rows) if replay.added > n)  # reset rows are no steps
         counters = Counters(self.counters.env_frames - unfinished * self.cfg.env.action_repeat,
                             self.counters.agent_steps - unfinished, self.counters.episodes)
-        return {
-            "counters": asdict(counters),
-            "finished": self.finished,
-            "next_eval": self.next_eval,
-            "last_eval": self.last_eval,
+        return self._stream_state(counters) | {
             "replay_rows": rows,
             "sample_rng": [self.rng.bit_generator.state] + [replay.rng_state() for replay in self.replays],
-            "rng": global_rng_state(),
-            "wall_time": time.time() - self.started,
         }
 
     def _restore(self, state: dict[str, Any]) -> None:
@@ -290,10 +283,7 @@ class AsyncReplayStream(StreamBase):
         Raises:
             RuntimeError: The replay chunks do not cover the checkpoint.
         """
-        self.counters = Counters(**state["counters"])
-        self.finished, self.next_eval, self.last_eval = state["finished"], state["next_eval"], state["last_eval"]
-        self.started = time.time() - state["wall_time"]
-        self.bar.update(self.counters.env_frames)
+        self._restore_stream_state(state)
         for replay, disk, rows in zip(self.replays, self.disks, state["replay_rows"], strict=True):
             disk.restore(replay, rows)
         self.episode_start = [replay.added for replay in self.replays]

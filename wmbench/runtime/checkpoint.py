@@ -28,6 +28,7 @@ from lightning.pytorch.plugins.io import TorchCheckpointIO
 
 import wmbench
 from wmbench.config import ConfigError, load_yaml, to_dict
+from wmbench.files import atomic_write
 from wmbench.report.store import read_status
 from wmbench.runtime.config import RunConfig
 
@@ -50,12 +51,7 @@ class AtomicCheckpointIO(TorchCheckpointIO):
     def save_checkpoint(self, checkpoint: dict[str, Any], path: str | os.PathLike, storage_options: Any = None) -> None:
         path = Path(path)
         path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(path.name + ".tmp")
-        with open(tmp, "wb") as f:
-            torch.save(checkpoint, f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
+        atomic_write(path, lambda f: torch.save(checkpoint, f))
 
 
 def global_rng_state() -> dict[str, Any]:

@@ -11,7 +11,7 @@ from __future__ import annotations
 import sys
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from typing import Any
 
 import gymnasium as gym
@@ -21,6 +21,7 @@ from torch.utils.data import IterableDataset
 from tqdm.auto import tqdm
 
 from wmbench.agents.module import DreamerModule
+from wmbench.runtime.checkpoint import global_rng_state
 from wmbench.runtime.config import RunConfig
 from wmbench.types import RSSMState
 
@@ -141,6 +142,24 @@ class StreamBase(IterableDataset):
     def replay_rows(self) -> int:
         """Rows ever added to the replay (all of them on disk after ``flush``)."""
         raise NotImplementedError
+
+    def _stream_state(self, counters: Counters) -> dict[str, Any]:
+        """The part of both streams' ``state_dict``: ``counters``, evaluation schedule, global RNG states, wall time."""
+        return {
+            "counters": asdict(counters),
+            "finished": self.finished,
+            "next_eval": self.next_eval,
+            "last_eval": self.last_eval,
+            "rng": global_rng_state(),
+            "wall_time": time.time() - self.started,
+        }
+
+    def _restore_stream_state(self, state: dict[str, Any]) -> None:
+        """Restores what ``_stream_state`` saved, except the global RNG states (restored last, by the caller)."""
+        self.counters = Counters(**state["counters"])
+        self.finished, self.next_eval, self.last_eval = state["finished"], state["next_eval"], state["last_eval"]
+        self.started = time.time() - state["wall_time"]
+        self.bar.update(self.counters.env_frames)
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         """Keeps ``state`` to be restored when iteration starts (the env and replay are rebuilt then)."""

@@ -46,11 +46,10 @@ from wmbench.runtime.checkpoint import (
     RunCheckpoint,
     check_run_dir,
     continue_csv,
-    global_rng_state,
     set_global_rng_state,
 )
 from wmbench.runtime.config import RunConfig
-from wmbench.runtime.stream import AgentPolicy, Counters, StreamBase, evaluate
+from wmbench.runtime.stream import AgentPolicy, StreamBase, evaluate
 from wmbench.types import RSSMState
 
 def prepare(cfg: RunConfig) -> tuple[type, Any]:
@@ -199,12 +198,8 @@ class ReplayStream(StreamBase):
         on resume a fresh env replays the episode, which is exact for ``toy:reach`` and for dm_control on
         the same machine and MuJoCo build (checked: the replayed last frame must equal the stored one).
         """
-        return {
-            "counters": asdict(self.counters),
+        return self._stream_state(self.counters) | {
             "credit": self.credit,
-            "finished": self.finished,
-            "next_eval": self.next_eval,
-            "last_eval": self.last_eval,
             "episode_return": self.episode_return,
             "is_first": self.is_first,
             "in_episode": self.obs is not None,
@@ -214,8 +209,6 @@ class ReplayStream(StreamBase):
             "replay_rows": self.replay.added,
             "sample_rng": self.sample_rng,
             "policy": {"state": None if self.policy.state is None else asdict(self.policy.state), "prev_action": self.policy.prev_action},
-            "rng": global_rng_state(),
-            "wall_time": time.time() - self.started,
         }
 
     def _restore(self, state: dict[str, Any]) -> bool:
@@ -225,11 +218,8 @@ class ReplayStream(StreamBase):
             RuntimeError: The replay chunks do not cover the checkpoint, or the env did not reproduce
                 the current episode.
         """
-        self.counters = Counters(**state["counters"])
-        self.credit, self.finished, self.next_eval = state["credit"], state["finished"], state["next_eval"]
-        self.last_eval, self.episode_return, self.is_first = state["last_eval"], state["episode_return"], state["is_first"]
-        self.started = time.time() - state["wall_time"]
-        self.bar.update(self.counters.env_frames)
+        self._restore_stream_state(state)
+        self.credit, self.episode_return, self.is_first = state["credit"], state["episode_return"], state["is_first"]
         self.replay_disk.restore(self.replay, state["replay_rows"])
         self.env.action_space.np_random.bit_generator.state = state["action_space_rng"]
         self.env.unwrapped.set_rng_state(state["episode_rng"])
