@@ -40,11 +40,10 @@ from wmbench.diagnostics import open_loop
 from wmbench.diagnostics.config import DiagnoseConfig
 from wmbench.diagnostics.probe import RidgeProbe, select_alpha
 from wmbench.diagnostics.probe_decoder import train_probe_decoder
-from wmbench.envs import make_env
 from wmbench.report.store import read_status
 from wmbench.runtime.checkpoint import CHECKPOINT, RunCheckpoint
 from wmbench.runtime.config import RunConfig
-from wmbench.runtime.stream import AgentPolicy
+from wmbench.runtime.stream import AgentPolicy, make_run_env
 from wmbench.runtime.sync import prepare
 
 DIAGNOSTICS = "diagnostics"
@@ -142,8 +141,7 @@ def diagnose(run_dir: str | Path, config: DiagnoseConfig = DiagnoseConfig()) -> 
     """
     run_dir = Path(run_dir)
     cfg, checkpoint = load_run(run_dir)
-    env = make_env(cfg.env.task, seed=cfg.seed + ENV_SEED_OFFSET, image_size=cfg.env.image_size,
-                   action_repeat=cfg.env.action_repeat, render_quality=cfg.env.render_quality)
+    env = make_run_env(cfg, seed=cfg.seed + ENV_SEED_OFFSET)
     action_dim = env.action_space.shape[0]
     with torch.random.fork_rng():
         torch.manual_seed(cfg.seed)

@@ -26,8 +26,8 @@ import torch
 
 from wmbench.agents.module import DreamerModule
 from wmbench.runtime.config import RunConfig
-from wmbench.runtime.stream import AgentPolicy
-from wmbench.runtime.sync import make_run_env, prepare
+from wmbench.runtime.stream import AgentPolicy, make_run_env
+from wmbench.runtime.sync import prepare
 
 RATIO_SLACK = 0.05
 """How far (relative) either side may run ahead of the train ratio."""

@@ -1,7 +1,7 @@
-"""What every training mode shares: acting with the agent, evaluation, and the replay stream's base.
+"""What every training mode shares: the run's env, acting with the agent, evaluation, the stream's base.
 
-``AgentPolicy`` acts in one environment with a ``DreamerModule``'s posterior and actor;
-``evaluate`` runs full episodes; ``StreamBase`` is the part of the sync (``wmbench.runtime.sync``)
+``make_run_env`` builds ``cfg.env`` with a seed; ``AgentPolicy`` acts in one environment with a
+``DreamerModule``'s posterior and actor; ``evaluate`` runs full episodes; ``StreamBase`` is the part of the sync (``wmbench.runtime.sync``)
 and async (``wmbench.runtime.async_mode``) replay streams that counts env frames, shows progress,
 writes metric rows and evaluates.
 """
@@ -21,9 +21,16 @@ from torch.utils.data import IterableDataset
 from tqdm.auto import tqdm
 
 from wmbench.agents.module import DreamerModule
+from wmbench.envs import make_env
 from wmbench.runtime.checkpoint import global_rng_state
 from wmbench.runtime.config import RunConfig
 from wmbench.types import RSSMState
+
+
+def make_run_env(cfg: RunConfig, seed: int) -> gym.Env:
+    """The run's environment (``cfg.env``) seeded with ``seed``."""
+    return make_env(cfg.env.task, seed=seed, image_size=cfg.env.image_size, action_repeat=cfg.env.action_repeat,
+                    render_quality=cfg.env.render_quality)
 
 
 class AgentPolicy:

@@ -36,7 +36,7 @@ from torch.utils.data import DataLoader
 
 from wmbench.agents.module import DreamerModule, NonFiniteLossError
 from wmbench.config import ConfigError, from_dict, to_dict
-from wmbench.envs import check_task, make_env
+from wmbench.envs import check_task
 from wmbench.objectives import registry
 from wmbench.replay import Replay
 from wmbench.replay_disk import ReplayDisk
@@ -49,7 +49,7 @@ from wmbench.runtime.checkpoint import (
     set_global_rng_state,
 )
 from wmbench.runtime.config import RunConfig
-from wmbench.runtime.stream import AgentPolicy, StreamBase, evaluate
+from wmbench.runtime.stream import AgentPolicy, StreamBase, evaluate, make_run_env
 from wmbench.types import RSSMState
 
 def prepare(cfg: RunConfig) -> tuple[type, Any]:
@@ -393,12 +393,6 @@ def _train(cfg: RunConfig, run_dir: Path, objective_cls: type, objective_cfg: An
         "cpu_time": time.process_time() - cpu_started,
         "params": sum(p.numel() for p in module.parameters() if p.requires_grad),  # trainable: world model, objective, actor, critic
     }
-
-
-def make_run_env(cfg: RunConfig, seed: int) -> gym.Env:
-    """The run's environment (``cfg.env``) seeded with ``seed``."""
-    return make_env(cfg.env.task, seed=seed, image_size=cfg.env.image_size, action_repeat=cfg.env.action_repeat,
-                    render_quality=cfg.env.render_quality)
 
 
 def random_baseline(cfg: RunConfig, run_dir: str | Path) -> float:
