@@ -1,7 +1,9 @@
-"""Renders reports/distractors-strip.png: 8 consecutive observations of dmc:walker-walk, standard
-(top row) and with the distracting video background (bottom row), same seed and same random actions.
+"""Renders reports/distractors-strip.png: 8 consecutive observations of dmc:walker-walk (action
+repeat 2) and of dmc:cartpole-balance (action repeat 8, the task of suites/dmc-distractors-cpu.yaml),
+each standard and with the distracting video background, same seed and same random actions.
+Rows, top to bottom: walker standard, walker video, cartpole standard, cartpole video.
 
-Run from the repository root: ``python reports/distractors_strip.py`` (about 10 s on one CPU core).
+Run from the repository root: ``python reports/distractors_strip.py`` (about 15 s on one CPU core).
 """
 
 from pathlib import Path
@@ -11,23 +13,27 @@ from matplotlib.image import imsave
 
 from wmbench.envs import make_env
 
-FRAMES, SCALE, SKIP = 8, 3, 10
+FRAMES, SCALE = 8, 3
 
 
-def rollout(task: str) -> list[np.ndarray]:
-    """Observations 10..17 of one episode under seeded uniform random actions, each uint8 (64, 64, 3)."""
-    env = make_env(task, seed=0, action_repeat=2)
+def rollout(task: str, action_repeat: int, skip: int) -> list[np.ndarray]:
+    """Observations skip..skip+7 of one episode under seeded uniform random actions, each uint8 (64, 64, 3)."""
+    env = make_env(task, seed=0, action_repeat=action_repeat)
     obs, _ = env.reset(seed=0)
     env.action_space.seed(0)
     frames = []
-    for i in range(SKIP + FRAMES):
-        if i >= SKIP:
+    for i in range(skip + FRAMES):
+        if i >= skip:
             frames.append(obs.transpose(1, 2, 0))
         obs, *_ = env.step(env.action_space.sample())
     env.close()
     return frames
 
 
-rows = [np.concatenate(rollout(task), 1) for task in ("dmc:walker-walk", "dmc:walker-walk?background=video")]
+rows = [
+    np.concatenate(rollout(f"dmc:{task}{background}", repeat, skip), 1)
+    for task, repeat, skip in (("walker-walk", 2, 10), ("cartpole-balance", 8, 0))
+    for background in ("", "?background=video")
+]
 strip = np.concatenate(rows, 0).repeat(SCALE, 0).repeat(SCALE, 1)
 imsave(Path(__file__).with_name("distractors-strip.png"), strip)
