@@ -1,4 +1,4 @@
-"""Benchmarks (a)-(d): one full update, and its imagination and RSSM-observe parts alone."""
+"""Benchmarks (a)-(d) and (g): one full update, its imagination and RSSM-observe parts alone, and its convolutions alone."""
 
 from __future__ import annotations
 
@@ -11,6 +11,7 @@ import pytest
 import torch
 from conftest import ACTION_DIM, CONFIGS, attached_module, count_flops, run_benchmark
 
+from wmbench.agents.nets import gaussian_nll, image_to_float
 from wmbench.testing import random_batch
 
 PRECISIONS = {"fp32": contextlib.nullcontext, "bf16": lambda: torch.autocast("cpu", dtype=torch.bfloat16)}
@@ -101,3 +102,20 @@ def test_observe(benchmark, config_name: str) -> None:
         rssm.kl_loss(post, prior, config.world_model.kl)[0].mean().backward()
 
     run_benchmark(benchmark, observe, rounds=5, flops=count_flops(observe))
+
+
+@pytest.mark.parametrize("config_name", list(CONFIGS))
+def test_convolutions(benchmark, config_name: str) -> None:
+    """(g): the image encoder and the reconstruction decoder alone on all ``B·T`` frames, forward and
+    backward of the decoder's Gaussian NLL: the convolutional part of a reconstruction update."""
+    config, batch_size, seq_len = CONFIGS[config_name]
+    world_model = attached_module(config).world_model
+    image = random_batch(batch_size, seq_len, ACTION_DIM)["image"]
+    project = torch.nn.Linear(world_model.encoder.embed_dim, world_model.dims.feat)
+
+    def convolutions() -> None:
+        feat = project(world_model.encoder(image))
+        mean = world_model.objective.decoder(feat)
+        gaussian_nll(mean, image_to_float(image), event_dims=3).mean().backward()
+
+    run_benchmark(benchmark, convolutions, rounds=5, flops=count_flops(convolutions))
