@@ -1,7 +1,9 @@
 """Renders reports/distractors-strip.png: 8 consecutive observations of dmc:walker-walk (action
 repeat 2) and of dmc:cartpole-balance (action repeat 8, the task of suites/dmc-distractors-cpu.yaml),
-each standard and with the distracting video background, same seed and same random actions.
-Rows, top to bottom: walker standard, walker video, cartpole standard, cartpole video.
+standard and with the distracting video background, under seeded uniform random actions.
+Rows, top to bottom: walker standard, walker video (episode seed 0), cartpole standard, then
+cartpole video for episode seeds 0, 1 and 11, which draw its three background clips (acrobot,
+swimmer, humanoid: cartpole's sources, see wmbench/envs/backgrounds.py).
 
 Run from the repository root: ``python reports/distractors_strip.py`` (about 15 s on one CPU core).
 """
@@ -16,10 +18,10 @@ from wmbench.envs import make_env
 FRAMES, SCALE = 8, 3
 
 
-def rollout(task: str, action_repeat: int, skip: int) -> list[np.ndarray]:
+def rollout(task: str, action_repeat: int, skip: int, seed: int = 0) -> list[np.ndarray]:
     """Observations skip..skip+7 of one episode under seeded uniform random actions, each uint8 (64, 64, 3)."""
-    env = make_env(task, seed=0, action_repeat=action_repeat)
-    obs, _ = env.reset(seed=0)
+    env = make_env(task, seed=seed, action_repeat=action_repeat)
+    obs, _ = env.reset(seed=seed)
     env.action_space.seed(0)
     frames = []
     for i in range(skip + FRAMES):
@@ -30,10 +32,17 @@ def rollout(task: str, action_repeat: int, skip: int) -> list[np.ndarray]:
     return frames
 
 
+VIDEO = "?background=video"
 rows = [
-    np.concatenate(rollout(f"dmc:{task}{background}", repeat, skip), 1)
-    for task, repeat, skip in (("walker-walk", 2, 10), ("cartpole-balance", 8, 0))
-    for background in ("", "?background=video")
+    np.concatenate(rollout(f"dmc:{task}", repeat, skip, seed), 1)
+    for task, repeat, skip, seed in (
+        ("walker-walk", 2, 10, 0),
+        ("walker-walk" + VIDEO, 2, 10, 0),
+        ("cartpole-balance", 8, 0, 0),
+        ("cartpole-balance" + VIDEO, 8, 0, 0),
+        ("cartpole-balance" + VIDEO, 8, 0, 1),
+        ("cartpole-balance" + VIDEO, 8, 0, 11),
+    )
 ]
 strip = np.concatenate(rows, 0).repeat(SCALE, 0).repeat(SCALE, 1)
 imsave(Path(__file__).with_name("distractors-strip.png"), strip)
