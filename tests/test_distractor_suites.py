@@ -32,7 +32,7 @@ def test_full_distractor_suite_is_six_objectives_six_tasks_two_backgrounds_five_
 def test_cpu_distractor_suite_is_small_and_pairs_standard_with_video():
     spec, runs = load_suite(SUITES / "dmc-distractors-cpu.yaml")
     assert "reconstruction" in [o.name for o in spec.objectives] and len(spec.objectives) == 2
-    assert list(spec.tasks) == ["dmc:cartpole-swingup", "dmc:cartpole-swingup?background=video"]
+    assert list(spec.tasks) == ["dmc:cartpole-balance", "dmc:cartpole-balance?background=video"]
     assert len(spec.seeds) == 2 and len(runs) == 8
     cfg = runs[0].config
     assert cfg.agent.world_model.cnn_depth == 16 and cfg.agent.world_model.rssm.deter == 128
