@@ -8,9 +8,12 @@ reproducible:
 
 * the videos are not Kinetics "driving car" clips but renders of *other* dm_control domains acting
   under uniform random actions (``SOURCE_TASKS``, the task's own domain excluded): moving bodies,
-  floors and skies like the task's own, so they are harder to tell from the agent than road scenes;
+  floors and skies like the task's own, often in the agent's own colour (not measured against
+  road scenes, but likely harder to tell from the agent), and few and short enough to be memorised;
 * background pixels come from MuJoCo's segmentation render (the skybox, i.e. no object, and the
   plane geoms of the world body: the floor, and the arena walls of reacher), not from a colour key.
+  Geoms thinner than a pixel (cartpole's rails at 64×64) miss the segmentation render and are
+  replaced too.
 
 It is not the Distracting Control Suite (Stone et al., 2021): there are no camera or colour
 distractions, and the floor is replaced rather than blended with the video.
