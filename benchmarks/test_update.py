@@ -1,4 +1,5 @@
-"""Benchmarks (a)-(d) and (g): one full update, its imagination and RSSM-observe parts alone, and its convolutions alone."""
+"""Benchmarks (a)-(d) and (g): one full update; its imagination, RSSM-observe and convolutional
+parts alone."""
 
 from __future__ import annotations
 
