@@ -197,8 +197,6 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=0, help="seed of the bootstrap (default: 0)")
     p.set_defaults(func=_cmd_report)
 
-
-
     d = DiagnoseConfig()
     p = sub.add_parser(
         "diagnose",

@@ -89,10 +89,14 @@ class ReplayDisk:
             RuntimeError: If the files do not cover the needed rows (a file is missing or damaged).
         """
         oldest = max(0, rows - replay.capacity)
+
+        def loaded() -> int:  # stream index below which rows are loaded or not needed
+            return replay.added if len(replay) else oldest
+
         for tmp in self.directory.glob("*.tmp"):
             tmp.unlink()
         for start, stop, path in self.files():
-            have = replay.added if len(replay) else oldest  # rows below this are loaded or not needed
+            have = loaded()
             if start >= rows or min(stop, rows) <= have:
                 if start >= rows or stop > rows:  # after the checkpoint, or a duplicate of loaded rows
                     path.unlink()
@@ -105,8 +109,8 @@ class ReplayDisk:
                 self._write(start, rows, chunk)
                 path.unlink()
             replay.extend({name: array[have - start :] for name, array in chunk.items()}, have)
-        if (replay.added if len(replay) else oldest) != rows:
-            raise RuntimeError(self._gap(replay.added if len(replay) else oldest, rows))
+        if loaded() != rows:
+            raise RuntimeError(self._gap(loaded(), rows))
         self.written = rows
 
     def _gap(self, start: int, stop: int) -> str:

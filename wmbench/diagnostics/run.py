@@ -51,7 +51,7 @@ DIAGNOSTICS = "diagnostics"
 PROBES = ("feat", "deter", "random_feat", "random_deter")
 """State probes, by the features they read: trained or randomly initialised world model."""
 ENV_SEED_OFFSET = 2_000_000
-"""Diagnostic episodes use env seed ``run seed + ENV_SEED_OFFSET`` (training uses the seed, evaluation + 1_000_000)."""
+"""Diagnostic episodes use env seed ``run seed + ENV_SEED_OFFSET`` (training uses the seed, evaluation ``+ EVAL_ENV_SEED_OFFSET``)."""
 
 
 @dataclass(frozen=True)

@@ -71,6 +71,7 @@ from wmbench.runtime.checkpoint import set_global_rng_state
 from wmbench.runtime.config import RunConfig
 from wmbench.runtime.stream import Counters, StreamBase
 
+
 class ActorError(RuntimeError):
     """An actor process failed; the message holds its traceback (or its exit code if it left none)."""
 
@@ -250,10 +251,7 @@ class AsyncReplayStream(StreamBase):
         sizes = np.array([len(r) if len(r) >= t.seq_len else 0 for r in self.replays], np.float64)
         counts = self.rng.multinomial(t.batch_size, sizes / sizes.sum())
         parts = [replay.sample(n, t.seq_len) for replay, n in zip(self.replays, counts) if n]
-        batch: dict[str, Any] = {k: torch.as_tensor(np.concatenate([p[k] for p in parts])) for k in FIELDS}
-        batch["env_frames"] = self.counters.env_frames
-        batch["wall_time"] = time.time() - self.started
-        return batch
+        return self._stamped({k: torch.as_tensor(np.concatenate([p[k] for p in parts])) for k in FIELDS})
 
     def flush(self) -> None:
         """Writes the pending replay rows to disk (before a checkpoint)."""

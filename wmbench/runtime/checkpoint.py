@@ -14,6 +14,7 @@ checkpoint never refers to rows or metrics held only in memory.
 from __future__ import annotations
 
 import csv
+import io
 import os
 import random
 from pathlib import Path
@@ -134,9 +135,9 @@ def continue_csv(logger: CSVLogger, rows: int) -> None:
     if path.exists():
         with open(path, newline="") as f:
             lines = list(csv.reader(f))
-        with open(kept.with_suffix(".tmp"), "w", newline="") as f:
-            csv.writer(f).writerows(lines[: rows + 1])
-        os.replace(kept.with_suffix(".tmp"), kept)
+        text = io.StringIO(newline="")
+        csv.writer(text).writerows(lines[: rows + 1])
+        atomic_write(kept, lambda f: f.write(text.getvalue().encode()))
         path.unlink()
     header: list[str] = []
     if kept.exists():

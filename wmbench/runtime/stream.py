@@ -27,10 +27,27 @@ from wmbench.runtime.config import RunConfig
 from wmbench.types import RSSMState
 
 
+EVAL_ENV_SEED_OFFSET = 1_000_000
+"""The evaluation env is seeded ``run seed + EVAL_ENV_SEED_OFFSET`` (the training env: the run seed)."""
+
+
 def make_run_env(cfg: RunConfig, seed: int) -> gym.Env:
     """The run's environment (``cfg.env``) seeded with ``seed``."""
     return make_env(cfg.env.task, seed=seed, image_size=cfg.env.image_size, action_repeat=cfg.env.action_repeat,
                     render_quality=cfg.env.render_quality)
+
+
+def make_eval_env(cfg: RunConfig) -> gym.Env:
+    """The run's evaluation environment, seeded ``cfg.seed + EVAL_ENV_SEED_OFFSET``."""
+    return make_run_env(cfg, seed=cfg.seed + EVAL_ENV_SEED_OFFSET)
+
+
+def eval_episode_seed(seed: int, env_frames: int) -> int:
+    """Reset seed of the first episode of the evaluation at ``env_frames`` of a run with ``seed``.
+
+    Every objective's run (and the random baseline, at 0 frames) is evaluated on the same episodes.
+    """
+    return 10_000 * (seed + 1) + env_frames
 
 
 class AgentPolicy:
@@ -92,7 +109,7 @@ class StreamBase(IterableDataset):
 
     Args:
         cfg: the run's configuration.
-        eval_env: evaluation environment (seeded ``seed + 1_000_000``).
+        eval_env: evaluation environment (``make_eval_env``).
         module: the learner's module; evaluation acts with its current weights.
         log: writes one metrics row (``env_frames`` and ``wall_time`` are added by ``_log``).
     """
@@ -117,6 +134,10 @@ class StreamBase(IterableDataset):
             mininterval=0.5 if sys.stderr.isatty() else 30.0,
         )
 
+    def _stamped(self, batch: dict[str, Any]) -> dict[str, Any]:
+        """``batch`` with the ``env_frames`` and ``wall_time`` (s, all sessions) the module logs with it."""
+        return batch | {"env_frames": self.counters.env_frames, "wall_time": time.time() - self.started}
+
     def _log(self, metrics: dict[str, float]) -> None:
         self.log({**metrics, "env_frames": float(self.counters.env_frames), "wall_time": time.time() - self.started})
 
@@ -133,7 +154,7 @@ class StreamBase(IterableDataset):
             self.eval_env,
             lambda obs, first: self.eval_policy(obs, first, explore=False),
             t.eval_episodes,
-            seed=10_000 * (self.cfg.seed + 1) + self.counters.env_frames,
+            seed=eval_episode_seed(self.cfg.seed, self.counters.env_frames),
         )
         self._log({"eval/return": self.last_eval})
         self.next_eval = self.counters.env_frames + t.eval_every

@@ -49,8 +49,16 @@ from wmbench.runtime.checkpoint import (
     set_global_rng_state,
 )
 from wmbench.runtime.config import RunConfig
-from wmbench.runtime.stream import AgentPolicy, StreamBase, evaluate, make_run_env
+from wmbench.runtime.stream import (
+    AgentPolicy,
+    StreamBase,
+    eval_episode_seed,
+    evaluate,
+    make_eval_env,
+    make_run_env,
+)
 from wmbench.types import RSSMState
+
 
 def prepare(cfg: RunConfig) -> tuple[type, Any]:
     """Resolve and validate the objective before any compute.
@@ -151,10 +159,7 @@ class ReplayStream(StreamBase):
     def _sample(self) -> dict[str, Any]:
         t = self.cfg.train
         self.sample_rng = self.replay.rng_state()
-        batch = {k: torch.as_tensor(v) for k, v in self.replay.sample(t.batch_size, t.seq_len).items()}
-        batch["env_frames"] = self.counters.env_frames
-        batch["wall_time"] = time.time() - self.started
-        return batch
+        return self._stamped({k: torch.as_tensor(v) for k, v in self.replay.sample(t.batch_size, t.seq_len).items()})
 
     def _next_batch(self) -> dict[str, Any] | None:
         """Collects until an update is due and samples its batch; ``None`` once the budget is spent."""
@@ -338,7 +343,7 @@ def _train(cfg: RunConfig, run_dir: Path, objective_cls: type, objective_cfg: An
         torch.set_num_threads(cfg.train.threads)
     L.seed_everything(cfg.seed, workers=True, verbose=False)
     cpu_started = time.process_time()
-    eval_env = make_run_env(cfg, seed=cfg.seed + 1_000_000)
+    eval_env = make_eval_env(cfg)
     module = DreamerModule(cfg.agent, eval_env.observation_space.shape, eval_env.action_space.shape[0], objective_cls, objective_cfg)
     resume = None if checkpoint is None else checkpoint["callbacks"][RunCheckpoint.__qualname__]
     if resume is not None:
@@ -398,8 +403,8 @@ def _train(cfg: RunConfig, run_dir: Path, objective_cls: type, objective_cfg: An
 def random_baseline(cfg: RunConfig, run_dir: str | Path) -> float:
     """Evaluate a uniform random policy on ``cfg.env`` and store it as a run of objective ``random``.
 
-    Episodes reset with the seeds of a trained run's first evaluation (``10_000 * (seed + 1)``
-    onwards) in an environment seeded like its evaluation environment. Writes ``config.yaml``,
+    Episodes reset with the seeds of a trained run's first evaluation (``eval_episode_seed``) in
+    the run's evaluation environment (``make_eval_env``). Writes ``config.yaml``,
     ``metrics.csv`` (one ``eval/return`` row at 0 env frames) and ``status.json``.
 
     Returns:
@@ -408,9 +413,9 @@ def random_baseline(cfg: RunConfig, run_dir: str | Path) -> float:
     run_dir = Path(run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
     started = time.time()
-    env = make_run_env(cfg, seed=cfg.seed + 1_000_000)
+    env = make_eval_env(cfg)
     env.action_space.seed(cfg.seed)
-    value = evaluate(env, lambda obs, first: env.action_space.sample(), cfg.train.eval_episodes, seed=10_000 * (cfg.seed + 1))
+    value = evaluate(env, lambda obs, first: env.action_space.sample(), cfg.train.eval_episodes, seed=eval_episode_seed(cfg.seed, 0))
     env.close()
     data = to_dict(cfg)
     data["objective"] = "random"
