@@ -17,7 +17,7 @@ from torch.utils.flop_counter import FlopCounterMode
 
 from wmbench.agents.imagination import ActorCriticConfig
 from wmbench.agents.module import AgentConfig, DreamerModule
-from wmbench.agents.rssm import RSSMConfig
+from wmbench.nn.rssm import RSSMConfig
 from wmbench.agents.world_model import WorldModelConfig
 from wmbench.objectives import registry
 from wmbench.testing import IMAGE_SHAPE

@@ -9,7 +9,7 @@ from conftest import CONFIGS, attached_module, run_benchmark
 
 from wmbench.envs import make_env
 from wmbench.envs.gl import ensure_mujoco_gl
-from wmbench.replay import Replay
+from wmbench.data.replay import Replay
 from wmbench.runtime.stream import AgentPolicy
 
 TASK, ACTION_REPEAT, AGENT_STEPS = "walker-walk", 2, 250

@@ -26,10 +26,10 @@ import torch
 import yaml
 from test_update import _update_fn
 
-from wmbench.config import from_dict
-from wmbench.runtime.config import RunConfig
+from wmbench.configio import from_dict
+from wmbench.run_config import RunConfig
 from wmbench.runtime.stream import make_run_env
-from wmbench.runtime.sync import train
+from wmbench.runtime.train import train
 
 SMOKE = Path(__file__).parents[1] / "suites" / "smoke.yaml"
 FRAMES, PREFILL = 2560, 1024  # 128 random prefill steps, then 192 steps and 48 updates (≈ 1 min on 2 cores)

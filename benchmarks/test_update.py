@@ -12,7 +12,7 @@ import pytest
 import torch
 from conftest import ACTION_DIM, CONFIGS, attached_module, count_flops, run_benchmark
 
-from wmbench.agents.nets import gaussian_nll, image_to_float
+from wmbench.nn.nets import gaussian_nll, image_to_float
 from wmbench.testing import random_batch
 
 PRECISIONS = {"fp32": contextlib.nullcontext, "bf16": lambda: torch.autocast("cpu", dtype=torch.bfloat16)}

@@ -9,7 +9,7 @@ import torch
 
 from wmbench.agents.imagination import ActorCriticConfig
 from wmbench.agents.module import AgentConfig
-from wmbench.agents.rssm import KLConfig, RSSMConfig
+from wmbench.nn.rssm import KLConfig, RSSMConfig
 from wmbench.agents.world_model import WorldModelConfig
 from wmbench.testing import IMAGE_SHAPE, random_batch  # noqa: F401  (re-exported to the tests)
 

@@ -20,12 +20,12 @@ import yaml
 import wmbench
 from conftest import tiny_run_dict
 from wmbench.agents.module import DreamerModule
-from wmbench.config import from_dict
+from wmbench.configio import from_dict
 from wmbench.objectives.reward import RewardObjective
 from wmbench.runtime.async_actor import POLICY_PREFIXES, RatioSchedule, SharedWeights
 from wmbench.runtime.checkpoint import CHECKPOINT
-from wmbench.runtime.config import RunConfig
-from wmbench.runtime.sync import train
+from wmbench.run_config import RunConfig
+from wmbench.runtime.train import train
 from wmbench.testing import IMAGE_SHAPE
 from test_resume import crash_at_update
 

@@ -1,4 +1,4 @@
-"""Tests for the strict config loader in wmbench.config."""
+"""Tests for the strict config loader in wmbench.configio."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ from typing import Any, Literal
 import pytest
 import yaml
 
-from wmbench.config import ConfigError, from_dict, load_yaml, to_dict, with_overrides
+from wmbench.configio import ConfigError, from_dict, load_yaml, to_dict, with_overrides
 
 
 @dataclasses.dataclass(frozen=True)

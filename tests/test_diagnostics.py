@@ -13,21 +13,21 @@ import torch
 from conftest import tiny_run_dict, tiny_wm_config
 from wmbench.agents.world_model import WorldModel
 from wmbench.cli import main
-from wmbench.config import ConfigError, from_dict
+from wmbench.configio import ConfigError, from_dict
 from wmbench.diagnostics import episodes as ep
 from wmbench.diagnostics import open_loop
 from wmbench.diagnostics.config import DiagnoseConfig
 from wmbench.diagnostics.probe import RidgeProbe, select_alpha
 from wmbench.diagnostics.probe_decoder import train_probe_decoder
 from wmbench.diagnostics.run import PROBES, load_run
-from wmbench.diagnostics.section import diagnostics_section
+from wmbench.report.diagnostics import diagnostics_section
 from wmbench.envs import DMCEnv, make_env
 from wmbench.objectives.reconstruction import ReconstructionConfig, ReconstructionObjective
 from wmbench.objectives.reward import RewardObjective
 from wmbench.report.store import run_table
 from wmbench.runtime.checkpoint import CHECKPOINT
-from wmbench.runtime.config import RunConfig
-from wmbench.runtime.sync import train
+from wmbench.run_config import RunConfig
+from wmbench.runtime.train import train
 
 
 def test_probe_recovers_a_linear_map_and_scores_noise_near_zero():

@@ -12,10 +12,10 @@ import pytest
 
 from conftest import tiny_run_dict
 from wmbench import objectives
-from wmbench.config import from_dict
+from wmbench.configio import from_dict
 from wmbench.objectives import ENTRY_POINT_GROUP
-from wmbench.runtime.config import RunConfig
-from wmbench.runtime.sync import train
+from wmbench.run_config import RunConfig
+from wmbench.runtime.train import train
 
 MODULE = "toy_wmbench_plugin_mod"
 

@@ -13,10 +13,10 @@ from torch.utils.data import DataLoader
 from conftest import A, IMAGE_SHAPE, random_batch, tiny_agent_config, tiny_run_dict
 from wmbench import objectives
 from wmbench.agents.module import DreamerModule
-from wmbench.config import from_dict
+from wmbench.configio import from_dict
 from wmbench.objectives.registry import BUILTIN
-from wmbench.runtime.config import RunConfig
-from wmbench.runtime.sync import train
+from wmbench.run_config import RunConfig
+from wmbench.runtime.train import train
 
 
 def snapshot(module: torch.nn.Module) -> dict[str, torch.Tensor]:

@@ -9,7 +9,7 @@ import torch
 from torch import nn
 from torch.distributions import Normal
 
-from wmbench.agents.nets import ConvDecoder, ConvEncoder, VectorConvTranspose, gaussian_nll, image_to_float
+from wmbench.nn.nets import ConvDecoder, ConvEncoder, VectorConvTranspose, gaussian_nll, image_to_float
 
 
 def test_vector_conv_transpose_equals_conv_transpose_on_a_1x1_input():

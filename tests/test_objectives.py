@@ -11,14 +11,14 @@ import torch
 
 from conftest import A, B, IMAGE_SHAPE, T, random_batch, tiny_run_dict, tiny_wm_config
 from wmbench import objectives
-from wmbench.agents.rssm import RSSMConfig
+from wmbench.nn.rssm import RSSMConfig
 from wmbench.agents.world_model import WorldModel
-from wmbench.config import from_dict
+from wmbench.configio import from_dict
 from wmbench.objectives import ObjectiveInputs, ObjectiveOutput, UnknownObjectiveError
 from wmbench.objectives.contrastive import gaussian_log_density_matrix, info_nce
 from wmbench.objectives.registry import BUILTIN
-from wmbench.runtime.config import RunConfig
-from wmbench.runtime.sync import train
+from wmbench.run_config import RunConfig
+from wmbench.runtime.train import train
 
 LATENTS = {
     "gaussian": RSSMConfig(deter=8, stoch=4, hidden=8),

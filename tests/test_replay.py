@@ -1,11 +1,11 @@
-"""Tests for wmbench.replay.Replay."""
+"""Tests for wmbench.data.replay.Replay."""
 
 from __future__ import annotations
 
 import numpy as np
 import pytest
 
-from wmbench.replay import Replay
+from wmbench.data.replay import Replay
 
 SHAPE = (2, 3, 3)
 ACTION_DIM = 2

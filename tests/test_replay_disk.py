@@ -1,4 +1,4 @@
-"""Tests for wmbench.replay_disk.ReplayDisk and the Replay methods it uses (rows, extend)."""
+"""Tests for wmbench.data.replay_disk.ReplayDisk and the Replay methods it uses (rows, extend)."""
 
 from __future__ import annotations
 
@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 
 from test_replay import ACTION_DIM, SHAPE, decode, fill
-from wmbench.replay import FIELDS, Replay
-from wmbench.replay_disk import ReplayDisk
+from wmbench.data.replay import FIELDS, Replay
+from wmbench.data.replay_disk import ReplayDisk
 
 
 def filled(tmp_path, episode_lengths, capacity=10, chunk_rows=4):

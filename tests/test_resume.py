@@ -20,14 +20,14 @@ import wmbench
 from conftest import tiny_run_dict
 from wmbench.agents.module import DreamerModule, NonFiniteLossError
 from wmbench.cli import main
-from wmbench.config import from_dict
+from wmbench.configio import from_dict
 from wmbench.envs.toy import EPISODE_STEPS
 from wmbench.objectives.base import ObjectiveOutput
 from wmbench.objectives.reward import RewardObjective
-from wmbench.replay_disk import ReplayDisk
+from wmbench.data.replay_disk import ReplayDisk
 from wmbench.runtime.checkpoint import CHECKPOINT, AtomicCheckpointIO, continue_csv
-from wmbench.runtime.config import RunConfig
-from wmbench.runtime.sync import train
+from wmbench.run_config import RunConfig
+from wmbench.runtime.train import train
 from wmbench.suite.runner import run_suite
 
 

@@ -7,7 +7,7 @@ import math
 import pytest
 import torch
 
-from wmbench.agents.rssm import RSSM, KLConfig, RSSMConfig
+from wmbench.nn.rssm import RSSM, KLConfig, RSSMConfig
 from wmbench.types import RSSMState
 
 B, T, E, A = 2, 3, 8, 2

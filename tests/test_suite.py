@@ -13,12 +13,12 @@ import pytest
 
 from conftest import tiny_run_dict
 from wmbench.cli import main
-from wmbench.config import ConfigError, from_dict
+from wmbench.configio import ConfigError, from_dict
 from wmbench.objectives import registry
 from wmbench.objectives.base import Objective, ObjectiveInputs, ObjectiveOutput
 from wmbench.report.store import COLUMNS, RUN_COLUMNS
-from wmbench.runtime.config import RunConfig
-from wmbench.runtime.sync import train
+from wmbench.run_config import RunConfig
+from wmbench.runtime.train import train
 from wmbench.suite.plan import planned_updates
 from wmbench.suite.spec import load_suite
 

@@ -13,9 +13,9 @@ import logging
 import sys
 from pathlib import Path
 
-from wmbench.config import ConfigError
+from wmbench.configio import ConfigError
 from wmbench.diagnostics.config import DiagnoseConfig
-from wmbench.runtime.sync import quiet_libraries
+from wmbench.runtime.train import quiet_libraries
 
 
 def _cmd_objectives(args: argparse.Namespace) -> int:
@@ -27,9 +27,9 @@ def _cmd_objectives(args: argparse.Namespace) -> int:
 
 
 def _cmd_train(args: argparse.Namespace) -> int:
-    from wmbench.config import from_dict, load_yaml, with_overrides
-    from wmbench.runtime.config import RunConfig
-    from wmbench.runtime.sync import train
+    from wmbench.configio import from_dict, load_yaml, with_overrides
+    from wmbench.run_config import RunConfig
+    from wmbench.runtime.train import train
     from wmbench.suite.spec import run_id
 
     if args.resume:
@@ -142,7 +142,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser(
         "train",
         help="train one objective on one task with one seed",
-        description="Train one run; unset options take the RunConfig defaults (wmbench/runtime/config.py): "
+        description="Train one run; unset options take the RunConfig defaults (wmbench/run_config.py): "
         "objective reconstruction, task dmc:cartpole-balance, seed 0, Dreamer v1 network sizes.",
     )
     p.add_argument("--objective", help="registered objective name (see `wmbench objectives`)")
@@ -225,7 +225,7 @@ def main(argv: list[str] | None = None) -> int:
     from wmbench.agents.module import NonFiniteLossError
     from wmbench.envs import RendererUnavailableError, UnknownTaskError
     from wmbench.objectives import UnknownObjectiveError
-    from wmbench.runtime.async_mode import ActorError
+    from wmbench.runtime.async_learner import ActorError
 
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=logging.WARNING, format="%(message)s")

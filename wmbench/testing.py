@@ -8,7 +8,7 @@ IMAGE_SHAPE = (3, 64, 64)
 
 
 def random_batch(batch: int = 2, steps: int = 3, action_dim: int = 2, seed: int = 0) -> dict[str, torch.Tensor]:
-    """A replay-like batch with the keys and dtypes ``wmbench.replay.Replay.sample`` yields.
+    """A replay-like batch with the keys and dtypes ``wmbench.data.replay.Replay.sample`` yields.
 
     ``image`` uint8 ``[B, T, 3, 64, 64]`` uniform in [0, 255]; ``prev_action`` float32 ``[B, T, A]``
     uniform in [-1, 1]; ``reward`` float32 ``[B, T]`` standard normal; ``is_first`` true at ``t = 0``

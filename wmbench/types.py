@@ -9,7 +9,7 @@ Shape legend (used in every docstring of the package):
     E  embedding size                        A  action size
     C, W  image channels (3) and side (64)
 
-Time alignment of a replayed row t (see ``wmbench.replay``)::
+Time alignment of a replayed row t (see ``wmbench.data.replay``)::
 
     row:         0          1          2          3
     image:       o_0        o_1        o_2        o_3

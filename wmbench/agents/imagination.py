@@ -16,7 +16,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 from torch.distributions import Independent, Normal, TanhTransform, TransformedDistribution
 
-from wmbench.agents.nets import MLP, ScalarHead
+from wmbench.nn.nets import MLP, ScalarHead
 
 
 @dataclass(frozen=True)

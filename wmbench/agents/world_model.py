@@ -18,8 +18,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from wmbench.agents.nets import ConvEncoder, ScalarHead, gaussian_nll
-from wmbench.agents.rssm import RSSM, KLConfig, RSSMConfig
+from wmbench.nn.nets import ConvEncoder, ScalarHead, gaussian_nll
+from wmbench.nn.rssm import RSSM, KLConfig, RSSMConfig
 from wmbench.objectives import ModelDims, Objective, ObjectiveInputs
 from wmbench.objectives.base import check_output
 from wmbench.types import RSSMState

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from wmbench.config import ConfigError
+from wmbench.configio import ConfigError
 
 
 @dataclass(frozen=True)

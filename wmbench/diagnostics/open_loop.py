@@ -28,7 +28,7 @@ import numpy as np  # noqa: E402
 import torch  # noqa: E402
 from torch import Tensor  # noqa: E402
 
-from wmbench.agents.nets import ConvDecoder, image_to_float  # noqa: E402
+from wmbench.nn.nets import ConvDecoder, image_to_float  # noqa: E402
 from wmbench.agents.world_model import WorldModel  # noqa: E402
 from wmbench.diagnostics.episodes import Episode  # noqa: E402
 from wmbench.diagnostics.probe import RidgeProbe  # noqa: E402

@@ -13,7 +13,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from wmbench.agents.nets import ConvDecoder, image_to_float
+from wmbench.nn.nets import ConvDecoder, image_to_float
 
 
 def train_probe_decoder(

@@ -34,7 +34,7 @@ import torch
 
 from wmbench.agents.module import DreamerModule
 from wmbench.agents.world_model import WorldModel
-from wmbench.config import ConfigError, from_dict, load_yaml
+from wmbench.configio import ConfigError, from_dict, load_yaml
 from wmbench.diagnostics import episodes as ep
 from wmbench.diagnostics import open_loop
 from wmbench.diagnostics.config import DiagnoseConfig
@@ -42,9 +42,9 @@ from wmbench.diagnostics.probe import RidgeProbe, select_alpha
 from wmbench.diagnostics.probe_decoder import train_probe_decoder
 from wmbench.report.store import read_status
 from wmbench.runtime.checkpoint import CHECKPOINT, RunCheckpoint
-from wmbench.runtime.config import RunConfig
+from wmbench.run_config import RunConfig
 from wmbench.runtime.stream import AgentPolicy, make_run_env
-from wmbench.runtime.sync import prepare
+from wmbench.runtime.train import prepare
 
 DIAGNOSTICS = "diagnostics"
 """Folder of a run directory that ``diagnose`` writes."""

@@ -44,7 +44,7 @@ from typing import Any, ClassVar
 
 from torch import Tensor, nn
 
-from wmbench.agents.rssm import RSSM
+from wmbench.nn.rssm import RSSM
 from wmbench.types import RSSMState
 
 

@@ -20,7 +20,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from wmbench.agents.nets import MLP
+from wmbench.nn.nets import MLP
 from wmbench.objectives.base import ModelDims, Objective, ObjectiveInputs, ObjectiveOutput
 
 

@@ -33,7 +33,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from wmbench.agents.nets import ConvEncoder
+from wmbench.nn.nets import ConvEncoder
 from wmbench.objectives.augment import random_shift
 from wmbench.objectives.base import ModelDims, Objective, ObjectiveInputs, ObjectiveOutput
 from wmbench.objectives.ema import EMATarget

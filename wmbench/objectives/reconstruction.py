@@ -10,7 +10,7 @@ from dataclasses import dataclass
 
 import torch.nn.functional as F
 
-from wmbench.agents.nets import ConvDecoder, gaussian_nll, image_to_float
+from wmbench.nn.nets import ConvDecoder, gaussian_nll, image_to_float
 from wmbench.objectives.base import ModelDims, Objective, ObjectiveInputs, ObjectiveOutput
 
 

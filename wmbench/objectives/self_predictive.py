@@ -25,7 +25,7 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
-from wmbench.agents.nets import MLP, ConvEncoder
+from wmbench.nn.nets import MLP, ConvEncoder
 from wmbench.objectives.base import ModelDims, Objective, ObjectiveInputs, ObjectiveOutput
 from wmbench.objectives.ema import EMATarget
 

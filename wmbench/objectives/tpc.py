@@ -22,7 +22,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from wmbench.agents.nets import MLP
+from wmbench.nn.nets import MLP
 from wmbench.objectives.base import ModelDims, Objective, ObjectiveInputs, ObjectiveOutput
 from wmbench.objectives.contrastive import gaussian_log_density_matrix, info_nce
 

@@ -18,8 +18,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from wmbench.config import ConfigError
-from wmbench.diagnostics.section import diagnostics_section
+from wmbench.configio import ConfigError
+from wmbench.report.diagnostics import diagnostics_section
 from wmbench.report import stats
 from wmbench.report.plots import BASELINE, colours, plot_aggregates, plot_curves, plot_profiles
 from wmbench.report.store import final_scores, load, package_versions

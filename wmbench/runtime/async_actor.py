@@ -1,4 +1,4 @@
-"""The actor side of async mode (``wmbench.runtime.async_mode``): the train-ratio bounds both sides
+"""The actor side of async mode (``wmbench.runtime.async_learner``): the train-ratio bounds both sides
 keep, the policy weights in shared memory, and the actor process's loop.
 
 An actor process (one per ``train.actors``) builds its own env (seeded ``seed + 1000·i``) and a CPU
@@ -25,9 +25,9 @@ import numpy as np
 import torch
 
 from wmbench.agents.module import DreamerModule
-from wmbench.runtime.config import RunConfig
+from wmbench.run_config import RunConfig
 from wmbench.runtime.stream import AgentPolicy, make_run_env
-from wmbench.runtime.sync import prepare
+from wmbench.runtime.train import prepare
 
 RATIO_SLACK = 0.05
 """How far (relative) either side may run ahead of the train ratio."""
@@ -44,7 +44,7 @@ POLICY_PREFIXES = ("world_model.encoder.", "world_model.rssm.", "actor_critic.ac
 
 @dataclass(frozen=True)
 class RatioSchedule:
-    """The train ratio as bounds on each side (see ``wmbench.runtime.async_mode``). Steps are agent steps.
+    """The train ratio as bounds on each side (see ``wmbench.runtime.async_learner``). Steps are agent steps.
 
     Attributes:
         prefill_steps: steps collected with random actions before the first update.

@@ -7,7 +7,7 @@ numpy, python, the replay sampler and the env, the current episode's actions), t
 ``metrics.csv`` rows written, the wandb run id and the next checkpoint's env frame. Top-level
 ``wmbench_format`` is the run-directory format (``RUN_FORMAT``); another format is refused.
 
-Before each checkpoint the loggers and the replay chunks (``wmbench.replay_disk``) are flushed, so a
+Before each checkpoint the loggers and the replay chunks (``wmbench.data.replay_disk``) are flushed, so a
 checkpoint never refers to rows or metrics held only in memory.
 """
 
@@ -28,10 +28,10 @@ from lightning.pytorch.loggers import CSVLogger, WandbLogger
 from lightning.pytorch.plugins.io import TorchCheckpointIO
 
 import wmbench
-from wmbench.config import ConfigError, load_yaml, to_dict
-from wmbench.files import atomic_write
+from wmbench.configio import ConfigError, load_yaml, to_dict
+from wmbench.rundir import atomic_write
 from wmbench.report.store import read_status
-from wmbench.runtime.config import RunConfig
+from wmbench.run_config import RunConfig
 
 if TYPE_CHECKING:
     from wmbench.runtime.stream import StreamBase

@@ -1,8 +1,8 @@
 """What every training mode shares: the run's env, acting with the agent, evaluation, the stream's base.
 
 ``make_run_env`` builds ``cfg.env`` with a seed; ``AgentPolicy`` acts in one environment with a
-``DreamerModule``'s posterior and actor; ``evaluate`` runs full episodes; ``StreamBase`` is the part of the sync (``wmbench.runtime.sync``)
-and async (``wmbench.runtime.async_mode``) replay streams that counts env frames, shows progress,
+``DreamerModule``'s posterior and actor; ``evaluate`` runs full episodes; ``StreamBase`` is the part of the sync (``wmbench.runtime.train``)
+and async (``wmbench.runtime.async_learner``) replay streams that counts env frames, shows progress,
 writes metric rows and evaluates.
 """
 
@@ -23,7 +23,7 @@ from tqdm.auto import tqdm
 from wmbench.agents.module import DreamerModule
 from wmbench.envs import make_env
 from wmbench.runtime.checkpoint import global_rng_state
-from wmbench.runtime.config import RunConfig
+from wmbench.run_config import RunConfig
 from wmbench.types import RSSMState
 
 

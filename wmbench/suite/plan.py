@@ -8,12 +8,12 @@ from pathlib import Path
 import pandas as pd
 
 from wmbench.report.store import run_row, runs_frame
-from wmbench.runtime.config import RunConfig
+from wmbench.run_config import RunConfig
 from wmbench.suite.spec import load_suite
 
 
 def planned_updates(cfg: RunConfig) -> int:
-    """Updates a synchronous run makes (``wmbench.runtime.sync.ReplayStream``'s schedule).
+    """Updates a synchronous run makes (``wmbench.runtime.train.ReplayStream``'s schedule).
 
     The run collects ``ceil(env_frames / action_repeat)`` agent steps; the first
     ``ceil(min(learning_starts, env_frames) / action_repeat)`` are random prefill, and each later

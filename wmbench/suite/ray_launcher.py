@@ -12,7 +12,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from pathlib import Path
 
-from wmbench.config import ConfigError
+from wmbench.configio import ConfigError
 from wmbench.report.store import read_status
 from wmbench.suite.runner import mark_failed, run_one
 from wmbench.suite.spec import Run

@@ -30,12 +30,12 @@ import pandas as pd
 import torch
 import yaml
 
-from wmbench.config import ConfigError, to_dict
+from wmbench.configio import ConfigError, to_dict
 
 from wmbench.report.plots import plot_curves
 from wmbench.report.store import collect, comparison, final_scores, read_status, run_row, runs_frame, save
 from wmbench.runtime.checkpoint import CHECKPOINT, read_checkpoint
-from wmbench.runtime.sync import quiet_libraries, random_baseline, train, write_status
+from wmbench.runtime.train import quiet_libraries, random_baseline, train, write_status
 from wmbench.suite.plan import progress
 from wmbench.suite.spec import Run, load_suite, run_id
 

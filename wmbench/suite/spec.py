@@ -29,8 +29,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from wmbench.config import ConfigError, from_dict, load_yaml
-from wmbench.runtime.config import RunConfig
+from wmbench.configio import ConfigError, from_dict, load_yaml
+from wmbench.run_config import RunConfig
 
 
 SUITE_NAME = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]*")
@@ -165,7 +165,7 @@ def load_suite(path: str | Path) -> tuple[SuiteSpec, list[Run]]:
     """
     from wmbench.envs import check_task
     from wmbench.objectives import registry
-    from wmbench.runtime.sync import prepare
+    from wmbench.runtime.train import prepare
 
     path = Path(path)
     spec = read_suite(path)

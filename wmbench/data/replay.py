@@ -36,7 +36,7 @@ class Replay:
 
     Frames are kept as uint8 only; when full, the oldest row is overwritten. Rows are also
     numbered over the whole stream (``added`` counts every row ever added, evicted ones
-    included), which is how ``wmbench.replay_disk`` writes them out and reads them back.
+    included), which is how ``wmbench.data.replay_disk`` writes them out and reads them back.
 
     Attributes:
         capacity: Maximum number of stored rows.

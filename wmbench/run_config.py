@@ -1,8 +1,8 @@
 """The configuration of one run: environment, agent, training schedule, objective and seed.
 
 Every component receives its own sub-config; this file only composes them. Load with
-``wmbench.config.from_dict(RunConfig, mapping)`` and override with dotted keys
-(``wmbench.config.with_overrides(cfg, ["agent.world_model.rssm.deter=200"])``).
+``wmbench.configio.from_dict(RunConfig, mapping)`` and override with dotted keys
+(``wmbench.configio.with_overrides(cfg, ["agent.world_model.rssm.deter=200"])``).
 """
 
 from __future__ import annotations
@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from wmbench.agents.module import AgentConfig
-from wmbench.agents.nets import SUPPORTED_IMAGE_SIZE
+from wmbench.nn.nets import SUPPORTED_IMAGE_SIZE
 
 
 @dataclass(frozen=True)
@@ -69,9 +69,9 @@ class TrainConfig:
         replay_chunk: agent steps per replay chunk file (``replay/``); at most ``replay_capacity``
             (in async mode, at most each actor's share of it).
         mode: ``sync`` (collect, then update, in one process: deterministic, see
-            ``wmbench.runtime.sync``) or ``async`` (DayDreamer's split: actor processes step their
+            ``wmbench.runtime.train``) or ``async`` (DayDreamer's split: actor processes step their
             envs while the learner trains, the train ratio held by a rate limiter; see
-            ``wmbench.runtime.async_mode``).
+            ``wmbench.runtime.async_learner``).
         actors: actor processes in async mode, each with its own env and a replay of
             ``replay_capacity // actors`` steps; must be 1 in sync mode (checked when training starts,
             after every override).

@@ -1,7 +1,7 @@
 """The replay's rows on disk: compressed chunk files written as the replay fills, read back on resume.
 
 A run directory's ``replay/`` holds files ``<start>-<stop>.npz`` (stream indices, 12 digits each; see
-``Replay.added``), each with rows ``start <= i < stop`` as the arrays of ``wmbench.replay.FIELDS``
+``Replay.added``), each with rows ``start <= i < stop`` as the arrays of ``wmbench.data.replay.FIELDS``
 (``image`` uint8 ``[N, C, H, W]``, ``prev_action`` float32 ``[N, A]``, ``reward`` float32 ``[N]``,
 flags bool ``[N]``). Files are written to a temporary name and renamed, so a kill leaves only whole
 files and loses at most the rows not flushed yet.
@@ -14,8 +14,8 @@ from pathlib import Path
 
 import numpy as np
 
-from wmbench.files import atomic_write
-from wmbench.replay import FIELDS, Replay
+from wmbench.rundir import atomic_write
+from wmbench.data.replay import FIELDS, Replay
 
 
 class ReplayDisk:

@@ -8,7 +8,7 @@ that, before yielding each replayed batch, steps the environment until the train
 so one update is due every ``B·T / train_ratio`` collected agent steps. The stream ends when the
 budget of ``env_frames`` is spent, which ends Lightning's single epoch. Everything runs in one process
 (``num_workers=0``), so the same seed gives the same run; the replay's rows go to disk as they come
-(``wmbench.replay_disk``) and checkpoints hold the stream's whole state
+(``wmbench.data.replay_disk``) and checkpoints hold the stream's whole state
 (``wmbench.runtime.checkpoint``), so a killed run resumes to the same end.
 """
 
@@ -35,11 +35,11 @@ from lightning.pytorch.loggers import CSVLogger, Logger
 from torch.utils.data import DataLoader
 
 from wmbench.agents.module import DreamerModule, NonFiniteLossError
-from wmbench.config import ConfigError, from_dict, to_dict
+from wmbench.configio import ConfigError, from_dict, to_dict
 from wmbench.envs import check_task
 from wmbench.objectives import registry
-from wmbench.replay import Replay
-from wmbench.replay_disk import ReplayDisk
+from wmbench.data.replay import Replay
+from wmbench.data.replay_disk import ReplayDisk
 from wmbench.runtime.checkpoint import (
     CHECKPOINT,
     AtomicCheckpointIO,
@@ -48,7 +48,7 @@ from wmbench.runtime.checkpoint import (
     continue_csv,
     set_global_rng_state,
 )
-from wmbench.runtime.config import RunConfig
+from wmbench.run_config import RunConfig
 from wmbench.runtime.stream import (
     AgentPolicy,
     StreamBase,
@@ -68,7 +68,7 @@ def prepare(cfg: RunConfig) -> tuple[type, Any]:
 
     Raises:
         wmbench.objectives.UnknownObjectiveError: unknown objective name (lists the available ones).
-        wmbench.config.ConfigError: bad ``objective_config`` keys or types; ``train.actors`` > 1 in sync mode.
+        wmbench.configio.ConfigError: bad ``objective_config`` keys or types; ``train.actors`` > 1 in sync mode.
         ValueError: unknown task (see ``wmbench.envs.check_task``).
     """
     if cfg.train.actors > 1 and cfg.train.mode == "sync":
@@ -96,7 +96,7 @@ class ReplayStream(StreamBase):
     ``reward`` ``[B, T]``, ``is_first``/``is_terminal``/``is_last`` bool ``[B, T]``, plus ``env_frames``
     (int) and ``wall_time`` (seconds of training, summed over resumed sessions) for logging.
 
-    Every replay row also goes to ``replay_disk`` (chunk files, see ``wmbench.replay_disk``).
+    Every replay row also goes to ``replay_disk`` (chunk files, see ``wmbench.data.replay_disk``).
     ``state_dict``/``load_state_dict`` make the stream resumable exactly; see ``state_dict``.
     """
 
@@ -283,14 +283,14 @@ def train(cfg: RunConfig, run_dir: str | Path, resume: bool = False) -> dict[str
     """Train one agent and write its results into ``run_dir``.
 
     ``cfg.train.mode`` picks how: ``sync`` (this module: collect, then update, in one process) or
-    ``async`` (actor processes act while this process trains; see ``wmbench.runtime.async_mode``,
+    ``async`` (actor processes act while this process trains; see ``wmbench.runtime.async_learner``,
     which also says what its resume keeps: not bit-exact). Both write the same files and the same
     metrics columns (async adds ``async/*``; its replay lives in ``replay/actor-<i>/``).
 
     Writes ``config.yaml`` (resolved), ``metrics.csv`` (Lightning CSV logger: ``train/*`` every
     ``agent.log_every`` updates, ``train/episode_return`` per episode and ``eval/return`` at every
     evaluation, each row with ``env_frames`` and ``wall_time`` in seconds), ``replay/`` (the replay's
-    rows in chunk files, see ``wmbench.replay_disk``), ``checkpoints/last.ckpt`` (every
+    rows in chunk files, see ``wmbench.data.replay_disk``), ``checkpoints/last.ckpt`` (every
     ``train.checkpoint_every`` env frames and at the end; see ``wmbench.runtime.checkpoint``) and
     ``status.json`` (``running``; ``done`` with the summary; or ``failed`` with the error).
 
@@ -315,7 +315,7 @@ def train(cfg: RunConfig, run_dir: str | Path, resume: bool = False) -> dict[str
         RendererUnavailableError: no headless OpenGL backend for dm_control.
         NonFiniteLossError: a loss or gradient norm became NaN or infinite; names the update, the
             values and the last good checkpoint (also in ``status.json``).
-        wmbench.runtime.async_mode.ActorError: async mode: an actor process failed (its traceback
+        wmbench.runtime.async_learner.ActorError: async mode: an actor process failed (its traceback
             in the message and in ``status.json``).
     """
     objective_cls, objective_cfg = prepare(cfg)
@@ -357,7 +357,7 @@ def _train(cfg: RunConfig, run_dir: Path, objective_cls: type, objective_cfg: An
             logger.log_metrics(metrics, step=module.updates)
 
     if cfg.train.mode == "async":
-        from wmbench.runtime.async_mode import AsyncReplayStream  # imports this module
+        from wmbench.runtime.async_learner import AsyncReplayStream  # imports this module
 
         stream: StreamBase = AsyncReplayStream(cfg, eval_env, module, log, run_dir / "replay")
     else:

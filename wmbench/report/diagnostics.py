@@ -17,7 +17,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 import pandas as pd  # noqa: E402
 
 from wmbench.diagnostics.run import DIAGNOSTICS, PROBES  # noqa: E402
-from wmbench.config import load_yaml  # noqa: E402
+from wmbench.configio import load_yaml  # noqa: E402
 from wmbench.report.store import collect, read_status  # noqa: E402
 from wmbench.suite.spec import run_id  # noqa: E402
 

@@ -13,7 +13,7 @@ stepping the environment with the newest policy weights it has received. Here::
 
 The actor side (limiter bounds, shared weights, the actor's loop) is ``wmbench.runtime.async_actor``;
 this module is the learner's side. Each actor's rows go to its own replay, so every replay holds one
-stream of whole episodes (``wmbench.replay.Replay``'s invariant); a batch draws its B sequences from
+stream of whole episodes (``wmbench.data.replay.Replay``'s invariant); a batch draws its B sequences from
 the actors' replays in proportion to their sizes.
 
 **Train ratio.** As in sync mode, the first ``learning_starts`` env frames are collected with uniform
@@ -64,11 +64,11 @@ import torch
 import torch.multiprocessing as mp
 
 from wmbench.agents.module import DreamerModule
-from wmbench.replay import FIELDS, Replay
-from wmbench.replay_disk import ReplayDisk
+from wmbench.data.replay import FIELDS, Replay
+from wmbench.data.replay_disk import ReplayDisk
 from wmbench.runtime.async_actor import POLL_S, Control, RatioSchedule, SharedWeights, Step, actor_main
 from wmbench.runtime.checkpoint import set_global_rng_state
-from wmbench.runtime.config import RunConfig
+from wmbench.run_config import RunConfig
 from wmbench.runtime.stream import Counters, StreamBase
 
 
@@ -103,7 +103,7 @@ class _Rates:
 class AsyncReplayStream(StreamBase):
     """The learner's side: receives the actors' rows, holds the train ratio, yields replayed batches.
 
-    Yields the same batches as ``wmbench.runtime.sync.ReplayStream`` (the sequences drawn from the
+    Yields the same batches as ``wmbench.runtime.train.ReplayStream`` (the sequences drawn from the
     actors' replays in proportion to their sizes). Starts the actors when iterated; ``close`` stops
     them. Every wait (queue, limiter) is at most ``POLL_S`` long, so failures are seen and Lightning's
     SIGTERM handling is never blocked for long.

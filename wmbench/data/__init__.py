@@ -1,0 +1,1 @@
+"""Replay: the in-memory sequence buffer and its chunk files on disk."""

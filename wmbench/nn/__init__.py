@@ -1,0 +1,1 @@
+"""Neural-network building blocks: the RSSM and the conv/MLP networks and heads."""
