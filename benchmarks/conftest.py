@@ -15,10 +15,8 @@ import lightning as L
 import torch
 from torch.utils.flop_counter import FlopCounterMode
 
-from wmbench.agents.imagination import ActorCriticConfig
-from wmbench.agents.module import AgentConfig, DreamerModule
-from wmbench.nn.rssm import RSSMConfig
-from wmbench.agents.world_model import WorldModelConfig
+from wmbench.agents.config import ActorCriticConfig, AgentConfig, RSSMConfig, WorldModelConfig
+from wmbench.agents.module import DreamerModule
 from wmbench.objectives import registry
 from wmbench.testing import IMAGE_SHAPE
 

@@ -21,7 +21,7 @@ PRECISIONS = {"fp32": contextlib.nullcontext, "bf16": lambda: torch.autocast("cp
 def _update_fn(config_name: str, objective: str, precision: str):
     config, batch_size, seq_len = CONFIGS[config_name]
     module = attached_module(config, objective)
-    batch = random_batch(batch_size, seq_len, ACTION_DIM) | {"env_frames": 0, "wall_time": 0.0}
+    batch = random_batch(batch_size, seq_len, ACTION_DIM)
 
     def update() -> None:
         with PRECISIONS[precision]():
@@ -100,7 +100,7 @@ def test_observe(benchmark, config_name: str) -> None:
 
     def observe() -> None:
         post, prior = rssm.observe(embed, action, is_first)
-        rssm.kl_loss(post, prior, config.world_model.kl)[0].mean().backward()
+        rssm.kl_loss(post, prior, config.world_model.kl.free_nats)[0].mean().backward()
 
     run_benchmark(benchmark, observe, rounds=5, flops=count_flops(observe))
 
@@ -111,7 +111,7 @@ def test_convolutions(benchmark, config_name: str) -> None:
     backward of the decoder's Gaussian NLL: the convolutional part of a reconstruction update."""
     config, batch_size, seq_len = CONFIGS[config_name]
     world_model = attached_module(config).world_model
-    image = random_batch(batch_size, seq_len, ACTION_DIM)["image"]
+    image = random_batch(batch_size, seq_len, ACTION_DIM).image
     project = torch.nn.Linear(world_model.encoder.embed_dim, world_model.dims.feat)
 
     def convolutions() -> None:

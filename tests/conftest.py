@@ -7,10 +7,7 @@ from typing import Any
 import pytest
 import torch
 
-from wmbench.agents.imagination import ActorCriticConfig
-from wmbench.agents.module import AgentConfig
-from wmbench.nn.rssm import KLConfig, RSSMConfig
-from wmbench.agents.world_model import WorldModelConfig
+from wmbench.agents.config import ActorCriticConfig, AgentConfig, KLConfig, RSSMConfig, WorldModelConfig
 from wmbench.testing import IMAGE_SHAPE, random_batch  # noqa: F401  (re-exported to the tests)
 
 # Tiny networks run fastest single-threaded, and this keeps the suite fast on a busy 2-core machine.

@@ -22,8 +22,9 @@ from conftest import tiny_run_dict
 from wmbench.agents.module import DreamerModule
 from wmbench.configio import from_dict
 from wmbench.objectives.reward import RewardObjective
-from wmbench.runtime.async_actor import POLICY_PREFIXES, RatioSchedule, SharedWeights
-from wmbench.runtime.checkpoint import CHECKPOINT
+from wmbench.rundir import CHECKPOINT
+from wmbench.runtime.async_actor import POLICY_PREFIXES, SharedWeights
+from wmbench.runtime.schedule import RatioSchedule
 from wmbench.run_config import RunConfig
 from wmbench.runtime.train import train
 from wmbench.testing import IMAGE_SHAPE

@@ -12,7 +12,7 @@ import yaml
 from conftest import tiny_run_dict
 from wmbench.cli import main
 from wmbench.envs import gl
-from wmbench.runtime.checkpoint import CHECKPOINT, RUN_FORMAT
+from wmbench.rundir import CHECKPOINT, RUN_FORMAT
 
 RUN_ID = "reward-toy_reach-s0"
 

@@ -19,13 +19,14 @@ from wmbench.diagnostics import open_loop
 from wmbench.diagnostics.config import DiagnoseConfig
 from wmbench.diagnostics.probe import RidgeProbe, select_alpha
 from wmbench.diagnostics.probe_decoder import train_probe_decoder
-from wmbench.diagnostics.run import PROBES, load_run
+from wmbench.diagnostics.config import PROBES
+from wmbench.diagnostics.run import load_run
 from wmbench.report.diagnostics import diagnostics_section
 from wmbench.envs import DMCEnv, make_env
 from wmbench.objectives.reconstruction import ReconstructionConfig, ReconstructionObjective
 from wmbench.objectives.reward import RewardObjective
 from wmbench.report.store import run_table
-from wmbench.runtime.checkpoint import CHECKPOINT
+from wmbench.rundir import CHECKPOINT
 from wmbench.run_config import RunConfig
 from wmbench.runtime.train import train
 
@@ -219,7 +220,7 @@ def test_load_run_reads_weights_of_any_run_format(diagnosed, tmp_path):
 
 def test_diagnose_refuses_bad_input(tmp_path, capsys):
     assert main(["diagnose", str(tmp_path)]) == 2
-    assert capsys.readouterr().err.strip() == f"wmbench: error: {tmp_path} is not a run directory (no config.yaml); give the directory of one run, e.g. runs/smoke/<run_id>"
+    assert capsys.readouterr().err.strip() == f"wmbench: error: {tmp_path} is not a run directory (no config.yaml); give the directory of one run, e.g. runs/train/<run_id> or runs/<suite>/<run_id>"
     with pytest.raises(ConfigError, match="lower --context/--horizon or raise --max-steps"):
         DiagnoseConfig(max_steps=10, context=5, horizon=15)
     with pytest.raises(ConfigError, match="raise --episodes"):

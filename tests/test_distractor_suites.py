@@ -6,7 +6,8 @@ import re
 from pathlib import Path
 
 from wmbench.objectives.registry import BUILTIN
-from wmbench.suite.spec import load_suite, run_id
+from wmbench.rundir import run_id
+from wmbench.suite.spec import load_suite
 
 SUITES = Path(__file__).resolve().parent.parent / "suites"
 TASKS = ["walker-walk", "cheetah-run", "cup-catch", "reacher-easy", "finger-spin", "cartpole-swingup"]

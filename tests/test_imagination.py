@@ -5,7 +5,8 @@ from __future__ import annotations
 import pytest
 import torch
 
-from wmbench.agents.imagination import ActorCritic, ActorCriticConfig, lambda_return
+from wmbench.agents.config import ActorCriticConfig
+from wmbench.agents.imagination import ActorCritic, lambda_return
 
 
 def naive_lambda_return(reward, value, discount, lam):

@@ -12,6 +12,7 @@ from torch import nn
 
 from conftest import A, IMAGE_SHAPE, random_batch, tiny_wm_config
 from wmbench import objectives
+from wmbench.agents.module import world_model_loss
 from wmbench.agents.world_model import WorldModel
 from wmbench.objectives.augment import random_shift
 from wmbench.objectives.ema import EMATarget
@@ -66,7 +67,7 @@ def test_ema_target_copies_then_moves_by_the_fraction_and_gets_no_gradient():
 def test_ema_target_encoder_follows_the_world_model_encoder_without_gradient(name):
     wm = build(name, target_fraction=0.1)
     batch = random_batch()
-    wm.loss(batch)[0].backward()  # first call: target = online encoder
+    world_model_loss(wm, batch)[0].backward()  # first call: target = online encoder
     target = wm.objective.target["encoder"]
     for (_, t), (_, o) in zip(target.named_parameters(), wm.encoder.named_parameters()):
         torch.testing.assert_close(t, o.detach())
@@ -121,7 +122,7 @@ def test_prototypes_losses_are_cross_entropies_to_the_sinkhorn_assignments():
 def test_self_predictive_is_zero_without_a_future_in_the_episode_and_bounded():
     wm = build("self_predictive", horizon=2)
     batch = random_batch(batch=2, steps=4)
-    batch["is_first"][1, 2] = True  # a new episode starts at t = 2 in the second sequence
+    batch.is_first[1, 2] = True  # a new episode starts at t = 2 in the second sequence
     seen = {}
     wm.objective.register_forward_hook(lambda m, args, out: seen.update(out=out))
     wm.loss(batch)
@@ -147,5 +148,5 @@ def test_tpc_is_log_n_for_an_uninformative_critic_and_zero_at_episode_starts():
     wm.loss(batch)
     loss = seen["out"].losses["tpc"]
     want = torch.full((2, 3), math.log(2 * 3))
-    want[batch["is_first"]] = 0.0
+    want[batch.is_first] = 0.0
     torch.testing.assert_close(loss, want)

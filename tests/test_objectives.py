@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import math
 
 import numpy as np
@@ -11,7 +12,8 @@ import torch
 
 from conftest import A, B, IMAGE_SHAPE, T, random_batch, tiny_run_dict, tiny_wm_config
 from wmbench import objectives
-from wmbench.nn.rssm import RSSMConfig
+from wmbench.agents.config import RSSMConfig
+from wmbench.agents.module import world_model_loss
 from wmbench.agents.world_model import WorldModel
 from wmbench.configio import from_dict
 from wmbench.objectives import ObjectiveInputs, ObjectiveOutput, UnknownObjectiveError
@@ -19,6 +21,7 @@ from wmbench.objectives.contrastive import gaussian_log_density_matrix, info_nce
 from wmbench.objectives.registry import BUILTIN
 from wmbench.run_config import RunConfig
 from wmbench.runtime.train import train
+from wmbench.types import Batch
 
 LATENTS = {
     "gaussian": RSSMConfig(deter=8, stoch=4, hidden=8),
@@ -47,7 +50,7 @@ def test_objective_contract(name, latent, batch):
         seen["inp"], seen["out"] = args[0], output
 
     wm.objective.register_forward_hook(hook)
-    total, post, metrics = wm.loss(batch)
+    total, post, metrics = world_model_loss(wm, batch)
 
     # the world-model loss: finite scalar equal to the sum of its logged terms
     assert total.dim() == 0 and torch.isfinite(total)
@@ -91,7 +94,7 @@ def test_objective_contract(name, latent, batch):
 def test_reward_objective_adds_no_loss_and_no_parameters(batch):
     wm = build("reward")
     assert list(wm.objective.parameters()) == []
-    _, _, metrics = wm.loss(batch)
+    _, _, metrics = world_model_loss(wm, batch)
     assert not any(k.startswith("loss/objective/") for k in metrics)
 
 
@@ -99,9 +102,9 @@ def test_objective_scales_weight_the_objective_loss(batch):
     base = build("contrastive", seed=3)
     scaled = build("contrastive", seed=3, objective_scales={"infonce": 2.5})
     torch.manual_seed(11)
-    _, _, m1 = base.loss(batch)
+    _, _, m1 = world_model_loss(base, batch)
     torch.manual_seed(11)
-    _, _, m2 = scaled.loss(batch)
+    _, _, m2 = world_model_loss(scaled, batch)
     torch.testing.assert_close(m2["loss/objective/infonce"], 2.5 * m1["loss/objective/infonce"])
     torch.testing.assert_close(m2["loss/reward"], m1["loss/reward"])
 
@@ -141,13 +144,11 @@ def test_gaussian_log_density_matrix_matches_torch_normal():
             torch.testing.assert_close(got[i, j], want, rtol=1e-10, atol=1e-10)
 
 
-def _structured_batch() -> dict[str, torch.Tensor]:
+def _structured_batch() -> Batch:
     """Fixed batch with blocky (8x8-pixel) random colour images and a constant reward of 2."""
-    b = random_batch(seed=0)
     low = torch.randint(0, 256, (B, T, 3, 8, 8), generator=torch.Generator().manual_seed(5), dtype=torch.uint8)
-    b["image"] = low.repeat_interleave(8, -1).repeat_interleave(8, -2)
-    b["reward"] = torch.full((B, T), 2.0)
-    return b
+    image = low.repeat_interleave(8, -1).repeat_interleave(8, -2)
+    return dataclasses.replace(random_batch(seed=0), image=image, reward=torch.full((B, T), 2.0))
 
 
 # name -> (metric to track, constant lower bound removed before comparing, lr, steps, zero reward/cont scales)
@@ -174,7 +175,7 @@ def test_overfitting_a_fixed_batch_lowers_the_objective_loss(name):
     batch = _structured_batch()
     history = []
     for _ in range(steps):
-        loss, _, metrics = wm.loss(batch)
+        loss, _, metrics = world_model_loss(wm, batch)
         value = loss.detach() if key is None else metrics[key]
         history.append(value.item() - floor)
         opt.zero_grad(set_to_none=True)

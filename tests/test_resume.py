@@ -25,9 +25,10 @@ from wmbench.envs.toy import EPISODE_STEPS
 from wmbench.objectives.base import ObjectiveOutput
 from wmbench.objectives.reward import RewardObjective
 from wmbench.data.replay_disk import ReplayDisk
-from wmbench.runtime.checkpoint import CHECKPOINT, AtomicCheckpointIO, continue_csv
+from wmbench.rundir import CHECKPOINT
+from wmbench.runtime.checkpoint import AtomicCheckpointIO
 from wmbench.run_config import RunConfig
-from wmbench.runtime.train import train
+from wmbench.runtime.train import continue_csv, train
 from wmbench.suite.runner import run_suite
 
 

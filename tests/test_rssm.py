@@ -7,7 +7,8 @@ import math
 import pytest
 import torch
 
-from wmbench.nn.rssm import RSSM, KLConfig, RSSMConfig
+from wmbench.agents.config import RSSMConfig
+from wmbench.nn.rssm import RSSM
 from wmbench.types import RSSMState
 
 B, T, E, A = 2, 3, 8, 2
@@ -142,7 +143,7 @@ def _gauss_state(mean: torch.Tensor, std: torch.Tensor) -> RSSMState:
 
 def test_free_nats_clamp_per_position_on_summed_kl():
     rssm = make(RSSMConfig(deter=4, stoch=4, hidden=4))
-    kl_cfg = KLConfig(free_nats=1.0, dyn_scale=0.5, rep_scale=0.1)
+    free_nats = 1.0
     # [B=1, T=3, S=4]; unit std so that KL per dim is 0.5 * (mu_q - mu_p)^2
     diffs = torch.tensor([[0.1, math.sqrt(0.8), 1.5]])  # summed KL: 0.02, 1.6 (0.4 per dim), 4.5
     prior_mean = torch.randn(1, 3, 4, generator=torch.Generator().manual_seed(0))
@@ -150,35 +151,36 @@ def test_free_nats_clamp_per_position_on_summed_kl():
     prior_mean = prior_mean.clone().requires_grad_(True)
     std = torch.ones(1, 3, 4)
     post, prior = _gauss_state(post_mean, std), _gauss_state(prior_mean, std)
-    loss, metrics = rssm.kl_loss(post, prior, kl_cfg)
-    assert loss.shape == (1, 3)
+    dyn, rep, metrics = rssm.kl_loss(post, prior, free_nats)
     kl = 4 * 0.5 * diffs**2
-    scale = kl_cfg.dyn_scale + kl_cfg.rep_scale
-    expected = scale * torch.stack([torch.tensor(kl_cfg.free_nats), kl[0, 1], kl[0, 2]])[None]
-    torch.testing.assert_close(loss, expected)
-    # position 0 is exactly at the floor; position 1 is NOT clamped although each dim KL (0.4) < free nats
-    assert loss[0, 0].item() == pytest.approx(kl_cfg.free_nats * scale, rel=1e-6)
-    assert loss[0, 1].item() == pytest.approx(1.6 * scale, rel=1e-5)
+    expected = torch.stack([torch.tensor(free_nats), kl[0, 1], kl[0, 2]])[None]
+    for side in (dyn, rep):  # with equal stds both sides have the same value
+        assert side.shape == (1, 3)
+        torch.testing.assert_close(side, expected)
+        # position 0 is exactly at the floor; position 1 is NOT clamped although each dim KL (0.4) < free nats
+        assert side[0, 0].item() == pytest.approx(free_nats, rel=1e-6)
+        assert side[0, 1].item() == pytest.approx(1.6, rel=1e-5)
     # metric: the unclamped mean KL
     assert metrics["kl"].item() == pytest.approx(kl.mean().item(), rel=1e-5)
     assert not metrics["kl"].requires_grad
 
-    loss.sum().backward()
+    dyn_scale, rep_scale = 0.5, 0.1
+    (dyn_scale * dyn + rep_scale * rep).sum().backward()
     assert torch.equal(post_mean.grad[0, 0], torch.zeros(4))
     assert torch.equal(prior_mean.grad[0, 0], torch.zeros(4))
     # above the floor: d/dmu_q [rep * 0.5 (mu_q - mu_p)^2] = rep_scale * diff (dyn side is stop-gradiented)
-    torch.testing.assert_close(post_mean.grad[0, 1:], kl_cfg.rep_scale * diffs[0, 1:, None].expand(2, 4))
-    torch.testing.assert_close(prior_mean.grad[0, 1:], -kl_cfg.dyn_scale * diffs[0, 1:, None].expand(2, 4))
+    torch.testing.assert_close(post_mean.grad[0, 1:], rep_scale * diffs[0, 1:, None].expand(2, 4))
+    torch.testing.assert_close(prior_mean.grad[0, 1:], -dyn_scale * diffs[0, 1:, None].expand(2, 4))
 
 
 def test_free_nats_categorical_below_floor_gives_constant_and_no_grad():
     rssm = make(CATEG)
     embed, prev_action, is_first = inputs()
     post, prior = rssm.observe(embed, prev_action, is_first)
-    kl_cfg = KLConfig(free_nats=1e6, dyn_scale=0.5, rep_scale=0.1)
-    loss, _ = rssm.kl_loss(post, prior, kl_cfg)
-    torch.testing.assert_close(loss, torch.full((B, T), 1e6 * 0.6), rtol=0, atol=0)
-    loss.sum().backward()
+    dyn, rep, _ = rssm.kl_loss(post, prior, 1e6)
+    torch.testing.assert_close(dyn, torch.full((B, T), 1e6), rtol=0, atol=0)
+    torch.testing.assert_close(rep, torch.full((B, T), 1e6), rtol=0, atol=0)
+    (dyn + rep).sum().backward()
     for name, p in rssm.named_parameters():
         assert p.grad is None or torch.count_nonzero(p.grad) == 0, name
 
@@ -188,8 +190,8 @@ def _grads(rssm: RSSM, dyn: float, rep: float, config: RSSMConfig) -> dict[str, 
     rssm.zero_grad(set_to_none=True)
     embed, prev_action, is_first = inputs(steps=3)
     post, prior = rssm.observe(embed, prev_action, is_first)
-    loss, _ = rssm.kl_loss(post, prior, KLConfig(free_nats=0.0, dyn_scale=dyn, rep_scale=rep))
-    loss.mean().backward()
+    dyn_kl, rep_kl, _ = rssm.kl_loss(post, prior, 0.0)
+    (dyn * dyn_kl + rep * rep_kl).mean().backward()
     out = {}
     for name in ("img_in", "cell", "prior_net", "post_net"):
         grads = [p.grad for p in getattr(rssm, name).parameters()]
@@ -217,8 +219,8 @@ def test_dyn_side_does_not_reach_post_net_within_a_step(config):
     embed, prev_action, _ = inputs(steps=3)
     is_first = torch.ones(B, 3, dtype=torch.bool)
     post, prior = rssm.observe(embed, prev_action, is_first)
-    loss, _ = rssm.kl_loss(post, prior, KLConfig(free_nats=0.0, dyn_scale=1.0, rep_scale=0.0))
-    loss.mean().backward()
+    dyn, _, _ = rssm.kl_loss(post, prior, 0.0)
+    dyn.mean().backward()
     assert all(p.grad is None or torch.count_nonzero(p.grad) == 0 for p in rssm.post_net.parameters())
     assert any(p.grad is not None and torch.count_nonzero(p.grad) > 0 for p in rssm.prior_net.parameters())
 

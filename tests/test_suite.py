@@ -65,7 +65,7 @@ def test_valid_suite_expands_to_objectives_x_tasks_x_seeds(tmp_path):
         ("name: s\nobjectives: []\ntasks: [toy:reach]\nseeds: [0]\n", "objectives: must list at least one entry"),
         ("name: s\nobjectives: [reward\n", "suite.yaml"),
         ("name: s\nobjectives: [reward]\ntasks: [toy:reach]\nseeds: [0]\nconfig: {env: {image_size: 32}}\n", "set env.image_size=64"),
-        ("name: s\nobjectives: [reward]\ntasks: [toy:reach]\nseeds: [0]\nconfig: {train: {learning_starts: 10}}\n", "set train.learning_starts >= 100"),
+        ("name: s\nobjectives: [reward]\ntasks: [toy:reach]\nseeds: [0]\nconfig: {train: {learning_starts: 10}}\n", "set train.learning_starts >= 99"),
         ("name: s\nobjectives: [reward]\ntasks: [toy:reach]\nseeds: [0]\nconfig: {env: {render_quality: ultra}}\n", "expected one of ['standard', 'fast']"),
         ("name: s\nobjectives: [{name: c, objective: contrastive}, {name: c, objective: contrastive, objective_config: {units: 8}}]\n"
          "tasks: [toy:reach]\nseeds: [0]\n", "suite.objectives: lists an entry twice (give each variant its own name)"),

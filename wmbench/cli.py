@@ -4,6 +4,10 @@ Invalid input (unknown objective or task, malformed suite, bad override, missing
 directory that cannot be resumed) prints one ``wmbench: error: ...`` message and exits with status 2
 before any training starts. A run stopped by the NaN guard, or by a failed actor process in async mode,
 prints its message (the actor's traceback included) and exits with status 1.
+
+This module imports only light modules at the top (``wmbench.errors``, ``wmbench.configio``, the
+diagnose settings); each command imports what it needs, so ``--help`` and ``report`` load no torch
+and ``objectives``, ``suite status`` and ``suite run --dry-run`` no Lightning.
 """
 
 from __future__ import annotations
@@ -15,7 +19,7 @@ from pathlib import Path
 
 from wmbench.configio import ConfigError
 from wmbench.diagnostics.config import DiagnoseConfig
-from wmbench.runtime.train import quiet_libraries
+from wmbench.errors import RunError, UsageError
 
 
 def _cmd_objectives(args: argparse.Namespace) -> int:
@@ -29,8 +33,10 @@ def _cmd_objectives(args: argparse.Namespace) -> int:
 def _cmd_train(args: argparse.Namespace) -> int:
     from wmbench.configio import from_dict, load_yaml, with_overrides
     from wmbench.run_config import RunConfig
-    from wmbench.runtime.train import train
-    from wmbench.suite.spec import run_id
+    from wmbench.rundir import read_config, run_id
+    from wmbench.runtime.train import quiet_libraries, train
+
+    quiet_libraries()
 
     if args.resume:
         given = [name for name in ("config", "set", "objective", "task", "seed", "mode", "out") if getattr(args, name) not in (None, [])]
@@ -39,9 +45,7 @@ def _cmd_train(args: argparse.Namespace) -> int:
                 f"--resume continues RUN_DIR with its own config.yaml; drop {', '.join('--' + name for name in given)}"
             )
         run_dir = Path(args.resume)
-        if not (run_dir / "config.yaml").is_file():
-            raise ConfigError(f"{run_dir} is not a run directory (no config.yaml); give the directory of one run, e.g. runs/train/<run_id>")
-        cfg = from_dict(RunConfig, load_yaml(run_dir / "config.yaml"), where=str(run_dir / "config.yaml"))
+        cfg = read_config(run_dir)
     else:
         data = load_yaml(args.config) if args.config else {}
         cfg = from_dict(RunConfig, data, where=str(args.config or "config"))
@@ -59,8 +63,6 @@ def _cmd_train(args: argparse.Namespace) -> int:
 
 
 def _cmd_suite_run(args: argparse.Namespace) -> int:
-    from wmbench.suite.runner import run_suite
-
     if args.dry_run:
         from wmbench.suite.plan import dry_run
 
@@ -74,6 +76,10 @@ def _cmd_suite_run(args: argparse.Namespace) -> int:
                           "train.threads CPUs (1 if 0)")
     if args.address and args.launcher != "ray":
         raise ConfigError("--address is the Ray cluster's; add --launcher ray")
+    from wmbench.runtime.train import quiet_libraries
+    from wmbench.suite.runner import run_suite
+
+    quiet_libraries()
     result, failed = run_suite(args.file, args.out, workers=args.workers, launcher=args.launcher, address=args.address)
     print("\nFinal evaluation return (deterministic policy), mean and std over seeds; random = uniform random policy")
     print(result.to_string(index=False, float_format=lambda v: f"{v:.1f}"))
@@ -222,21 +228,15 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    from wmbench.agents.module import NonFiniteLossError
-    from wmbench.envs import RendererUnavailableError, UnknownTaskError
-    from wmbench.objectives import UnknownObjectiveError
-    from wmbench.runtime.async_learner import ActorError
-
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=logging.WARNING, format="%(message)s")
     logging.getLogger("wmbench").setLevel(logging.INFO)
-    quiet_libraries()
     try:
         return args.func(args)
-    except (ConfigError, UnknownObjectiveError, UnknownTaskError, RendererUnavailableError) as err:
+    except UsageError as err:
         print(f"wmbench: error: {err}", file=sys.stderr)
         return 2
-    except (NonFiniteLossError, ActorError) as err:
+    except RunError as err:
         print(f"wmbench: error: {err}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:

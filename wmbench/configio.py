@@ -12,11 +12,13 @@ from typing import Any, Literal, TypeVar, Union
 
 import yaml
 
+from wmbench.errors import UsageError
+
 T = TypeVar("T")
 
 
-class ConfigError(ValueError):
-    """A config value, key, override or file is invalid; the message names where."""
+class ConfigError(UsageError, ValueError):
+    """A config value, key, override, file or run directory is invalid; the message names where and the fix."""
 
 
 def from_dict(cls: type[T], data: Mapping, where: str = "config") -> T:

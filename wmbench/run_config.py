@@ -1,8 +1,11 @@
-"""The configuration of one run: environment, agent, training schedule, objective and seed.
+"""The configuration of one run (environment, agent, training schedule, objective, seed) and its
+resolution before any compute.
 
-Every component receives its own sub-config; this file only composes them. Load with
+Every component receives its own sub-config; this file composes them. Load with
 ``wmbench.configio.from_dict(RunConfig, mapping)`` and override with dotted keys
-(``wmbench.configio.with_overrides(cfg, ["agent.world_model.rssm.deter=200"])``).
+(``wmbench.configio.with_overrides(cfg, ["agent.world_model.rssm.deter=200"])``); ``prepare``
+resolves the objective and checks the task. Imports no torch: the command line, the suite planner
+and the report read configurations cheaply.
 """
 
 from __future__ import annotations
@@ -10,8 +13,9 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-from wmbench.agents.module import AgentConfig
-from wmbench.nn.nets import SUPPORTED_IMAGE_SIZE
+from wmbench.agents.config import SUPPORTED_IMAGE_SIZE, AgentConfig
+from wmbench.configio import ConfigError, from_dict
+from wmbench.runtime.schedule import RatioSchedule
 
 
 @dataclass(frozen=True)
@@ -69,7 +73,7 @@ class TrainConfig:
         replay_chunk: agent steps per replay chunk file (``replay/``); at most ``replay_capacity``
             (in async mode, at most each actor's share of it).
         mode: ``sync`` (collect, then update, in one process: deterministic, see
-            ``wmbench.runtime.train``) or ``async`` (DayDreamer's split: actor processes step their
+            ``wmbench.runtime.sync``) or ``async`` (DayDreamer's split: actor processes step their
             envs while the learner trains, the train ratio held by a rate limiter; see
             ``wmbench.runtime.async_learner``).
         actors: actor processes in async mode, each with its own env and a replay of
@@ -121,7 +125,7 @@ class RunConfig:
         objective_config: options of that objective (keys of its ``Config`` dataclass).
         seed: seeds torch, numpy, python, the environment and replay sampling.
         env: see ``EnvConfig``.
-        agent: see ``wmbench.agents.module.AgentConfig``.
+        agent: see ``wmbench.agents.config.AgentConfig``.
         train: see ``TrainConfig``.
     """
 
@@ -135,12 +139,41 @@ class RunConfig:
     def __post_init__(self) -> None:
         if self.seed < 0:
             raise ValueError(f"seed must be >= 0, got {self.seed}")
-        prefill_steps = self.train.learning_starts // self.env.action_repeat
-        needed = self.train.seq_len * self.train.actors  # a sequence in each actor's replay
-        if prefill_steps < needed:
-            per_actor = f" times train.actors={self.train.actors}" if self.train.actors > 1 else ""
+        t, repeat = self.train, self.env.action_repeat
+        prefill = RatioSchedule.of(self).prefill_steps
+        needed = t.seq_len * t.actors  # a sequence in each actor's replay
+        if prefill < needed:
+            per_actor = f" times train.actors={t.actors}" if t.actors > 1 else ""
+            fix = f"set train.learning_starts >= {(needed - 1) * repeat + 1}"
+            if t.env_frames < t.learning_starts:
+                fix += f" and train.env_frames >= {(needed - 1) * repeat + 1}"
             raise ValueError(
-                f"train.learning_starts={self.train.learning_starts} env frames are {prefill_steps} agent steps at "
-                f"env.action_repeat={self.env.action_repeat}, fewer than train.seq_len={self.train.seq_len}{per_actor}: "
-                f"set train.learning_starts >= {needed * self.env.action_repeat}"
+                f"the random prefill (train.learning_starts={t.learning_starts}, train.env_frames={t.env_frames}) is "
+                f"{prefill} agent steps at env.action_repeat={repeat}, fewer than train.seq_len={t.seq_len}{per_actor}: {fix}"
             )
+
+
+def prepare(cfg: RunConfig) -> tuple[type, Any]:
+    """Resolves and validates the objective and the task before any compute.
+
+    Imports the objective (torch) and, for ``dmc:`` tasks, dm_control's task list.
+
+    Returns:
+        ``(objective_cls, objective_config)``.
+
+    Raises:
+        wmbench.objectives.UnknownObjectiveError: unknown objective name (lists the available ones).
+        ConfigError: bad ``objective_config`` keys or types; ``train.actors`` > 1 in sync mode.
+        wmbench.envs.UnknownTaskError: unknown task (see ``wmbench.envs.check_task``).
+        wmbench.envs.RendererUnavailableError: a ``dmc:`` task and no headless OpenGL backend.
+    """
+    from wmbench.envs import check_task
+    from wmbench.objectives import registry
+
+    if cfg.train.actors > 1 and cfg.train.mode == "sync":
+        raise ConfigError(f"train.actors={cfg.train.actors} needs train.mode=async (sync mode steps one env): "
+                          "set train.mode=async (--mode async) or train.actors=1")
+    cls = registry.get(cfg.objective)
+    obj_cfg = from_dict(cls.Config, cfg.objective_config, where="objective_config")
+    check_task(cfg.env.task)
+    return cls, obj_cfg

@@ -1,4 +1,4 @@
-"""Shape legend, time alignment and the RSSM state container.
+"""Shape legend, time alignment, the RSSM state container and the replayed batch.
 
 Shape legend (used in every docstring of the package):
 
@@ -26,9 +26,10 @@ model (one per replayed batch).
 
 from __future__ import annotations
 
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, fields, replace
-from typing import Callable
 
+import numpy as np
 import torch
 from torch import Tensor
 
@@ -76,3 +77,32 @@ class RSSMState:
                 if getattr(first, f.name) is not None
             },
         )
+
+
+@dataclass
+class Batch:
+    """A replayed batch of ``B`` windows of ``T`` consecutive rows (the time alignment above).
+
+    Tensors only: what an update learns from. Not frozen, because Lightning's device transfer
+    rebuilds a batch field by field.
+
+    Attributes:
+        image: o_t, uint8 ``[B, T, 3, 64, 64]`` in [0, 255].
+        prev_action: a_{t-1}, float32 ``[B, T, A]`` in [-1, 1]; zeros at episode starts.
+        reward: r_t, float32 ``[B, T]``; 0 at episode starts.
+        is_first: bool ``[B, T]``; true at episode starts and at ``t = 0`` of every window.
+        is_terminal: bool ``[B, T]``; o_t is a true terminal state (no bootstrapping from it).
+        is_last: bool ``[B, T]``; the episode's last row, terminal or truncated.
+    """
+
+    image: Tensor
+    prev_action: Tensor
+    reward: Tensor
+    is_first: Tensor
+    is_terminal: Tensor
+    is_last: Tensor
+
+    @classmethod
+    def from_arrays(cls, arrays: Mapping[str, np.ndarray]) -> Batch:
+        """The batch of ``wmbench.data.replay.Replay.sample`` output (tensors share the arrays' memory)."""
+        return cls(**{f.name: torch.as_tensor(arrays[f.name]) for f in fields(cls)})

@@ -9,50 +9,14 @@ touches the environment or images.
 from __future__ import annotations
 
 import copy
-from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 from torch.distributions import Independent, Normal, TanhTransform, TransformedDistribution
 
+from wmbench.agents.config import ActorCriticConfig
 from wmbench.nn.nets import MLP, ScalarHead
-
-
-@dataclass(frozen=True)
-class ActorCriticConfig:
-    """Imagination learner settings (defaults: Dreamer v1, Appendix A, unless noted).
-
-    Attributes:
-        imag_horizon: H, imagined steps per start state (15).
-        discount: γ (0.99).
-        lam: λ of the λ-return (0.95).
-        units: hidden width of actor and critic MLPs (400).
-        layers: hidden layers of actor and critic (3).
-        actor_lr: Adam learning rate of the actor (8e-5).
-        critic_lr: Adam learning rate of the critic (8e-5).
-        grad_clip: gradient-norm clip of actor and critic (100).
-        actor_entropy: weight of the sample-based entropy bonus (1e-4; Dreamer v1 uses none and
-            Gaussian exploration noise instead).
-        init_std: offset added before the softplus of the actor's std; 5.0 gives a pre-tanh std
-            of ≈ 5 at initialisation, as in Dreamer v1.
-        min_std: lower bound of the actor's std (1e-4).
-        slow_critic_fraction: EMA fraction moving the slow critic toward the critic after every
-            update (0.02; DreamerV3).
-    """
-
-    imag_horizon: int = 15
-    discount: float = 0.99
-    lam: float = 0.95
-    units: int = 400
-    layers: int = 3
-    actor_lr: float = 8e-5
-    critic_lr: float = 8e-5
-    grad_clip: float = 100.0
-    actor_entropy: float = 1e-4
-    init_std: float = 5.0
-    min_std: float = 1e-4
-    slow_critic_fraction: float = 0.02
 
 
 def lambda_return(reward: Tensor, value: Tensor, discount: Tensor, lam: float) -> Tensor:

@@ -7,6 +7,14 @@ One update on a replayed batch ``[B, T]`` (Dream to Control, Algorithm 1):
    model frozen, maximise λ-returns by dynamics backpropagation;
 3. critic: regress the λ-returns of the same rollout; then move the slow critic.
 
+Loss scales: ``WorldModel.loss`` returns unscaled per-position terms; ``world_model_loss`` weighs
+them (``reward_scale``, ``cont_scale``, the KL sides' ``dyn_scale``/``rep_scale``, ``objective_scales``),
+averages each over ``B, T`` and sums.
+
+Logging: every ``log_every`` updates ``training_step`` returns the update's metrics row
+(``train/*`` and ``updates``); the runtime writes it with the batch's ``env_frames`` and
+``wall_time`` (``wmbench.runtime.stream.StreamBase.log``, the one writer of metric rows).
+
 Lightning counts ``global_step`` once per optimizer step (three per update); wmbench's own
 ``updates`` counter counts updates.
 
@@ -18,35 +26,21 @@ and critic's after theirs — two host syncs per update.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
 from typing import Any
 
 import lightning as L
 import torch
 from torch import Tensor
 
-from wmbench.agents.imagination import ActorCritic, ActorCriticConfig
-from wmbench.agents.world_model import WorldModel, WorldModelConfig
+from wmbench.agents.config import AgentConfig
+from wmbench.agents.imagination import ActorCritic
+from wmbench.agents.world_model import WorldModel
 from wmbench.objectives import Objective
-from wmbench.types import RSSMState
+from wmbench.errors import RunError
+from wmbench.types import Batch, RSSMState
 
 
-@dataclass(frozen=True)
-class AgentConfig:
-    """World model and imagination learner.
-
-    Attributes:
-        world_model: see ``WorldModelConfig``.
-        actor_critic: see ``ActorCriticConfig``.
-        log_every: log training metrics every this many updates (uses the last update's values).
-    """
-
-    world_model: WorldModelConfig = field(default_factory=WorldModelConfig)
-    actor_critic: ActorCriticConfig = field(default_factory=ActorCriticConfig)
-    log_every: int = 10
-
-
-class NonFiniteLossError(RuntimeError):
+class NonFiniteLossError(RunError):
     """A loss or gradient norm of an update is NaN or infinite; the run must stop.
 
     Attributes:
@@ -62,6 +56,31 @@ class NonFiniteLossError(RuntimeError):
         super().__init__(f"non-finite {', '.join(names)} at update {updates}; training stopped, {where}")
 
 
+def world_model_loss(world_model: WorldModel, batch: Batch) -> tuple[Tensor, RSSMState, dict[str, Tensor]]:
+    """The world model's scalar loss: each term of ``WorldModel.loss`` weighed, averaged over ``B, T``, summed.
+
+    The weights are the world model's config: ``reward_scale``, ``cont_scale``, the KL sides'
+    ``kl.dyn_scale`` and ``kl.rep_scale``, and ``objective_scales`` (missing names weigh 1).
+
+    Returns:
+        ``(loss, post, metrics)``: the scalar loss; posterior states ``[B, T]``; detached scalar
+        metrics, the world model's and every weighed term as ``loss/<name>`` (``reward``, ``cont``,
+        ``kl`` = dyn_scale · dyn + rep_scale · rep, ``objective/<name>``).
+    """
+    wm = world_model.config
+    terms, post, metrics = world_model.loss(batch)
+    weighed = {
+        "reward": wm.reward_scale * terms.pop("reward"),
+        "cont": wm.cont_scale * terms.pop("cont"),
+        "kl": wm.kl.dyn_scale * terms.pop("kl_dyn") + wm.kl.rep_scale * terms.pop("kl_rep"),
+    }
+    for name, value in terms.items():  # objective/<loss name>
+        weighed[name] = float(wm.objective_scales.get(name.removeprefix("objective/"), 1.0)) * value
+    means = {name: value.mean() for name, value in weighed.items()}
+    metrics.update({f"loss/{k}": v.detach() for k, v in means.items()})
+    return torch.stack(list(means.values())).sum(), post, metrics
+
+
 class DreamerModule(L.LightningModule):
     """World model + objective + actor-critic, trained with manual optimisation and three optimizers.
 
@@ -72,11 +91,7 @@ class DreamerModule(L.LightningModule):
         objective_cls: objective class from the registry.
         objective_config: instance of ``objective_cls.Config``.
 
-    Batches (from the runtime's replay loader) are dicts with ``image`` uint8 ``[B, T, 3, 64, 64]``,
-    ``prev_action`` float32 ``[B, T, A]``, ``reward`` float32 ``[B, T]``, ``is_first``,
-    ``is_terminal``, ``is_last`` bool ``[B, T]``, ``env_frames`` (int, the x-axis for logging),
-    ``wall_time`` (float, seconds since the run started) and optionally ``metrics`` (the runtime's
-    floats, e.g. async mode's ``async/*``, logged in the row of the update, if it logs).
+    Batches (from the runtime's replay loader) are ``wmbench.types.Batch`` es of ``[B, T]`` windows.
     """
 
     def __init__(
@@ -133,12 +148,21 @@ class DreamerModule(L.LightningModule):
         bad = [k for k, v in {**named, **values}.items() if not math.isfinite(float(v.detach()))]
         raise NonFiniteLossError(self.updates + 1, bad)
 
-    def training_step(self, batch: dict[str, Any], batch_idx: int) -> None:
+    def training_step(self, batch: Batch, batch_idx: int) -> dict[str, float] | None:
+        """One update (see the module docstring).
+
+        Returns:
+            Every ``log_every`` updates the update's metrics row: ``train/<name>`` floats and
+            ``updates``; else ``None``. Lightning hands it to the runtime's ``on_train_batch_end``.
+
+        Raises:
+            NonFiniteLossError: a loss or gradient norm is NaN or infinite.
+        """
         wm_opt, actor_opt, critic_opt = self.optimizers()
         wm_cfg, ac_cfg = self.config.world_model, self.config.actor_critic
 
         with self.toggled_optimizer(wm_opt):
-            wm_loss, post, metrics = self.world_model.loss(batch)
+            wm_loss, post, metrics = world_model_loss(self.world_model, batch)
             self._step(wm_opt, wm_loss, wm_cfg.grad_clip, check=("world_model", metrics))
 
         start = post.detach().map(lambda x: x.flatten(0, 1))
@@ -156,17 +180,14 @@ class DreamerModule(L.LightningModule):
         self.actor_critic.update_slow_critic()
 
         self.updates += 1
-        if self.updates % self.config.log_every == 0:
-            metrics.update(ac_metrics)
-            metrics.update(critic_metrics)
-            metrics.update({"loss/world_model": wm_loss.detach(), "loss/actor": actor_loss.detach(), "loss/critic": critic_loss.detach()})
-            logged = {f"train/{k}": float(v) for k, v in metrics.items()}
-            logged.update({"updates": float(self.updates), "env_frames": float(batch["env_frames"]), "wall_time": batch["wall_time"]})
-            logged.update(batch.get("metrics", {}))
-            # Straight to the loggers, one row per logging update: self.log() would repeat the
-            # cached values at every later optimizer step (three per update in manual optimisation).
-            for logger in self.loggers:
-                logger.log_metrics(logged, step=self.updates)
+        if self.updates % self.config.log_every:
+            return None
+        # One row per logging update, written by the runtime: self.log() would repeat the cached
+        # values at every later optimizer step (three per update in manual optimisation).
+        metrics.update(ac_metrics)
+        metrics.update(critic_metrics)
+        metrics.update({"loss/world_model": wm_loss.detach(), "loss/actor": actor_loss.detach(), "loss/critic": critic_loss.detach()})
+        return {f"train/{k}": float(v) for k, v in metrics.items()} | {"updates": float(self.updates)}
 
     def _imagine(self, start: RSSMState) -> tuple[Tensor, Tensor, Tensor, Tensor]:
         """Imagined rollout, returns, weights and entropy estimate (all time-major ``[H(+1), N]``)."""

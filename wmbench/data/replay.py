@@ -3,11 +3,30 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 
-FIELDS = ("image", "prev_action", "reward", "is_first", "is_terminal", "is_last")
+
+class Row(NamedTuple):
+    """One row of the replay (the arguments of ``Replay.add``; see ``Replay`` for the alignment).
+
+    Attributes:
+        image: o_t, uint8 ``[C, H, W]``.
+        prev_action: a_{t-1}, float32 ``[A]``; zeros when ``is_first``.
+        reward: r_t, caused by a_{t-1}; 0 when ``is_first``.
+        is_first, is_terminal, is_last: the row's flags.
+    """
+
+    image: np.ndarray
+    prev_action: np.ndarray
+    reward: float
+    is_first: bool
+    is_terminal: bool
+    is_last: bool
+
+
+FIELDS = Row._fields
 """Names of the per-row arrays, as returned by ``Replay.sample`` and ``Replay.rows``."""
 
 

@@ -1,10 +1,14 @@
-"""Settings of ``wmbench diagnose`` (a module of its own so the command line reads them cheaply)."""
+"""Settings of ``wmbench diagnose`` and the names of its probes (a module of its own, without torch,
+so the command line and the report read them cheaply)."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
 from wmbench.configio import ConfigError
+
+PROBES = ("feat", "deter", "random_feat", "random_deter")
+"""State probes of ``diagnose``, by the features they read: trained or randomly initialised world model."""
 
 
 @dataclass(frozen=True)

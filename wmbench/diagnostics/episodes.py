@@ -18,6 +18,7 @@ from torch import Tensor
 
 from wmbench.agents.world_model import WorldModel
 from wmbench.envs import DMCEnv
+from wmbench.runtime.stream import EnvSteps
 from wmbench.types import RSSMState
 
 
@@ -80,20 +81,14 @@ def collect(env: gym.Env, act: Callable[[np.ndarray, bool], np.ndarray], episode
         max_steps: agent steps per episode (≥ 1); an episode has at most ``max_steps + 1`` rows.
         seed: reset seed of the first episode (later ones use ``seed + i``).
     """
-    out, circular = [], circular_qpos(env)
+    out, circular, steps = [], circular_qpos(env), EnvSteps(env)
     for i in range(episodes):
-        obs, info = env.reset(seed=seed + i)
-        images, actions, rewards, states = [obs], [np.zeros(env.action_space.shape, np.float32)], [0.0], [physics_state(info, circular)]
-        for step in range(max_steps):
-            action = np.asarray(act(obs, step == 0), np.float32)
-            obs, reward, terminated, truncated, info = env.step(action)
-            images.append(obs)
-            actions.append(action)
-            rewards.append(float(reward))
-            states.append(physics_state(info, circular))
-            if terminated or truncated:
-                break
-        out.append(Episode(np.stack(images), np.stack(actions), np.asarray(rewards, np.float32), np.stack(states)))
+        rows, states = [steps.reset(seed=seed + i)], [physics_state(steps.info, circular)]
+        while steps.in_episode and steps.steps < max_steps:
+            rows.append(steps.step(act(steps.obs, steps.steps == 0)))
+            states.append(physics_state(steps.info, circular))
+        image, prev_action, reward = (np.stack([getattr(r, name) for r in rows]) for name in ("image", "prev_action", "reward"))
+        out.append(Episode(image, prev_action, reward.astype(np.float32), np.stack(states)))
     return out
 
 

@@ -37,19 +37,13 @@ from wmbench.agents.world_model import WorldModel
 from wmbench.configio import ConfigError, from_dict, load_yaml
 from wmbench.diagnostics import episodes as ep
 from wmbench.diagnostics import open_loop
-from wmbench.diagnostics.config import DiagnoseConfig
+from wmbench.diagnostics.config import PROBES, DiagnoseConfig
 from wmbench.diagnostics.probe import RidgeProbe, select_alpha
 from wmbench.diagnostics.probe_decoder import train_probe_decoder
-from wmbench.report.store import read_status
-from wmbench.runtime.checkpoint import CHECKPOINT, RunCheckpoint
-from wmbench.run_config import RunConfig
+from wmbench.run_config import RunConfig, prepare
+from wmbench.rundir import CHECKPOINT, DIAGNOSTICS, METRICS, read_config, read_status
+from wmbench.runtime.checkpoint import RunCheckpoint
 from wmbench.runtime.stream import AgentPolicy, make_run_env
-from wmbench.runtime.train import prepare
-
-DIAGNOSTICS = "diagnostics"
-"""Folder of a run directory that ``diagnose`` writes."""
-PROBES = ("feat", "deter", "random_feat", "random_deter")
-"""State probes, by the features they read: trained or randomly initialised world model."""
 ENV_SEED_OFFSET = 2_000_000
 """Diagnostic episodes use env seed ``run seed + ENV_SEED_OFFSET`` (training uses the seed, evaluation ``+ EVAL_ENV_SEED_OFFSET``)."""
 
@@ -80,9 +74,7 @@ def load_run(run_dir: str | Path) -> tuple[RunConfig, Checkpoint]:
             read (each names the fix).
     """
     run_dir = Path(run_dir)
-    if not (run_dir / "config.yaml").is_file():
-        raise ConfigError(f"{run_dir} is not a run directory (no config.yaml); give the directory of one run, e.g. runs/smoke/<run_id>")
-    cfg = from_dict(RunConfig, load_yaml(run_dir / "config.yaml"), where=str(run_dir / "config.yaml"))
+    cfg = read_config(run_dir)
     path = run_dir / CHECKPOINT
     if not path.exists():
         raise ConfigError(f"{run_dir} has no checkpoint ({CHECKPOINT}) to diagnose; finish the run first (`wmbench train --resume {run_dir}`)")
@@ -200,7 +192,7 @@ def write(run_dir: Path, results: dict[str, Any], wall_time: float) -> None:
     for name, values in results["horizon"].items():
         for h, value in enumerate(values or [], 1):
             row[f"diagnose/open_loop/{name}@{h}"] = _nan(value)
-    pd.DataFrame([row]).to_csv(out / "metrics.csv", index=False)
+    pd.DataFrame([row]).to_csv(out / METRICS, index=False)
 
 
 def _float(value: float) -> float | None:

@@ -18,6 +18,7 @@ has chosen a headless OpenGL backend.
 
 import gymnasium
 
+from wmbench.configio import ConfigError
 from wmbench.envs.backgrounds import BACKGROUNDS
 from wmbench.envs.dmc import RENDER_QUALITIES, DMCEnv
 from wmbench.envs.gl import RendererUnavailableError, ensure_mujoco_gl
@@ -47,7 +48,7 @@ _OPTIONS = {"background": BACKGROUNDS}
 """Task-name options of ``dmc:`` tasks and their allowed values (the first is the default)."""
 
 
-class UnknownTaskError(ValueError):
+class UnknownTaskError(ConfigError):
     """Raised for a task name that wmbench cannot build; the message lists valid names."""
 
 

@@ -11,6 +11,8 @@ import os
 import subprocess
 import sys
 
+from wmbench.errors import UsageError
+
 _CANDIDATES = ("egl", "osmesa")
 _VALID = ("egl", "osmesa", "glfw")  # the backends dm_control accepts
 
@@ -26,7 +28,7 @@ _FIX = (
 )
 
 
-class RendererUnavailableError(RuntimeError):
+class RendererUnavailableError(UsageError):
     """Raised when no headless OpenGL backend can create a MuJoCo GL context."""
 
 

@@ -13,7 +13,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-SUPPORTED_IMAGE_SIZE = 64
+from wmbench.agents.config import SUPPORTED_IMAGE_SIZE
 
 
 def flatten_time(x: Tensor, keep: int) -> tuple[Tensor, tuple[int, ...]]:

@@ -16,69 +16,13 @@ This module knows nothing of images, rewards or objectives.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 from torch.distributions import Independent, Normal, OneHotCategoricalStraightThrough, kl_divergence
 
+from wmbench.agents.config import RSSMConfig
 from wmbench.types import RSSMState
-
-
-@dataclass(frozen=True)
-class RSSMConfig:
-    """RSSM sizes and latent type.
-
-    Attributes:
-        deter: size D of the GRU state h_t (Dreamer v1: 200).
-        stoch: Gaussian size S, or number of categorical groups S (Dreamer v1: 30 Gaussian).
-        classes: K classes per group; 0 selects Gaussian latents (DreamerV2/V3: 32).
-        hidden: width of the hidden layers before the GRU and in the prior/posterior nets (200).
-        min_std: lower bound added to the softplus std of Gaussian latents (0.1).
-        unimix: uniform mixture weight of categorical latents (0.01).
-    """
-
-    deter: int = 200
-    stoch: int = 30
-    classes: int = 0
-    hidden: int = 200
-    min_std: float = 0.1
-    unimix: float = 0.01
-
-    def __post_init__(self) -> None:
-        for name in ("deter", "stoch", "hidden"):
-            if getattr(self, name) < 1:
-                raise ValueError(f"rssm.{name} must be >= 1, got {getattr(self, name)}")
-        if self.classes < 0 or self.classes == 1:
-            raise ValueError(f"rssm.classes must be 0 (Gaussian) or >= 2, got {self.classes}")
-
-    @property
-    def stoch_flat(self) -> int:
-        """Flattened stochastic size: S (Gaussian) or S*K (categorical)."""
-        return self.stoch * self.classes if self.classes else self.stoch
-
-    @property
-    def feat_dim(self) -> int:
-        """F = D + flattened stoch."""
-        return self.deter + self.stoch_flat
-
-
-@dataclass(frozen=True)
-class KLConfig:
-    """KL term between posterior and prior, with KL balancing and free nats.
-
-    Attributes:
-        free_nats: lower clamp (nats) of each KL side, applied per ``(B, T)`` position to the KL
-            summed over latent dimensions, before averaging (DreamerV3 eq. 5; 1.0).
-        dyn_scale: weight of the dynamics side KL(sg(post) || prior), training the prior (0.5).
-        rep_scale: weight of the representation side KL(post || sg(prior)), training the posterior
-            (0.1). ``dyn_scale = rep_scale`` recovers the unbalanced KL of Dreamer v1.
-    """
-
-    free_nats: float = 1.0
-    dyn_scale: float = 0.5
-    rep_scale: float = 0.1
 
 
 class RSSM(nn.Module):
@@ -200,26 +144,26 @@ class RSSM(nn.Module):
             priors.append(prior)
         return RSSMState.stack(posts, 1), RSSMState.stack(priors, 1)
 
-    def kl_loss(self, post: RSSMState, prior: RSSMState, config: KLConfig) -> tuple[Tensor, dict[str, Tensor]]:
-        """Balanced KL loss with free nats.
+    def kl_loss(self, post: RSSMState, prior: RSSMState, free_nats: float) -> tuple[Tensor, Tensor, dict[str, Tensor]]:
+        """The two sides of the balanced KL term, each with free nats, unscaled.
 
-        ``dyn = max(free_nats, KL(sg(q) || p))`` and ``rep = max(free_nats, KL(q || sg(p)))`` where each
-        KL is summed over the latent dimensions at one ``(B, T)`` position; the clamp is applied
-        there, per position, before any mean (DreamerV3, Hafner et al. 2023, eq. 5). Below the clamp a
-        side has zero gradient.
+        ``dyn = max(free_nats, KL(sg(q) || p))`` trains the prior and ``rep = max(free_nats, KL(q ||
+        sg(p)))`` the posterior, where each KL is summed over the latent dimensions at one ``(B, T)``
+        position; the clamp is applied there, per position, before any mean (DreamerV3, Hafner et al.
+        2023, eq. 5). Below the clamp a side has zero gradient. The caller weighs them
+        (``dyn_scale · dyn + rep_scale · rep``, see ``wmbench.agents.config.KLConfig``).
 
         Args:
             post, prior: states with leading shape ``[B, T]``.
-            config: scales and free nats.
+            free_nats: lower clamp of each side, nats.
 
         Returns:
-            ``(loss, metrics)``: loss ``[B, T]`` = dyn_scale * dyn + rep_scale * rep (nats);
-            metrics hold the unclamped mean KL (nats, detached).
+            ``(dyn, rep, metrics)``: float ``[B, T]`` each (nats); metrics hold the unclamped mean KL
+            (nats, detached) as ``kl``.
         """
         dyn = kl_divergence(self.dist(post.detach()), self.dist(prior))
         rep = kl_divergence(self.dist(post), self.dist(prior.detach()))
-        loss = config.dyn_scale * dyn.clamp(min=config.free_nats) + config.rep_scale * rep.clamp(min=config.free_nats)
-        return loss, {"kl": dyn.detach().mean()}
+        return dyn.clamp(min=free_nats), rep.clamp(min=free_nats), {"kl": dyn.detach().mean()}
 
     def imagine(self, start: RSSMState, policy, horizon: int) -> tuple[RSSMState, Tensor]:
         """Roll the prior forward under a policy.

@@ -11,6 +11,7 @@ from __future__ import annotations
 import importlib
 from importlib.metadata import entry_points
 
+from wmbench.configio import ConfigError
 from wmbench.objectives.base import Objective
 
 ENTRY_POINT_GROUP = "wmbench.objectives"
@@ -25,7 +26,7 @@ BUILTIN: dict[str, str] = {
 }
 
 
-class UnknownObjectiveError(ValueError):
+class UnknownObjectiveError(ConfigError):
     """Raised for an objective name that is neither built in nor installed as an entry point."""
 
 

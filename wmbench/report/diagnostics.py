@@ -16,10 +16,10 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import pandas as pd  # noqa: E402
 
-from wmbench.diagnostics.run import DIAGNOSTICS, PROBES  # noqa: E402
 from wmbench.configio import load_yaml  # noqa: E402
-from wmbench.report.store import collect, read_status  # noqa: E402
-from wmbench.suite.spec import run_id  # noqa: E402
+from wmbench.diagnostics.config import PROBES  # noqa: E402
+from wmbench.report.store import collect  # noqa: E402
+from wmbench.rundir import CONFIG, DIAGNOSTICS, read_status, run_id  # noqa: E402
 
 PROBE_TITLES = {
     "feat": "R² feat",
@@ -100,7 +100,7 @@ def _strips(run_dirs: Sequence[str | Path]) -> dict[tuple[str, str, int], Path]:
     found = {}
     for run_dir in map(Path, run_dirs):
         if read_status(run_dir).get("status") == "done" and (run_dir / DIAGNOSTICS / "open_loop.png").exists():
-            cfg = load_yaml(run_dir / "config.yaml")
+            cfg = load_yaml(run_dir / CONFIG)
             found[(cfg["env"]["task"], cfg["objective"], cfg["seed"])] = run_dir
     return found
 

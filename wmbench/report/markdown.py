@@ -19,11 +19,12 @@ import numpy as np
 import pandas as pd
 
 from wmbench.configio import ConfigError
-from wmbench.report.diagnostics import diagnostics_section
 from wmbench.report import stats
-from wmbench.report.plots import BASELINE, colours, plot_aggregates, plot_curves, plot_profiles
+from wmbench.report.diagnostics import diagnostics_section
+from wmbench.report.plots import colours, plot_aggregates, plot_curves, plot_profiles
 from wmbench.report.store import final_scores, load, package_versions
-from wmbench.suite.spec import SuiteSpec, read_suite, run_id
+from wmbench.rundir import BASELINE, CONFIG, run_id
+from wmbench.suite.spec import SuiteSpec, read_suite
 
 DMC_REFERENCE = (0.0, 1000.0)  # dm_control: reward in [0, 1] per step, 1000-step episodes (Tassa et al., 2018)
 PROFILE_POINTS = 101
@@ -221,7 +222,7 @@ def _configuration(suite_dir: Path, spec: SuiteSpec | None, runs: pd.DataFrame, 
         lines += ["The suite file:", "", "```yaml", (suite_dir / "suite.yaml").read_text().rstrip(), "```", ""]
     first = runs[(runs.status == "done") & runs.objective.isin(objectives)].iloc[:1]
     for row in first.itertuples():
-        config = suite_dir / run_id(row.objective, row.task, row.seed) / "config.yaml"
+        config = suite_dir / run_id(row.objective, row.task, row.seed) / CONFIG
         if config.exists():
             lines += [f"Resolved configuration of run `{config.parent.name}` (runs differ only in objective, "
                       "objective_config, task and seed):", "", "```yaml", config.read_text().rstrip(), "```", ""]

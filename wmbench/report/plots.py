@@ -13,8 +13,7 @@ import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
 from wmbench.report import stats  # noqa: E402
-
-BASELINE = "random"
+from wmbench.rundir import BASELINE  # noqa: E402
 
 
 def colours(objectives: Sequence[str]) -> dict[str, tuple[float, ...]]:

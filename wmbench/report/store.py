@@ -25,17 +25,13 @@ from pathlib import Path
 import pandas as pd
 import yaml
 
+from wmbench.rundir import CONFIG, DIAGNOSTICS, METRICS, read_status
+
 COLUMNS = ["suite", "objective", "task", "seed", "env_frames", "metric", "value", "wall_time"]
 VERSIONED = ("wmbench", "torch", "lightning", "numpy", "gymnasium", "dm-control", "mujoco", "pandas", "rliable")
 RUN_COLUMNS = [
     "suite", "objective", "task", "seed", "status", "final_return", "env_frames", "updates", "wall_time", "params", "error",
 ]
-
-
-def read_status(run_dir: Path) -> dict:
-    """``status.json`` of a run (``{"status": "done" | "failed" | ..., ...}``), or ``{}`` if absent."""
-    path = Path(run_dir) / "status.json"
-    return json.loads(path.read_text()) if path.exists() else {}
 
 
 def run_table(run_dir: str | Path, suite: str, objective: str | None = None) -> pd.DataFrame:
@@ -50,9 +46,9 @@ def run_table(run_dir: str | Path, suite: str, objective: str | None = None) -> 
         FileNotFoundError: the run has no ``config.yaml`` or ``metrics.csv``.
     """
     run_dir = Path(run_dir)
-    cfg = yaml.safe_load((run_dir / "config.yaml").read_text())
-    metrics = pd.read_csv(run_dir / "metrics.csv")
-    if (diagnostics := run_dir / "diagnostics" / "metrics.csv").exists():  # from `wmbench diagnose`
+    cfg = yaml.safe_load((run_dir / CONFIG).read_text())
+    metrics = pd.read_csv(run_dir / METRICS)
+    if (diagnostics := run_dir / DIAGNOSTICS / METRICS).exists():  # from `wmbench diagnose`
         metrics = pd.concat([metrics, pd.read_csv(diagnostics)], ignore_index=True)
     wide = metrics.drop(columns=[c for c in ("epoch", "step", "updates") if c in metrics], errors="ignore")
     long = wide.melt(id_vars=["env_frames", "wall_time"], var_name="metric", value_name="value").dropna(subset=["value"])
@@ -147,7 +143,7 @@ def load(suite_dir: str | Path) -> tuple[pd.DataFrame, pd.DataFrame]:
     if runs is None:
         in_table = set(map(tuple, table[["objective", "task", "seed"]].drop_duplicates().itertuples(index=False)))
         rows = []
-        for config in sorted(suite_dir.glob("*/config.yaml")):
+        for config in sorted(suite_dir.glob(f"*/{CONFIG}")):
             cfg = yaml.safe_load(config.read_text())
             key = (cfg["objective"], cfg["env"]["task"], cfg["seed"])
             if key in in_table:

@@ -1,36 +1,31 @@
-"""The actor side of async mode (``wmbench.runtime.async_learner``): the train-ratio bounds both sides
-keep, the policy weights in shared memory, and the actor process's loop.
+"""The actor side of async mode (``wmbench.runtime.async_learner``): the policy weights in shared
+memory, and the actor process's loop.
 
 An actor process (one per ``train.actors``) builds its own env (seeded ``seed + 1000·i``) and a CPU
 ``DreamerModule``, then until the learner stops it: claims the next agent step from the limiter
-(``RatioSchedule.steps_allowed``; steps before ``learning_starts`` take uniform random actions),
-copies the newest published weights if their version changed, acts with the encoder, RSSM posterior
-and actor (``AgentPolicy``), steps the env and sends the step's replay rows (``Step``) to the learner.
-It ignores SIGINT (the learner stops it), exits when its learner has died, and sends any exception
+(``wmbench.runtime.schedule.RatioSchedule.steps_allowed``; steps before ``learning_starts`` take
+uniform random actions), copies the newest published weights if their version changed, acts with
+the encoder, RSSM posterior and actor (``AgentPolicy``), steps the env (``EnvSteps``) and sends the
+step's replay rows (``Step``) to the learner. It ignores SIGINT (the learner stops it), exits when its learner has died, and sends any exception
 to the learner as ``("error", i, traceback)``.
 """
 
 from __future__ import annotations
 
-import math
 import os
 import queue
 import signal
 import time
 import traceback
-from dataclasses import dataclass
 from typing import Any, NamedTuple
 
-import numpy as np
 import torch
 
 from wmbench.agents.module import DreamerModule
-from wmbench.run_config import RunConfig
-from wmbench.runtime.stream import AgentPolicy, make_run_env
-from wmbench.runtime.train import prepare
-
-RATIO_SLACK = 0.05
-"""How far (relative) either side may run ahead of the train ratio."""
+from wmbench.data.replay import Row
+from wmbench.run_config import RunConfig, prepare
+from wmbench.runtime.schedule import RatioSchedule
+from wmbench.runtime.stream import AgentPolicy, EnvSteps, make_run_env
 
 ACTOR_SEED_STRIDE = 1000
 """Actor i seeds its env, action space and torch with ``seed + ACTOR_SEED_STRIDE * i`` (actor 0: the run's seed)."""
@@ -40,54 +35,6 @@ POLL_S = 0.1
 
 POLICY_PREFIXES = ("world_model.encoder.", "world_model.rssm.", "actor_critic.actor.")
 """State-dict entries the actors need to act (``DreamerModule.act``): encoder, RSSM posterior, actor."""
-
-
-@dataclass(frozen=True)
-class RatioSchedule:
-    """The train ratio as bounds on each side (see ``wmbench.runtime.async_learner``). Steps are agent steps.
-
-    Attributes:
-        prefill_steps: steps collected with random actions before the first update.
-        total_steps: steps of the whole budget.
-        steps_per_update: ``B·T / train_ratio``.
-        slack: relative lead either side may take (``RATIO_SLACK``).
-    """
-
-    prefill_steps: int
-    total_steps: int
-    steps_per_update: float
-    slack: float = RATIO_SLACK
-
-    @classmethod
-    def of(cls, cfg: RunConfig) -> RatioSchedule:
-        """The schedule of ``cfg``; the same prefill, budget and final update count as sync mode."""
-        t, repeat = cfg.train, cfg.env.action_repeat
-        return cls(math.ceil(min(t.learning_starts, t.env_frames) / repeat), math.ceil(t.env_frames / repeat),
-                   t.batch_size * t.seq_len / t.train_ratio)
-
-    def updates_allowed(self, steps: int) -> int:
-        """Most updates the learner may have started once ``steps`` steps are in its replay.
-
-        At most ``(1 + slack)`` times the updates due, and never more than the budget's
-        ``floor((total_steps - prefill_steps) / steps_per_update)`` (sync mode's count).
-        """
-        due = (steps - self.prefill_steps) / self.steps_per_update
-        final = (self.total_steps - self.prefill_steps) / self.steps_per_update
-        return max(0, math.floor(min(due * (1 + self.slack), final) + 1e-9))
-
-    def steps_allowed(self, updates: int) -> int:
-        """Most steps the actors may have taken (all together) while the learner has started ``updates``.
-
-        ``(1 + slack)`` times the steps the started updates are due for, but at least what the
-        learner needs to start the next one (so neither side can block the other).
-        """
-        spu = self.steps_per_update
-        lead = math.ceil(max(updates * spu * (1 + self.slack), (updates + 1) * spu / (1 + self.slack)) - 1e-9)
-        return min(self.total_steps, self.prefill_steps + lead)
-
-    def ratio(self, updates: int, steps: int) -> float:
-        """Realised train ratio over the steps collected after the prefill, relative to the target (1 = on it)."""
-        return updates * self.steps_per_update / max(1, steps - self.prefill_steps)
 
 
 class SharedWeights:
@@ -151,7 +98,7 @@ class Step(NamedTuple):
     """One agent step sent by an actor: its replay rows (a reset row first when an episode starts)."""
 
     actor: int
-    rows: list[tuple]  # Replay.add arguments: (image uint8 [3, 64, 64], prev_action [A], reward, is_first, is_terminal, is_last)
+    rows: list[Row]  # a reset row first when an episode starts, then the step's row
     version: int  # SharedWeights version that chose the action
     episode_return: float | None  # set on the episode's last step
     wait_s: float  # the actor's total time held by the limiter so far
@@ -209,11 +156,12 @@ def _act(index: int, cfg: RunConfig, schedule: RatioSchedule, control: Control) 
     torch.manual_seed(seed)
     env = make_run_env(cfg, seed)
     env.action_space.seed(seed)
+    steps = EnvSteps(env)
     action_dim = env.action_space.shape[0]
     module = DreamerModule(cfg.agent, env.observation_space.shape, action_dim, objective_cls, objective_cfg)
     policy = AgentPolicy(module, action_dim)
     version = control.weights.pull(module, None)
-    obs, first, episode_return, wait_s = None, True, 0.0, 0.0
+    wait_s = 0.0
     while not _stopped(control):
         step = _claim(control, schedule)
         if step is None:
@@ -221,20 +169,12 @@ def _act(index: int, cfg: RunConfig, schedule: RatioSchedule, control: Control) 
             time.sleep(0.002)
             wait_s += time.perf_counter() - started
             continue
-        rows = []
-        if obs is None:
-            obs, _ = env.reset()
-            rows.append((obs, np.zeros(action_dim, np.float32), 0.0, True, False, False))
-            first, episode_return = True, 0.0
+        rows = [] if steps.in_episode else [steps.reset()]
         version = control.weights.pull(module, version)
-        action = env.action_space.sample() if step < schedule.prefill_steps else policy(obs, first, explore=True)
-        action = np.asarray(action, np.float32)
-        obs, reward, terminated, truncated, _ = env.step(action)
-        episode_return += float(reward)
-        last = bool(terminated or truncated)
-        rows.append((obs, action, float(reward), False, bool(terminated), last))
-        _put(control, Step(index, rows, version, episode_return if last else None, wait_s))
-        first = False
-        if last:
-            obs = None
+        if step < schedule.prefill_steps:
+            action = env.action_space.sample()
+        else:
+            action = policy(steps.obs, steps.steps == 0, explore=True)
+        rows.append(row := steps.step(action))
+        _put(control, Step(index, rows, version, steps.episode_return if row.is_last else None, wait_s))
     env.close()

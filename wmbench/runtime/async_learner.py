@@ -18,8 +18,9 @@ the actors' replays in proportion to their sizes.
 
 **Train ratio.** As in sync mode, the first ``learning_starts`` env frames are collected with uniform
 random actions, then one update is due every ``B·T / train_ratio`` collected agent steps.
-``RatioSchedule`` holds the realised ratio (``async/train_ratio``: replayed agent steps per agent
-step collected after the prefill, in ``train.train_ratio``'s units) within ±5 % (``RATIO_SLACK``): the
+``RatioSchedule`` (``wmbench.runtime.schedule``) holds the realised ratio (``async/train_ratio``:
+replayed agent steps per agent step collected after the prefill, in ``train.train_ratio``'s units)
+within ±5 % (``ASYNC_SLACK``): the
 learner starts an update only while the ratio stays at most 5 % above the target, and the actors take a step only
 while it keeps them at most 5 % ahead (but always as far as the next update needs). Steps are whole,
 so over the first few updates one step can be more than 5 %. Whichever side is faster waits;
@@ -54,7 +55,7 @@ from __future__ import annotations
 import os
 import queue
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -64,15 +65,19 @@ import torch
 import torch.multiprocessing as mp
 
 from wmbench.agents.module import DreamerModule
-from wmbench.data.replay import FIELDS, Replay
+from lightning.pytorch.loggers import Logger
+
+from wmbench.data.replay import Replay
+from wmbench.errors import RunError
 from wmbench.data.replay_disk import ReplayDisk
-from wmbench.runtime.async_actor import POLL_S, Control, RatioSchedule, SharedWeights, Step, actor_main
-from wmbench.runtime.checkpoint import set_global_rng_state
+from wmbench.runtime.async_actor import POLL_S, Control, SharedWeights, Step, actor_main
+from wmbench.runtime.schedule import ASYNC_SLACK, RatioSchedule
 from wmbench.run_config import RunConfig
-from wmbench.runtime.stream import Counters, StreamBase
+from wmbench.runtime.stream import Counters, StreamBase, set_global_rng_state
+from wmbench.types import Batch
 
 
-class ActorError(RuntimeError):
+class ActorError(RunError):
     """An actor process failed; the message holds its traceback (or its exit code if it left none)."""
 
 
@@ -103,7 +108,7 @@ class _Rates:
 class AsyncReplayStream(StreamBase):
     """The learner's side: receives the actors' rows, holds the train ratio, yields replayed batches.
 
-    Yields the same batches as ``wmbench.runtime.train.ReplayStream`` (the sequences drawn from the
+    Yields the same batches as ``wmbench.runtime.sync.ReplayStream`` (the sequences drawn from the
     actors' replays in proportion to their sizes). Starts the actors when iterated; ``close`` stops
     them. Every wait (queue, limiter) is at most ``POLL_S`` long, so failures are seen and Lightning's
     SIGTERM handling is never blocked for long.
@@ -112,7 +117,7 @@ class AsyncReplayStream(StreamBase):
         cfg: the run's configuration (``cfg.train.mode == "async"``).
         eval_env: the learner's evaluation environment.
         module: the learner's module; its weights are published to the actors.
-        log: writes one metrics row.
+        loggers: where the metric rows go.
         replay_dir: the run's ``replay/``; actor i's rows go to ``replay_dir/actor-<i>``.
 
     Raises (while iterated):
@@ -120,18 +125,17 @@ class AsyncReplayStream(StreamBase):
     """
 
     def __init__(
-        self, cfg: RunConfig, eval_env: gym.Env, module: DreamerModule, log: Callable[[dict], None], replay_dir: Path
+        self, cfg: RunConfig, eval_env: gym.Env, module: DreamerModule, loggers: list[Logger], replay_dir: Path
     ) -> None:
-        super().__init__(cfg, eval_env, module, log)
+        super().__init__(cfg, eval_env, module, loggers)
         t = cfg.train
         self.module = module
-        self.schedule = RatioSchedule.of(cfg)
+        self.schedule = RatioSchedule.of(cfg, ASYNC_SLACK)
         shape, action_dim = eval_env.observation_space.shape, eval_env.action_space.shape[0]
         self.replays = [Replay(t.replay_capacity // t.actors, shape, action_dim, seed=cfg.seed + i) for i in range(t.actors)]
         self.disks = [ReplayDisk(Path(replay_dir) / f"actor-{i}", t.replay_chunk) for i in range(t.actors)]
         self.episode_start = [0] * t.actors  # stream index of the first row of each actor's current episode
         self.rng = np.random.default_rng(cfg.seed)  # draws each batch's split over the actors' replays
-        self.updates = 0  # updates started (batches handed to Lightning)
         self.version = 0  # weights version that chose the newest received action
         self.processes: list[Any] = []
         self.control: Control | None = None
@@ -141,13 +145,13 @@ class AsyncReplayStream(StreamBase):
     def replay_rows(self) -> int:
         return sum(replay.added for replay in self.replays)
 
-    def __iter__(self) -> Iterator[dict[str, Any]]:
+    def __iter__(self) -> Iterator[Batch]:
         if self.resume_state is not None:
             self._restore(self.resume_state)
             self.resume_state = None
         if self.finished:
             return
-        self.updates = self.module.updates
+        self.batches = self.module.updates
         self._start_actors()
         self._maybe_evaluate()
         while (batch := self._next_batch()) is not None:
@@ -159,7 +163,7 @@ class AsyncReplayStream(StreamBase):
         self.control = Control(
             # Only the actors lock the step count. The learner writes the update count and the stop flag
             # alone and takes no lock that an actor killed while holding it would leave held forever.
-            SharedWeights(self.module, context), context.Value("q", self.counters.agent_steps), context.Value("q", self.updates, lock=False),
+            SharedWeights(self.module, context), context.Value("q", self.counters.agent_steps), context.Value("q", self.batches, lock=False),
             context.Queue(maxsize=64 * t.actors), context.Value("b", 0, lock=False), os.getpid(),
         )
         if not t.threads:  # leave the actors a core each where there are enough
@@ -169,15 +173,15 @@ class AsyncReplayStream(StreamBase):
                                       name=f"wmbench-actor-{i}", daemon=True)
             process.start()
             self.processes.append(process)
-        self.rates.start(self.counters.env_frames, self.updates)
+        self.rates.start(self.counters.env_frames, self.batches)
 
-    def _next_batch(self) -> dict[str, Any] | None:
+    def _next_batch(self) -> Batch | None:
         """Receives rows until the limiter lets the next update start; ``None`` once the budget is spent."""
         assert self.control is not None
         while True:
             self._receive(block=False)
             self._maybe_evaluate()
-            if self.updates < self.schedule.updates_allowed(self.counters.agent_steps) and self._sampleable():
+            if self.batches < self.schedule.updates_allowed(self.counters.agent_steps) and self._sampleable():
                 break
             if self.counters.agent_steps >= self.schedule.total_steps:
                 self._finish()
@@ -185,17 +189,17 @@ class AsyncReplayStream(StreamBase):
             started = time.perf_counter()
             self._receive(block=True)
             self.rates.learner_wait += time.perf_counter() - started
-        self.updates += 1
-        self.control.updates.value = self.updates
+        number = self.batches + 1
+        self.control.updates.value = number
         if self.module.updates - self.control.weights.version >= self.cfg.train.publish_every:
             self.control.weights.publish(self.module)
-        batch = self._sample()
-        if self.updates % self.cfg.agent.log_every == 0:  # the module logs them in this update's row
-            batch["metrics"] = self.rates.take(self.counters.env_frames, self.updates) | {
-                "async/train_ratio": self.cfg.train.train_ratio * self.schedule.ratio(self.updates, self.counters.agent_steps),
+        extra = None
+        if number % self.cfg.agent.log_every == 0:  # logged in the row of this batch's update
+            extra = self.rates.take(self.counters.env_frames, number) | {
+                "async/train_ratio": self.cfg.train.train_ratio * self.schedule.ratio(number, self.counters.agent_steps),
                 "async/policy_lag": float(self.module.updates - self.version),
             }
-        return batch
+        return self._sample(extra)
 
     def _receive(self, block: bool) -> None:
         """Adds the queued steps to the replays (waiting up to ``POLL_S`` for the first if ``block``)."""
@@ -246,12 +250,12 @@ class AsyncReplayStream(StreamBase):
     def _sampleable(self) -> bool:
         return any(len(replay) >= self.cfg.train.seq_len for replay in self.replays)
 
-    def _sample(self) -> dict[str, Any]:
+    def _sample(self, extra: dict[str, float] | None) -> Batch:
         t = self.cfg.train
         sizes = np.array([len(r) if len(r) >= t.seq_len else 0 for r in self.replays], np.float64)
         counts = self.rng.multinomial(t.batch_size, sizes / sizes.sum())
         parts = [replay.sample(n, t.seq_len) for replay, n in zip(self.replays, counts) if n]
-        return self._stamped({k: torch.as_tensor(np.concatenate([p[k] for p in parts])) for k in FIELDS})
+        return self._batch({k: np.concatenate([p[k] for p in parts]) for k in parts[0]}, extra)
 
     def flush(self) -> None:
         """Writes the pending replay rows to disk (before a checkpoint)."""

@@ -2,26 +2,23 @@
 
 ``checkpoints/last.ckpt`` is a Lightning checkpoint (model with slow critic, the three Adam states,
 loop progress, ``updates``) plus, under ``callbacks["RunCheckpoint"]``, everything else a run needs
-to continue exactly: the replay stream's state (counters, train-ratio credit, RNG states of torch,
+to continue exactly: the replay stream's state (counters, batches handed out, RNG states of torch,
 numpy, python, the replay sampler and the env, the current episode's actions), the number of
 ``metrics.csv`` rows written, the wandb run id and the next checkpoint's env frame. Top-level
-``wmbench_format`` is the run-directory format (``RUN_FORMAT``); another format is refused.
+``wmbench_format`` is the run-directory format (``wmbench.rundir.RUN_FORMAT``); another format is
+refused.
 
-Before each checkpoint the loggers and the replay chunks (``wmbench.data.replay_disk``) are flushed, so a
-checkpoint never refers to rows or metrics held only in memory.
+Before each checkpoint the loggers and the replay chunks (``wmbench.data.replay_disk``) are flushed,
+so a checkpoint never refers to rows or metrics held only in memory.
 """
 
 from __future__ import annotations
 
-import csv
-import io
 import os
-import random
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import lightning as L
-import numpy as np
 import torch
 from lightning.pytorch.callbacks import Callback
 from lightning.pytorch.loggers import CSVLogger, WandbLogger
@@ -29,18 +26,9 @@ from lightning.pytorch.plugins.io import TorchCheckpointIO
 
 import wmbench
 from wmbench.configio import ConfigError, load_yaml, to_dict
-from wmbench.rundir import atomic_write
-from wmbench.report.store import read_status
 from wmbench.run_config import RunConfig
-
-if TYPE_CHECKING:
-    from wmbench.runtime.stream import StreamBase
-
-RUN_FORMAT = 2
-"""Format of a run directory (checkpoint contents, replay chunks); 1 was the format before resume existed."""
-
-CHECKPOINT = Path("checkpoints") / "last.ckpt"
-"""The checkpoint's path inside a run directory."""
+from wmbench.rundir import CHECKPOINT, CONFIG, METRICS, RUN_FORMAT, atomic_write, metric_rows, read_status
+from wmbench.runtime.stream import StreamBase
 
 
 class AtomicCheckpointIO(TorchCheckpointIO):
@@ -53,18 +41,6 @@ class AtomicCheckpointIO(TorchCheckpointIO):
         path = Path(path)
         path.parent.mkdir(parents=True, exist_ok=True)
         atomic_write(path, lambda f: torch.save(checkpoint, f))
-
-
-def global_rng_state() -> dict[str, Any]:
-    """States of the torch (CPU), numpy and python global generators."""
-    return {"torch": torch.get_rng_state(), "numpy": np.random.get_state(), "python": random.getstate()}
-
-
-def set_global_rng_state(state: dict[str, Any]) -> None:
-    """Restores a ``global_rng_state``."""
-    torch.set_rng_state(state["torch"])
-    np.random.set_state(state["numpy"])
-    random.setstate(state["python"])
 
 
 def read_checkpoint(run_dir: str | os.PathLike) -> dict[str, Any] | None:
@@ -109,44 +85,10 @@ def check_run_dir(cfg: RunConfig, run_dir: Path, resume: bool) -> dict[str, Any]
             f"{run_dir} holds an unfinished run with a checkpoint; continue it with "
             f"`wmbench train --resume {run_dir}` or delete the directory to start over"
         )
-    saved = load_yaml(run_dir / "config.yaml")
+    saved = load_yaml(run_dir / CONFIG)
     if saved != to_dict(cfg):
         raise ConfigError(f"{run_dir} was made with another configuration; resume it with its own config.yaml or delete it")
     return checkpoint
-
-
-def metric_rows(path: Path) -> int:
-    """Number of data rows of a CSV file (0 if it does not exist)."""
-    if not path.exists():
-        return 0
-    with open(path, newline="") as f:
-        return max(0, sum(1 for _ in f) - 1)
-
-
-def continue_csv(logger: CSVLogger, rows: int) -> None:
-    """Keeps the first ``rows`` rows of ``logger``'s ``metrics.csv`` and makes it append after them.
-
-    Rows logged after the checkpoint (by a killed run) are dropped: the resumed run logs them again.
-    Lightning's CSV writer deletes an existing file when it starts, so the kept rows are set aside as
-    ``metrics.csv.kept`` while it starts (a kill in between is recovered from that file).
-    """
-    path = Path(logger.log_dir) / "metrics.csv"
-    kept = path.with_name("metrics.csv.kept")
-    if path.exists():
-        with open(path, newline="") as f:
-            lines = list(csv.reader(f))
-        text = io.StringIO(newline="")
-        csv.writer(text).writerows(lines[: rows + 1])
-        atomic_write(kept, lambda f: f.write(text.getvalue().encode()))
-        path.unlink()
-    header: list[str] = []
-    if kept.exists():
-        with open(kept, newline="") as f:
-            header = next(csv.reader(f), [])
-    writer = logger.experiment  # starts the writer while no metrics.csv exists
-    if kept.exists():
-        os.replace(kept, path)
-        writer.metrics_keys = header
 
 
 class RunCheckpoint(Callback):
@@ -207,7 +149,7 @@ class RunCheckpoint(Callback):
         for logger in trainer.loggers:
             logger.save()
             if isinstance(logger, CSVLogger):
-                self.metrics_rows = metric_rows(Path(logger.log_dir) / "metrics.csv")
+                self.metrics_rows = metric_rows(Path(logger.log_dir) / METRICS)
             elif isinstance(logger, WandbLogger):
                 self.wandb_id = logger.version
         self.stream.flush()

@@ -1,13 +1,17 @@
-"""What every training mode shares: the run's env, acting with the agent, evaluation, the stream's base.
+"""What every training mode shares: the run's env, its steps as replay rows, acting, evaluation, the
+stream's base and the one writer of metric rows.
 
-``make_run_env`` builds ``cfg.env`` with a seed; ``AgentPolicy`` acts in one environment with a
-``DreamerModule``'s posterior and actor; ``evaluate`` runs full episodes; ``StreamBase`` is the part of the sync (``wmbench.runtime.train``)
-and async (``wmbench.runtime.async_learner``) replay streams that counts env frames, shows progress,
-writes metric rows and evaluates.
+``make_run_env`` builds ``cfg.env`` with a seed; ``EnvSteps`` steps one env and turns each reset and
+step into a replay row (the one place that does, for sync mode, async actors, evaluation and the
+diagnostics' episodes); ``AgentPolicy`` acts in one env with a ``DreamerModule``'s posterior and
+actor; ``evaluate`` runs full episodes; ``StreamBase`` is the part of the sync
+(``wmbench.runtime.sync``) and async (``wmbench.runtime.async_learner``) replay streams that counts
+env frames, shows progress, evaluates, hands out batches and writes every metric row (``log``).
 """
 
 from __future__ import annotations
 
+import random
 import sys
 import time
 from collections.abc import Callable
@@ -17,15 +21,15 @@ from typing import Any
 import gymnasium as gym
 import numpy as np
 import torch
+from lightning.pytorch.loggers import Logger
 from torch.utils.data import IterableDataset
 from tqdm.auto import tqdm
 
 from wmbench.agents.module import DreamerModule
+from wmbench.data.replay import Row
 from wmbench.envs import make_env
-from wmbench.runtime.checkpoint import global_rng_state
 from wmbench.run_config import RunConfig
-from wmbench.types import RSSMState
-
+from wmbench.types import Batch, RSSMState
 
 EVAL_ENV_SEED_OFFSET = 1_000_000
 """The evaluation env is seeded ``run seed + EVAL_ENV_SEED_OFFSET`` (the training env: the run seed)."""
@@ -48,6 +52,61 @@ def eval_episode_seed(seed: int, env_frames: int) -> int:
     Every objective's run (and the random baseline, at 0 frames) is evaluated on the same episodes.
     """
     return 10_000 * (seed + 1) + env_frames
+
+
+def global_rng_state() -> dict[str, Any]:
+    """States of the torch (CPU), numpy and python global generators."""
+    return {"torch": torch.get_rng_state(), "numpy": np.random.get_state(), "python": random.getstate()}
+
+
+def set_global_rng_state(state: dict[str, Any]) -> None:
+    """Restores a ``global_rng_state``."""
+    torch.set_rng_state(state["torch"])
+    np.random.set_state(state["numpy"])
+    random.setstate(state["python"])
+
+
+class EnvSteps:
+    """Steps one env and returns each reset and step as a replay row (``wmbench.types``' alignment).
+
+    ``reset`` gives row 0 (o_0, zero action, reward 0, ``is_first``); ``step(a)`` gives the next row
+    (o_t, a_{t-1} = a, r_t, ``is_terminal``, ``is_last``). After a last row the episode is over
+    (``in_episode`` is false) until the next ``reset``.
+
+    Attributes:
+        env: the env (observations uint8 ``[3, 64, 64]``, actions float32 ``[A]`` in [-1, 1]).
+        obs: the current observation; ``None`` between episodes.
+        info: the ``info`` of the last reset or step (e.g. ``qpos``/``qvel``).
+        steps: steps taken in the current episode.
+        episode_return: sum of the current episode's rewards.
+    """
+
+    def __init__(self, env: gym.Env) -> None:
+        self.env = env
+        self.obs: np.ndarray | None = None
+        self.info: dict[str, Any] = {}
+        self.steps = 0
+        self.episode_return = 0.0
+
+    @property
+    def in_episode(self) -> bool:
+        return self.obs is not None
+
+    def reset(self, seed: int | None = None) -> Row:
+        """Starts an episode (``env.reset(seed=seed)``); returns its first row."""
+        self.obs, self.info = self.env.reset(seed=seed)
+        self.steps, self.episode_return = 0, 0.0
+        return Row(self.obs, np.zeros(self.env.action_space.shape, np.float32), 0.0, True, False, False)
+
+    def step(self, action: np.ndarray) -> Row:
+        """Steps the env with ``action`` (float32 ``[A]``); returns the new row."""
+        action = np.asarray(action, np.float32)
+        obs, reward, terminated, truncated, self.info = self.env.step(action)
+        self.steps += 1
+        self.episode_return += float(reward)
+        last = bool(terminated or truncated)
+        self.obs = None if last else obs
+        return Row(obs, action, float(reward), False, bool(terminated), last)
 
 
 class AgentPolicy:
@@ -82,16 +141,12 @@ def evaluate(env: gym.Env, act: Callable[[np.ndarray, bool], np.ndarray], episod
         episodes: number of episodes (≥ 1).
         seed: reset seed of the first episode (later episodes use seed + i).
     """
-    returns = []
+    steps, returns = EnvSteps(env), []
     for i in range(episodes):
-        obs, _ = env.reset(seed=seed + i)
-        total, first, done = 0.0, True, False
-        while not done:
-            obs, reward, terminated, truncated, _ = env.step(act(obs, first))
-            total += float(reward)
-            first = False
-            done = terminated or truncated
-        returns.append(total)
+        steps.reset(seed=seed + i)
+        while steps.in_episode:
+            steps.step(act(steps.obs, steps.steps == 0))
+        returns.append(steps.episode_return)
     return float(np.mean(returns))
 
 
@@ -105,25 +160,37 @@ class Counters:
 
 
 class StreamBase(IterableDataset):
-    """What the sync and async replay streams share: counters, progress bar, metric rows, evaluation.
+    """What the sync and async replay streams share: counters, progress bar, evaluation, batches and
+    the metric rows.
+
+    Every metric row of a run goes through ``log``: the stream's own (episode returns, evaluations)
+    and the module's training rows (``update_done``, called by the runtime after each update with
+    what ``DreamerModule.training_step`` returned), each with the ``env_frames`` and ``wall_time``
+    (s, all sessions) of when its data was collected: a training row gets those of its batch,
+    noted when the batch was handed out (Lightning fetches one batch ahead, so the counters have
+    moved on by the time the update ends).
 
     Args:
         cfg: the run's configuration.
         eval_env: evaluation environment (``make_eval_env``).
-        module: the learner's module; evaluation acts with its current weights.
-        log: writes one metrics row (``env_frames`` and ``wall_time`` are added by ``_log``).
+        module: the learner's module; evaluation acts with its current weights; its ``updates`` is
+            the logger step of every row.
+        loggers: where the rows go.
     """
 
-    def __init__(self, cfg: RunConfig, eval_env: gym.Env, module: DreamerModule, log: Callable[[dict], None]) -> None:
+    def __init__(self, cfg: RunConfig, eval_env: gym.Env, module: DreamerModule, loggers: list[Logger]) -> None:
         self.cfg = cfg
         self.eval_env = eval_env
+        self.module = module
         self.eval_policy = AgentPolicy(module, eval_env.action_space.shape[0])
-        self.log = log
+        self.loggers = loggers
         self.counters = Counters()
         self.started = time.time()
         self.next_eval = 0
         self.last_eval: float | None = None
         self.finished = False
+        self.batches = 0  # batches handed out (updates started), over all sessions
+        self.stamps: dict[int, dict[str, float]] = {}  # batch number -> the row values of its update
         self.resume_state: dict[str, Any] | None = None
         self.bar = tqdm(
             total=cfg.train.env_frames,
@@ -134,17 +201,38 @@ class StreamBase(IterableDataset):
             mininterval=0.5 if sys.stderr.isatty() else 30.0,
         )
 
-    def _stamped(self, batch: dict[str, Any]) -> dict[str, Any]:
-        """``batch`` with the ``env_frames`` and ``wall_time`` (s, all sessions) the module logs with it."""
-        return batch | {"env_frames": self.counters.env_frames, "wall_time": time.time() - self.started}
+    def _stamp(self) -> dict[str, float]:
+        return {"env_frames": float(self.counters.env_frames), "wall_time": time.time() - self.started}
 
-    def _log(self, metrics: dict[str, float]) -> None:
-        self.log({**metrics, "env_frames": float(self.counters.env_frames), "wall_time": time.time() - self.started})
+    def log(self, metrics: dict[str, float], stamp: dict[str, float] | None = None) -> None:
+        """Writes one metrics row to every logger at step ``module.updates``: ``metrics`` plus ``stamp``
+        (default: the current ``env_frames`` and ``wall_time``)."""
+        row = {**metrics, **(self._stamp() if stamp is None else stamp)}
+        for logger in self.loggers:
+            logger.log_metrics(row, step=self.module.updates)
+
+    def _batch(self, arrays: dict[str, np.ndarray], extra: dict[str, float] | None = None) -> Batch:
+        """Hands out the next batch: notes its stamp (plus ``extra`` values for its update's row)."""
+        self.batches += 1
+        self.stamps[self.batches] = self._stamp() | (extra or {})
+        return Batch.from_arrays(arrays)
+
+    def update_done(self, row: dict[str, float] | None) -> None:
+        """After update ``module.updates``: writes its metrics ``row`` (if it logs) with its batch's stamp."""
+        stamp = self.stamps.pop(self.module.updates)
+        if row is not None:
+            self.log(row, stamp)
 
     def _episode_done(self, episode_return: float) -> None:
         self.counters.episodes += 1
-        self._log({"train/episode_return": episode_return, "train/episodes": float(self.counters.episodes)})
+        self.log({"train/episode_return": episode_return, "train/episodes": float(self.counters.episodes)})
         self.bar.set_postfix(ret=f"{episode_return:.1f}", eval=self.last_eval)
+
+    def _count_step(self) -> None:
+        """Counts one collected agent step."""
+        self.counters.env_frames += self.cfg.env.action_repeat
+        self.counters.agent_steps += 1
+        self.bar.update(self.cfg.env.action_repeat)
 
     def _maybe_evaluate(self, force: bool = False) -> None:
         if self.counters.env_frames < self.next_eval and not force:
@@ -156,7 +244,7 @@ class StreamBase(IterableDataset):
             t.eval_episodes,
             seed=eval_episode_seed(self.cfg.seed, self.counters.env_frames),
         )
-        self._log({"eval/return": self.last_eval})
+        self.log({"eval/return": self.last_eval})
         self.next_eval = self.counters.env_frames + t.eval_every
 
     def _finish(self) -> None:
@@ -171,10 +259,20 @@ class StreamBase(IterableDataset):
         """Rows ever added to the replay (all of them on disk after ``flush``)."""
         raise NotImplementedError
 
+    def flush(self) -> None:
+        """Writes the pending replay rows to disk (before a checkpoint)."""
+        raise NotImplementedError
+
+    def state_dict(self) -> dict[str, Any]:
+        """Everything needed to continue the stream (taken between two batches, see the subclasses)."""
+        raise NotImplementedError
+
     def _stream_state(self, counters: Counters) -> dict[str, Any]:
-        """The part of both streams' ``state_dict``: ``counters``, evaluation schedule, global RNG states, wall time."""
+        """The part of both streams' ``state_dict``: ``counters``, batches handed out, evaluation
+        schedule, global RNG states, wall time."""
         return {
             "counters": asdict(counters),
+            "batches": self.batches,
             "finished": self.finished,
             "next_eval": self.next_eval,
             "last_eval": self.last_eval,
@@ -185,6 +283,7 @@ class StreamBase(IterableDataset):
     def _restore_stream_state(self, state: dict[str, Any]) -> None:
         """Restores what ``_stream_state`` saved, except the global RNG states (restored last, by the caller)."""
         self.counters = Counters(**state["counters"])
+        self.batches = state["batches"]
         self.finished, self.next_eval, self.last_eval = state["finished"], state["next_eval"], state["last_eval"]
         self.started = time.time() - state["wall_time"]
         self.bar.update(self.counters.env_frames)

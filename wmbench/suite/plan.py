@@ -9,20 +9,14 @@ import pandas as pd
 
 from wmbench.report.store import run_row, runs_frame
 from wmbench.run_config import RunConfig
+from wmbench.runtime.schedule import RatioSchedule
 from wmbench.suite.spec import load_suite
 
 
 def planned_updates(cfg: RunConfig) -> int:
-    """Updates a synchronous run makes (``wmbench.runtime.train.ReplayStream``'s schedule).
-
-    The run collects ``ceil(env_frames / action_repeat)`` agent steps; the first
-    ``ceil(min(learning_starts, env_frames) / action_repeat)`` are random prefill, and each later
-    step earns ``train_ratio / (batch_size · seq_len)`` updates, all of which are spent.
-    """
-    t, repeat = cfg.train, cfg.env.action_repeat
-    steps = math.ceil(t.env_frames / repeat)
-    prefill = math.ceil(min(t.learning_starts, t.env_frames) / repeat)
-    return math.floor((steps - prefill) * t.train_ratio / (t.batch_size * t.seq_len) + 1e-9)
+    """Updates a run makes: those of its train-ratio schedule's budget (``RatioSchedule.updates``),
+    the same in sync and async mode."""
+    return RatioSchedule.of(cfg).updates
 
 
 def dry_run(path: str | Path) -> pd.DataFrame:

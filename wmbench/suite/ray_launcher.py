@@ -13,9 +13,9 @@ from collections.abc import Callable
 from pathlib import Path
 
 from wmbench.configio import ConfigError
-from wmbench.report.store import read_status
-from wmbench.suite.runner import mark_failed, run_one
+from wmbench.rundir import mark_failed, read_status
 from wmbench.suite.spec import Run
+from wmbench.suite.worker import run_one
 
 
 def run_on_ray(todo: list[Run], suite_dir: Path, address: str | None, statuses: dict[str, str],

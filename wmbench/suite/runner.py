@@ -27,35 +27,19 @@ from concurrent.futures import ProcessPoolExecutor, as_completed
 from pathlib import Path
 
 import pandas as pd
-import torch
 import yaml
 
 from wmbench.configio import ConfigError, to_dict
-
 from wmbench.report.plots import plot_curves
-from wmbench.report.store import collect, comparison, final_scores, read_status, run_row, runs_frame, save
-from wmbench.runtime.checkpoint import CHECKPOINT, read_checkpoint
-from wmbench.runtime.train import quiet_libraries, random_baseline, train, write_status
+from wmbench.report.store import collect, comparison, final_scores, run_row, runs_frame, save
+from wmbench.rundir import BASELINE, CHECKPOINT, CONFIG, mark_failed, read_status, run_id
+from wmbench.runtime.checkpoint import read_checkpoint
+from wmbench.runtime.train import random_baseline
 from wmbench.suite.plan import progress
-from wmbench.suite.spec import Run, load_suite, run_id
+from wmbench.suite.spec import Run, load_suite
+from wmbench.suite.worker import run_one
 
 log = logging.getLogger("wmbench")
-
-
-def run_one(run: Run, run_dir: Path, threads: int = 0) -> str | None:
-    """Train (or resume) one run; returns ``None`` on success, else the error (already in its status.json).
-
-    ``threads`` > 0 sets torch's intra-op threads of this (worker) process unless the run's config
-    fixes them.
-    """
-    quiet_libraries()
-    if threads:
-        torch.set_num_threads(threads)
-    try:
-        train(run.config, run_dir, resume=True)
-    except Exception as err:
-        return f"{type(err).__name__}: {err}"
-    return None
 
 
 def _check_not_stale(runs: list[Run], suite_dir: Path, path: str | Path) -> None:
@@ -73,7 +57,7 @@ def _check_not_stale(runs: list[Run], suite_dir: Path, path: str | Path) -> None
         if read_status(suite_dir / r.run_id).get("status") != "done":
             read_checkpoint(suite_dir / r.run_id)
     stale = [
-        r.run_id for r in kept if yaml.safe_load((suite_dir / r.run_id / "config.yaml").read_text()) != to_dict(r.config)
+        r.run_id for r in kept if yaml.safe_load((suite_dir / r.run_id / CONFIG).read_text()) != to_dict(r.config)
     ]
     if stale:
         raise ConfigError(
@@ -112,12 +96,6 @@ def _run_local(todo: list[Run], suite_dir: Path, workers: int, statuses: dict[st
             for run_id_ in [futures[f] for f in futures if not f.done()][:workers]:
                 statuses[run_id_] = "running"
             finished(futures[future], error)
-
-
-def mark_failed(run_dir: Path, error: str) -> None:
-    """Record a run whose process died (it could not write its own ``failed`` status)."""
-    run_dir.mkdir(parents=True, exist_ok=True)
-    write_status(run_dir, "failed", error=error)
 
 
 def run_suite(path: str | Path, out: str | Path = "runs", workers: int = 1, launcher: str = "local",
@@ -171,10 +149,10 @@ def run_suite(path: str | Path, out: str | Path = "runs", workers: int = 1, laun
         for run in runs:
             if run.label != spec.objectives[0].name:
                 continue
-            baseline_dir = suite_dir / run_id("random", run.config.env.task, run.config.seed)
+            baseline_dir = suite_dir / run_id(BASELINE, run.config.env.task, run.config.seed)
             if read_status(baseline_dir).get("status") != "done":
                 random_baseline(run.config, baseline_dir)
-            labelled.append((baseline_dir, "random", run.config.env.task, run.config.seed))
+            labelled.append((baseline_dir, BASELINE, run.config.env.task, run.config.seed))
     table = collect([d for d, *_ in labelled], spec.name, [label for _, label, *_ in labelled])
     save(suite_dir, table, runs_frame([run_row(d, spec.name, *key) for d, *key in labelled]))
     result = comparison(final_scores(table))

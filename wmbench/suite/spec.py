@@ -30,11 +30,10 @@ from pathlib import Path
 from typing import Any
 
 from wmbench.configio import ConfigError, from_dict, load_yaml
-from wmbench.run_config import RunConfig
-
+from wmbench.run_config import RunConfig, prepare
+from wmbench.rundir import BASELINE, run_id
 
 SUITE_NAME = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]*")
-RESERVED_LABELS = ("random",)  # the random-policy baseline's label in the result store
 
 
 @dataclass(frozen=True)
@@ -120,15 +119,6 @@ class Run:
     label: str
 
 
-def run_id(objective: str, task: str, seed: int) -> str:
-    """Directory name of a run, e.g. ``reconstruction-dmc_cartpole-balance-s0``.
-
-    Characters of the task name other than letters, digits, ``.``, ``_`` and ``-`` become ``_``
-    (``dmc:walker-walk?background=video`` gives ``dmc_walker-walk_background_video``).
-    """
-    return f"{objective}-{re.sub(r'[^A-Za-z0-9_.-]', '_', task)}-s{seed}"
-
-
 def read_suite(path: str | Path) -> SuiteSpec:
     """Parse a suite file into a ``SuiteSpec`` (a bare objective name becomes ``{name: ...}``).
 
@@ -165,7 +155,6 @@ def load_suite(path: str | Path) -> tuple[SuiteSpec, list[Run]]:
     """
     from wmbench.envs import check_task
     from wmbench.objectives import registry
-    from wmbench.runtime.train import prepare
 
     path = Path(path)
     spec = read_suite(path)
@@ -181,7 +170,7 @@ def load_suite(path: str | Path) -> tuple[SuiteSpec, list[Run]]:
         if not SUITE_NAME.fullmatch(value):
             problem(f"{key}: {value!r} must be letters, digits, '.', '_' or '-' (it names a directory)")
     for i, name in enumerate(names):
-        if name in RESERVED_LABELS:
+        if name == BASELINE:
             problem(f"suite.objectives[{i}].name: {name!r} is reserved for the random-policy baseline; choose another label")
     for key in ("objective", "objective_config", "seed"):
         if key in spec.config:

@@ -1,0 +1,77 @@
+"""The train ratio as a schedule: how many updates may have started after how many collected steps.
+
+    train_ratio = replayed agent steps / collected agent steps   (each update replays B·T steps)
+
+The first ``learning_starts`` env frames are collected with uniform random actions (the prefill),
+then one update is due every ``B·T / train_ratio`` collected agent steps. One ``RatioSchedule``
+serves every place that needs this: sync mode (``wmbench.runtime.sync``, no slack: an update starts
+as soon as it is due), async mode (``wmbench.runtime.async_learner``, each side may run ``slack``
+ahead), the run-config check that the prefill fills a sequence, and the dry run's update count
+(``wmbench.suite.plan``). Steps are agent steps (env frames / action repeat, rounded up). No torch.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from wmbench.run_config import RunConfig
+
+ASYNC_SLACK = 0.05
+"""How far (relative) either side of async mode may run ahead of the train ratio."""
+
+
+@dataclass(frozen=True)
+class RatioSchedule:
+    """The train ratio as bounds on the updates started and on the steps collected.
+
+    Attributes:
+        prefill_steps: steps collected with random actions before the first update.
+        total_steps: steps of the whole budget.
+        steps_per_update: ``B·T / train_ratio``.
+        slack: relative lead either side may take (0 in sync mode; ``ASYNC_SLACK`` in async mode).
+    """
+
+    prefill_steps: int
+    total_steps: int
+    steps_per_update: float
+    slack: float = 0.0
+
+    @classmethod
+    def of(cls, cfg: RunConfig, slack: float = 0.0) -> RatioSchedule:
+        """The schedule of ``cfg``: ``ceil(min(learning_starts, env_frames) / action_repeat)`` prefill
+        steps of ``ceil(env_frames / action_repeat)``."""
+        t, repeat = cfg.train, cfg.env.action_repeat
+        return cls(math.ceil(min(t.learning_starts, t.env_frames) / repeat), math.ceil(t.env_frames / repeat),
+                   t.batch_size * t.seq_len / t.train_ratio, slack)
+
+    @property
+    def updates(self) -> int:
+        """Updates of the whole budget: ``floor((total_steps - prefill_steps) / steps_per_update)``."""
+        return self.updates_allowed(self.total_steps)
+
+    def updates_allowed(self, steps: int) -> int:
+        """Most updates that may have started once ``steps`` steps are collected.
+
+        At most ``(1 + slack)`` times the updates due, and never more than the budget's ``updates``;
+        with no slack, exactly the updates due.
+        """
+        due = (steps - self.prefill_steps) / self.steps_per_update
+        final = (self.total_steps - self.prefill_steps) / self.steps_per_update
+        return max(0, math.floor(min(due * (1 + self.slack), final) + 1e-9))
+
+    def steps_allowed(self, updates: int) -> int:
+        """Most steps that may be collected (all actors together) while ``updates`` updates have started.
+
+        ``(1 + slack)`` times the steps the started updates are due for, but at least what the
+        next update needs (so neither side can block the other).
+        """
+        spu = self.steps_per_update
+        lead = math.ceil(max(updates * spu * (1 + self.slack), (updates + 1) * spu / (1 + self.slack)) - 1e-9)
+        return min(self.total_steps, self.prefill_steps + lead)
+
+    def ratio(self, updates: int, steps: int) -> float:
+        """Realised train ratio over the steps collected after the prefill, relative to the target (1 = on it)."""
+        return updates * self.steps_per_update / max(1, steps - self.prefill_steps)
