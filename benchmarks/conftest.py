@@ -30,7 +30,9 @@ CONFIGS: dict[str, tuple[AgentConfig, int, int]] = {
     # suites/smoke.yaml's networks and batch.
     "cpu-small": (
         AgentConfig(
-            world_model=WorldModelConfig(rssm=RSSMConfig(deter=128, stoch=16, hidden=128), cnn_depth=16, units=200),
+            world_model=WorldModelConfig(
+                rssm=RSSMConfig(deter=128, stoch=16, hidden=128), cnn_depth=16, units=200
+            ),
             actor_critic=ActorCriticConfig(units=200, layers=2),
         ),
         16,
@@ -45,7 +47,13 @@ def attached_module(config: AgentConfig, objective: str = "reconstruction") -> D
     """A ``DreamerModule`` wired to a bare Trainer, so ``training_step`` runs outside ``fit``."""
     cls = registry.get(objective)
     module = DreamerModule(config, IMAGE_SHAPE, ACTION_DIM, cls, cls.Config())
-    trainer = L.Trainer(accelerator="cpu", logger=False, enable_checkpointing=False, enable_progress_bar=False, enable_model_summary=False)
+    trainer = L.Trainer(
+        accelerator="cpu",
+        logger=False,
+        enable_checkpointing=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+    )
     trainer.strategy.connect(module)
     module.trainer = trainer
     trainer.strategy.optimizers = module.configure_optimizers()
@@ -60,7 +68,9 @@ def count_flops(fn: Callable[[], Any]) -> int:
     return counter.get_total_flops()
 
 
-def run_benchmark(benchmark, fn: Callable[[], Any], rounds: int, flops: int | None = None, **info: Any) -> None:
+def run_benchmark(
+    benchmark, fn: Callable[[], Any], rounds: int, flops: int | None = None, **info: Any
+) -> None:
     """Time ``fn`` (one warm-up, then ``rounds`` rounds) and record GFLOP/s and CPU/wall.
 
     ``info`` values (e.g. frames per round) are stored in ``extra_info`` and the summary table.
@@ -69,7 +79,13 @@ def run_benchmark(benchmark, fn: Callable[[], Any], rounds: int, flops: int | No
     benchmark.pedantic(fn, rounds=rounds, warmup_rounds=1, iterations=1)
     cpu, wall = time.process_time() - cpu0, time.perf_counter() - wall0
     stats = benchmark.stats.stats
-    row = {"name": benchmark.name, "min_s": stats.min, "median_s": stats.median, "cpu/wall": cpu / wall, **info}
+    row = {
+        "name": benchmark.name,
+        "min_s": stats.min,
+        "median_s": stats.median,
+        "cpu/wall": cpu / wall,
+        **info,
+    }
     if flops is not None:
         row["gflop"] = flops / 1e9
         row["gflop/s"] = flops / 1e9 / stats.median

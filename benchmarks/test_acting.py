@@ -5,11 +5,11 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
-from conftest import CONFIGS, attached_module, run_benchmark
 
+from conftest import CONFIGS, attached_module, run_benchmark
+from wmbench.data.replay import Replay
 from wmbench.envs import make_env
 from wmbench.envs.gl import ensure_mujoco_gl
-from wmbench.data.replay import Replay
 from wmbench.runtime.stream import AgentPolicy
 
 TASK, ACTION_REPEAT, AGENT_STEPS = "walker-walk", 2, 250
@@ -17,7 +17,8 @@ FRAMES = AGENT_STEPS * ACTION_REPEAT
 
 
 def _raw_loop():
-    """dm_control alone: random actions, ACTION_REPEAT physics steps, one 64×64 render per agent step."""
+    """dm_control alone: random actions, ACTION_REPEAT physics steps, one 64×64 render per agent
+    step."""
     ensure_mujoco_gl()
     from dm_control import suite
 
@@ -37,7 +38,13 @@ def _raw_loop():
 
 
 def _wmbench_loop(policy: str, render_quality: str = "standard"):
-    env = make_env(f"dmc:{TASK}", image_size=64, action_repeat=ACTION_REPEAT, seed=0, render_quality=render_quality)
+    env = make_env(
+        f"dmc:{TASK}",
+        image_size=64,
+        action_repeat=ACTION_REPEAT,
+        seed=0,
+        render_quality=render_quality,
+    )
     act = None
     if policy == "agent":
         module = attached_module(CONFIGS["cpu-small"][0])

@@ -9,9 +9,10 @@ run is compared with
   learner updates/s.
 
 The limiter makes the faster side wait, so each side's speed is taken over the time it did not wait
-(``async/actor_wait``, ``async/learner_wait``): frames/s per actor = ``async/env_frames_per_s /
-actors / (1 - actor_wait)``, updates/s = ``async/updates_per_s / (1 - learner_wait)``. Both ratios go
-to ``extra_info`` and the summary table.
+(``async/actor_wait``, ``async/learner_wait``): frames/s per actor =
+``async/env_frames_per_s / actors / (1 - actor_wait)``, updates/s =
+``async/updates_per_s / (1 - learner_wait)``. Both ratios go to ``extra_info`` and the summary
+table.
 """
 
 from __future__ import annotations
@@ -32,7 +33,10 @@ from wmbench.runtime.stream import make_run_env
 from wmbench.runtime.train import train
 
 SMOKE = Path(__file__).parents[1] / "suites" / "smoke.yaml"
-FRAMES, PREFILL = 2560, 1024  # 128 random prefill steps, then 192 steps and 48 updates (≈ 1 min on 2 cores)
+FRAMES, PREFILL = (
+    2560,
+    1024,
+)  # 128 random prefill steps, then 192 steps and 48 updates (≈ 1 min on 2 cores)
 
 
 def _config() -> RunConfig:
@@ -40,8 +44,14 @@ def _config() -> RunConfig:
     data.update(objective="reconstruction", seed=0)
     data["env"]["task"] = "dmc:cartpole-balance"
     data["agent"]["log_every"] = 5
-    data["train"].update(mode="async", env_frames=FRAMES, learning_starts=PREFILL, eval_every=10**9, progress=False,
-                         checkpoint_every=10**9)
+    data["train"].update(
+        mode="async",
+        env_frames=FRAMES,
+        learning_starts=PREFILL,
+        eval_every=10**9,
+        progress=False,
+        checkpoint_every=10**9,
+    )
     return from_dict(RunConfig, data)
 
 
@@ -73,18 +83,34 @@ def _updates_per_s(threads: int, rounds: int = 5) -> float:
 def test_async_sides_against_isolated(benchmark, tmp_path) -> None:
     """(g): actor frames/s vs a random-action env loop; learner updates/s vs the isolated update."""
     cfg = _config()
-    learner_threads = max(1, (os.cpu_count() or 1) - cfg.train.actors)  # what async mode gives the learner
+    learner_threads = max(
+        1, (os.cpu_count() or 1) - cfg.train.actors
+    )  # what async mode gives the learner
     env_fps, update_ps = _env_frames_per_s(cfg), _updates_per_s(learner_threads)
     summary: dict = {}
     benchmark.pedantic(lambda: summary.update(train(cfg, tmp_path / "run")), rounds=1, iterations=1)
-    rows = pd.read_csv(tmp_path / "run" / "metrics.csv").dropna(subset=["async/updates_per_s"]).iloc[1:]  # after the prefill
+    rows = (
+        pd.read_csv(tmp_path / "run" / "metrics.csv")
+        .dropna(subset=["async/updates_per_s"])
+        .iloc[1:]
+    )  # after the prefill
     rates = rows[[c for c in rows if c.startswith("async/")]].mean()
-    actor_fps = rates["async/env_frames_per_s"] / cfg.train.actors / max(1e-9, 1 - rates["async/actor_wait"])
+    actor_fps = (
+        rates["async/env_frames_per_s"]
+        / cfg.train.actors
+        / max(1e-9, 1 - rates["async/actor_wait"])
+    )
     learner_ups = rates["async/updates_per_s"] / max(1e-9, 1 - rates["async/learner_wait"])
     info = {
-        "env_loop_frames/s": env_fps, "actor_frames/s": actor_fps, "actor/env_loop": actor_fps / env_fps,
-        "isolated_updates/s": update_ps, "learner_updates/s": learner_ups, "learner/isolated": learner_ups / update_ps,
-        "learner_threads": learner_threads, "updates": summary["updates"], **{k.split("/")[1]: v for k, v in rates.items()},
+        "env_loop_frames/s": env_fps,
+        "actor_frames/s": actor_fps,
+        "actor/env_loop": actor_fps / env_fps,
+        "isolated_updates/s": update_ps,
+        "learner_updates/s": learner_ups,
+        "learner/isolated": learner_ups / update_ps,
+        "learner_threads": learner_threads,
+        "updates": summary["updates"],
+        **{k.split("/")[1]: v for k, v in rates.items()},
     }
     benchmark.extra_info.update(info)
     print("\n" + "\n".join(f"{k:20s} {v:.3g}" for k, v in info.items()))

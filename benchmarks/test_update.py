@@ -10,12 +10,15 @@ import sys
 
 import pytest
 import torch
-from conftest import ACTION_DIM, CONFIGS, attached_module, count_flops, run_benchmark
 
+from conftest import ACTION_DIM, CONFIGS, attached_module, count_flops, run_benchmark
 from wmbench.nn.nets import gaussian_nll, image_to_float
 from wmbench.testing import random_batch
 
-PRECISIONS = {"fp32": contextlib.nullcontext, "bf16": lambda: torch.autocast("cpu", dtype=torch.bfloat16)}
+PRECISIONS = {
+    "fp32": contextlib.nullcontext,
+    "bf16": lambda: torch.autocast("cpu", dtype=torch.bfloat16),
+}
 
 
 def _update_fn(config_name: str, objective: str, precision: str):
@@ -54,22 +57,26 @@ def test_update_peak_memory(benchmark) -> None:
     is the whole process's peak, interpreter and libraries included.
     """
     code = (
-        "import resource, sys; sys.path.insert(0, 'benchmarks');"
-        "from test_update import _update_fn; f = _update_fn('paper', 'reconstruction', 'fp32');"
-        "before = int(open('/proc/self/statm').read().split()[1]) * resource.getpagesize() / 1024; f(); f();"
-        "print(before, resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)"
+        "import resource, sys; sys.path.insert(0, 'benchmarks');from test_update import "
+        "_update_fn; f = _update_fn('paper', 'reconstruction', 'fp32');before = "
+        "int(open('/proc/self/statm').read().split()[1]) * resource.getpagesize() / 1024; f(); "
+        "f();print(before, resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)"
     )
     out: dict[str, float] = {}
 
     def child() -> None:
-        proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+        proc = subprocess.run(
+            [sys.executable, "-c", code], capture_output=True, text=True, check=True
+        )
         before_kib, peak_kib = map(float, proc.stdout.split()[-2:])  # ru_maxrss is in KiB on Linux
         out.update(process_gb=peak_kib * 1024 / 1e9, update_gb=(peak_kib - before_kib) * 1024 / 1e9)
 
     benchmark.pedantic(child, rounds=1, iterations=1)
     benchmark.extra_info.update(out)
     print(json.dumps(out))
-    assert out["update_gb"] <= 3.0, f"a paper-configuration update needs {out['update_gb']:.2f} GB, over the 3 GB target"
+    assert out["update_gb"] <= 3.0, (
+        f"a paper-configuration update needs {out['update_gb']:.2f} GB, over the 3 GB target"
+    )
 
 
 @pytest.mark.parametrize("config_name", list(CONFIGS))
@@ -107,8 +114,9 @@ def test_observe(benchmark, config_name: str) -> None:
 
 @pytest.mark.parametrize("config_name", list(CONFIGS))
 def test_convolutions(benchmark, config_name: str) -> None:
-    """(g): the image encoder and the reconstruction decoder alone on all ``B·T`` frames, forward and
-    backward of the decoder's Gaussian NLL: the convolutional part of a reconstruction update."""
+    """(g): the image encoder and the reconstruction decoder alone on all ``B·T`` frames, forward
+    and backward of the decoder's Gaussian NLL: the convolutional part of a reconstruction update.
+    """
     config, batch_size, seq_len = CONFIGS[config_name]
     world_model = attached_module(config).world_model
     image = random_batch(batch_size, seq_len, ACTION_DIM).image

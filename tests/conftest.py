@@ -7,7 +7,13 @@ from typing import Any
 import pytest
 import torch
 
-from wmbench.agents.config import ActorCriticConfig, AgentConfig, KLConfig, RSSMConfig, WorldModelConfig
+from wmbench.agents.config import (
+    ActorCriticConfig,
+    AgentConfig,
+    KLConfig,
+    RSSMConfig,
+    WorldModelConfig,
+)
 from wmbench.testing import IMAGE_SHAPE, random_batch  # noqa: F401  (re-exported to the tests)
 
 # Tiny networks run fastest single-threaded, and this keeps the suite fast on a busy 2-core machine.
@@ -19,12 +25,16 @@ B, T, A = 2, 3, 2
 def tiny_wm_config(**kw: Any) -> WorldModelConfig:
     """World model with D=8, S=4, hidden 8, cnn_depth 4, heads of one layer of 8 units."""
     rssm = kw.pop("rssm", RSSMConfig(deter=8, stoch=4, hidden=8))
-    return WorldModelConfig(rssm=rssm, kl=kw.pop("kl", KLConfig()), cnn_depth=4, units=8, layers=1, **kw)
+    return WorldModelConfig(
+        rssm=rssm, kl=kw.pop("kl", KLConfig()), cnn_depth=4, units=8, layers=1, **kw
+    )
 
 
 def tiny_agent_config(**kw: Any) -> AgentConfig:
     ac = ActorCriticConfig(units=8, layers=1, imag_horizon=3, **kw.pop("actor_critic", {}))
-    return AgentConfig(world_model=tiny_wm_config(**kw.pop("world_model", {})), actor_critic=ac, log_every=1)
+    return AgentConfig(
+        world_model=tiny_wm_config(**kw.pop("world_model", {})), actor_critic=ac, log_every=1
+    )
 
 
 def tiny_run_dict(objective: str = "reward", seed: int = 0) -> dict[str, Any]:
@@ -38,7 +48,12 @@ def tiny_run_dict(objective: str = "reward", seed: int = 0) -> dict[str, Any]:
         "seed": seed,
         "env": {"task": "toy:reach", "action_repeat": 1},
         "agent": {
-            "world_model": {"rssm": {"deter": 8, "stoch": 4, "hidden": 8}, "cnn_depth": 4, "units": 8, "layers": 1},
+            "world_model": {
+                "rssm": {"deter": 8, "stoch": 4, "hidden": 8},
+                "cnn_depth": 4,
+                "units": 8,
+                "layers": 1,
+            },
             "actor_critic": {"units": 8, "layers": 1, "imag_horizon": 3},
             "log_every": 1,
         },

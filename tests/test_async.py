@@ -19,16 +19,16 @@ import yaml
 
 import wmbench
 from conftest import tiny_run_dict
+from test_resume import crash_at_update
 from wmbench.agents.module import DreamerModule
 from wmbench.configio import from_dict
 from wmbench.objectives.reward import RewardObjective
+from wmbench.run_config import RunConfig
 from wmbench.rundir import CHECKPOINT
 from wmbench.runtime.async_actor import POLICY_PREFIXES, SharedWeights
 from wmbench.runtime.schedule import RatioSchedule
-from wmbench.run_config import RunConfig
 from wmbench.runtime.train import train
 from wmbench.testing import IMAGE_SHAPE
-from test_resume import crash_at_update
 
 
 def tiny_async(**train_options) -> RunConfig:
@@ -38,15 +38,19 @@ def tiny_async(**train_options) -> RunConfig:
 
 
 def test_ratio_schedule_bounds_by_hand():
-    # 8 prefill steps, 20 steps in all, B·T / train_ratio = 2 steps per update: 6 updates in the budget.
+    # 8 prefill steps, 20 steps in all, B·T / train_ratio = 2 steps per update: 6 updates in the
+    # budget.
     schedule = RatioSchedule(prefill_steps=8, total_steps=20, steps_per_update=2.0, slack=0.05)
     assert [schedule.updates_allowed(s) for s in (0, 8, 9, 10, 11, 12, 20)] == [0, 0, 0, 1, 1, 2, 6]
-    # learner at update 4 (due at step 16): actors may go to 8 + ceil(max(4 * 2 * 1.05, 5 * 2 / 1.05)) = 8 + 10
+    # learner at update 4 (due at step 16): actors may go to 8 + ceil(max(4 * 2 * 1.05, 5 * 2 /
+    # 1.05)) = 8 + 10
     assert schedule.steps_allowed(4) == 18
     assert schedule.steps_allowed(0) == 8 + 2  # always as far as the next update needs
     assert schedule.steps_allowed(100) == 20  # never past the budget
     assert schedule.ratio(updates=4, steps=16) == 1.0
-    assert RatioSchedule.of(tiny_async()) == RatioSchedule(8, 10, 1.0)  # toy:reach tiny run: 2 updates, as in sync
+    assert RatioSchedule.of(tiny_async()) == RatioSchedule(
+        8, 10, 1.0
+    )  # toy:reach tiny run: 2 updates, as in sync
 
 
 def test_ratio_schedule_lets_neither_side_block_the_other():
@@ -56,20 +60,34 @@ def test_ratio_schedule_lets_neither_side_block_the_other():
 
 
 def _actor_pulls(weights: SharedWeights, replies, go) -> None:
-    """Child: a freshly initialised module pulls the published weights, twice, and sends its policy tensors back (as numpy)."""
+    """Child: a freshly initialised module pulls the published weights, twice, and sends its policy
+    tensors back (as numpy)."""
     torch.manual_seed(123)  # other initial weights than the learner's
-    module = DreamerModule(tiny_async().agent, IMAGE_SHAPE, 2, RewardObjective, RewardObjective.Config())
+    module = DreamerModule(
+        tiny_async().agent, IMAGE_SHAPE, 2, RewardObjective, RewardObjective.Config()
+    )
     version = None
     for _ in range(2):
         go.wait()
         go.clear()
         version = weights.pull(module, version)
-        replies.put((version, {k: v.numpy().copy() for k, v in module.state_dict().items() if k.startswith(POLICY_PREFIXES)}))
+        replies.put(
+            (
+                version,
+                {
+                    k: v.numpy().copy()
+                    for k, v in module.state_dict().items()
+                    if k.startswith(POLICY_PREFIXES)
+                },
+            )
+        )
 
 
 def test_published_weights_reach_an_actor_process():
     torch.manual_seed(0)
-    learner = DreamerModule(tiny_async().agent, IMAGE_SHAPE, 2, RewardObjective, RewardObjective.Config())
+    learner = DreamerModule(
+        tiny_async().agent, IMAGE_SHAPE, 2, RewardObjective, RewardObjective.Config()
+    )
     context = mp.get_context("spawn")
     weights = SharedWeights(learner, context)
     replies, go = context.Queue(), context.Event()
@@ -87,8 +105,9 @@ def test_published_weights_reach_an_actor_process():
             got_version, tensors = replies.get(timeout=60)
             own = learner.state_dict()
             assert got_version == version
-            assert len(tensors) > 10 and {k.split(".")[0] + "." + k.split(".")[1] for k in tensors} == {
-                "world_model.encoder", "world_model.rssm", "actor_critic.actor"}
+            assert len(tensors) > 10 and {
+                k.split(".")[0] + "." + k.split(".")[1] for k in tensors
+            } == {"world_model.encoder", "world_model.rssm", "actor_critic.actor"}
             for name, tensor in tensors.items():
                 assert torch.equal(torch.from_numpy(tensor), own[name]), name
     finally:
@@ -97,7 +116,8 @@ def test_published_weights_reach_an_actor_process():
 
 
 def test_async_run_holds_the_ratio_resumes_and_logs_the_sync_columns(tmp_path, monkeypatch):
-    """toy:reach, 60 frames: 8 random prefill frames, then one update per frame (52 updates, as in sync)."""
+    """toy:reach, 60 frames: 8 random prefill frames, then one update per frame (52 updates, as in
+    sync)."""
     cfg = tiny_async(env_frames=60, checkpoint_every=1, replay_chunk=4)
     with monkeypatch.context() as patch:
         crash_at_update(patch, 30)
@@ -115,13 +135,24 @@ def test_async_run_holds_the_ratio_resumes_and_logs_the_sync_columns(tmp_path, m
     assert list(logged.dropna(subset=["train/loss/world_model"])["step"]) == list(range(1, 53))
     ratio = logged["async/train_ratio"].dropna()
     assert len(ratio) == 52 and ratio.between(0.9 * 8, 1.1 * 8).all(), ratio.describe()
-    assert (logged["async/policy_lag"].dropna() >= 0).all() and (logged["async/updates_per_s"].dropna() > 0).all()
+    assert (logged["async/policy_lag"].dropna() >= 0).all() and (
+        logged["async/updates_per_s"].dropna() > 0
+    ).all()
     assert logged["eval/return"].notna().sum() == 2  # at 0 and at the end
 
-    train(dataclasses.replace(cfg, train=dataclasses.replace(cfg.train, mode="sync")), tmp_path / "sync")
+    train(
+        dataclasses.replace(cfg, train=dataclasses.replace(cfg.train, mode="sync")),
+        tmp_path / "sync",
+    )
     sync = pd.read_csv(tmp_path / "sync" / "metrics.csv")
     assert set(logged.columns) - set(sync.columns) == {
-        "async/train_ratio", "async/policy_lag", "async/env_frames_per_s", "async/updates_per_s", "async/learner_wait", "async/actor_wait"}
+        "async/train_ratio",
+        "async/policy_lag",
+        "async/env_frames_per_s",
+        "async/updates_per_s",
+        "async/learner_wait",
+        "async/actor_wait",
+    }
     assert set(sync.columns) <= set(logged.columns)
 
 
@@ -149,10 +180,18 @@ def test_a_crashing_actor_fails_the_run_with_its_message_and_leaves_no_process(t
     (tmp_path / "config.yaml").write_text(yaml.safe_dump(data))
     (tmp_path / "crash.py").write_text(textwrap.dedent(CRASHING_ACTOR))
     env = {"PYTHONPATH": str(Path(wmbench.__file__).parents[1]), "PATH": "/usr/bin:/bin"}
-    done = subprocess.run([sys.executable, str(tmp_path / "crash.py"), str(tmp_path), str(tmp_path / "config.yaml")],
-                          capture_output=True, text=True, timeout=120, env=env)
+    done = subprocess.run(
+        [sys.executable, str(tmp_path / "crash.py"), str(tmp_path), str(tmp_path / "config.yaml")],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env=env,
+    )
     assert done.returncode == 1, done.stderr
-    assert "wmbench: error: actor 0 failed" in done.stderr and "ValueError: the robot arm jammed" in done.stderr
+    assert (
+        "wmbench: error: actor 0 failed" in done.stderr
+        and "ValueError: the robot arm jammed" in done.stderr
+    )
     status = json.loads((tmp_path / "reward-toy_reach-s0" / "status.json").read_text())
     assert status["status"] == "failed" and "the robot arm jammed" in status["error"]
     pids = [int(p.read_text()) for p in tmp_path.glob("wmbench-actor-*.pid")]

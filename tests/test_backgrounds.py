@@ -49,12 +49,15 @@ def test_background_geoms_are_the_world_planes():
 
 
 def _rollout(env, actions, seed):
-    """Observations ``(T, 3, 64, 64)`` and background masks ``(T, 64, 64)`` of a reset and ``actions``."""
+    """Observations ``(T, 3, 64, 64)`` and background masks ``(T, 64, 64)`` of a reset and
+    ``actions``."""
     physics = env._env.physics
     is_background_geom = backgrounds.background_geoms(physics.model)
 
     def mask():
-        return backgrounds.background_mask(physics.render(64, 64, camera_id=0, segmentation=True), is_background_geom)
+        return backgrounds.background_mask(
+            physics.render(64, 64, camera_id=0, segmentation=True), is_background_geom
+        )
 
     frames, masks = [env.reset(seed=seed)[0]], [mask()]
     for action in actions:
@@ -72,7 +75,9 @@ def test_video_replaces_exactly_the_background_and_keeps_the_agent(short_clips, 
     distracted, mask = _rollout(video, actions, seed=3)
     clips = backgrounds.source_clips("cartpole", 64, CLIP_FRAMES)
     assert clips.shape == (3, CLIP_FRAMES, 64, 64, 3)
-    assert 0.5 < mask.mean() < 0.99  # sky and floor are most of a cartpole frame; the cart and pole are not
+    assert (
+        0.5 < mask.mean() < 0.99
+    )  # sky and floor are most of a cartpole frame; the cart and pole are not
     mask = mask[:, None].repeat(3, 1)  # to (T, 3, 64, 64)
     np.testing.assert_array_equal(distracted[~mask], plain[~mask])  # agent pixels untouched
     assert not np.array_equal(distracted[mask], plain[mask])
@@ -82,7 +87,10 @@ def test_video_replaces_exactly_the_background_and_keeps_the_agent(short_clips, 
         (c, s)
         for c in range(3)
         for s in range(CLIP_FRAMES)
-        if all(np.array_equal(distracted[t][mask[t]], played[c, (s + t) % CLIP_FRAMES][mask[t]]) for t in range(5))
+        if all(
+            np.array_equal(distracted[t][mask[t]], played[c, (s + t) % CLIP_FRAMES][mask[t]])
+            for t in range(5)
+        )
     ]
     assert matches
     # ... and the background moves
@@ -95,7 +103,9 @@ def test_video_background_follows_the_seed_not_the_actions(short_clips):
     rng = np.random.default_rng(0)
     env = DMCEnv("cartpole", "swingup", seed=0, render_quality="fast", background="video")
     first, mask_a = _rollout(env, rng.uniform(-1, 1, (3, 1)), seed=5)
-    again, mask_b = _rollout(env, rng.uniform(-1, 1, (3, 1)), seed=5)  # other actions, same reset seed
+    again, mask_b = _rollout(
+        env, rng.uniform(-1, 1, (3, 1)), seed=5
+    )  # other actions, same reset seed
     both = (mask_a & mask_b)[:, None].repeat(3, 1)
     np.testing.assert_array_equal(first[both], again[both])
     other, _ = _rollout(env, np.zeros((3, 1)), seed=6)

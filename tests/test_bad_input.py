@@ -1,4 +1,5 @@
-"""Bad input to ``wmbench train``: one clear ``wmbench: error:`` line naming the fix, exit 2, no compute."""
+"""Bad input to ``wmbench train``: one clear ``wmbench: error:`` line naming the fix, exit 2, no
+compute."""
 
 from __future__ import annotations
 
@@ -17,45 +18,81 @@ from wmbench.rundir import CHECKPOINT, RUN_FORMAT
 RUN_ID = "reward-toy_reach-s0"
 
 
-def run_dir_with(tmp_path: Path, checkpoint_format: int | None = None, status: str = "running") -> Path:
-    """A run directory as a killed or finished run leaves it (config.yaml, status.json, maybe a checkpoint)."""
+def run_dir_with(
+    tmp_path: Path, checkpoint_format: int | None = None, status: str = "running"
+) -> Path:
+    """A run directory as a killed or finished run leaves it (config.yaml, status.json, maybe a
+    checkpoint)."""
     run_dir = tmp_path / "runs" / RUN_ID
     run_dir.mkdir(parents=True)
     (run_dir / "config.yaml").write_text(yaml.safe_dump(tiny_run_dict()))
     (run_dir / "status.json").write_text(json.dumps({"status": status}))
     if checkpoint_format is not None:
         (run_dir / CHECKPOINT).parent.mkdir()
-        old = {"state_dict": {}} if checkpoint_format == 1 else {"state_dict": {}, "wmbench_format": checkpoint_format}
+        old = (
+            {"state_dict": {}}
+            if checkpoint_format == 1
+            else {"state_dict": {}, "wmbench_format": checkpoint_format}
+        )
         torch.save(old, run_dir / CHECKPOINT)
     return run_dir
 
 
 def train_args(tmp_path: Path, *extra: str) -> list[str]:
-    return ["train", "--objective", "reward", "--task", "toy:reach", "--out", str(tmp_path / "runs"), *extra]
+    return [
+        "train",
+        "--objective",
+        "reward",
+        "--task",
+        "toy:reach",
+        "--out",
+        str(tmp_path / "runs"),
+        *extra,
+    ]
 
 
 CASES = {
     "malformed YAML": (
-        lambda tmp: (tmp / "bad.yaml").write_text("train: {env_frames: 10\n") and train_args(tmp, "--config", str(tmp / "bad.yaml")),
+        lambda tmp: (
+            (tmp / "bad.yaml").write_text("train: {env_frames: 10\n")
+            and train_args(tmp, "--config", str(tmp / "bad.yaml"))
+        ),
         "bad.yaml: YAML syntax error at line 2",
     ),
-    "unknown key": (lambda tmp: train_args(tmp, "--set", "train.env_frame=10"), "unknown key 'env_frame'; did you mean 'env_frames'?"),
-    "wrong type": (lambda tmp: train_args(tmp, "--set", "train.batch_size=big"), "config.train.batch_size: expected int, got 'big' (str)"),
+    "unknown key": (
+        lambda tmp: train_args(tmp, "--set", "train.env_frame=10"),
+        "unknown key 'env_frame'; did you mean 'env_frames'?",
+    ),
+    "wrong type": (
+        lambda tmp: train_args(tmp, "--set", "train.batch_size=big"),
+        "config.train.batch_size: expected int, got 'big' (str)",
+    ),
     "unknown objective": (
         lambda tmp: train_args(tmp, "--objective", "nope"),
-        "unknown objective 'nope'; available: contrastive, prototypes, reconstruction, reward, self_predictive, tpc",
+        "unknown objective 'nope'; available: contrastive, prototypes, reconstruction, reward, "
+        "self_predictive, tpc",
     ),
-    "unknown task": (lambda tmp: train_args(tmp, "--task", "toy:nope"), "Unknown toy task 'toy:nope'. Valid toy tasks: toy:reach."),
-    "image size the encoder cannot take": (lambda tmp: train_args(tmp, "--set", "env.image_size=32"), "set env.image_size=64"),
+    "unknown task": (
+        lambda tmp: train_args(tmp, "--task", "toy:nope"),
+        "Unknown toy task 'toy:nope'. Valid toy tasks: toy:reach.",
+    ),
+    "image size the encoder cannot take": (
+        lambda tmp: train_args(tmp, "--set", "env.image_size=32"),
+        "set env.image_size=64",
+    ),
     "replay chunk above the capacity": (
-        lambda tmp: train_args(tmp, "--set", "train.replay_capacity=100", "--set", "train.replay_chunk=500"),
+        lambda tmp: train_args(
+            tmp, "--set", "train.replay_capacity=100", "--set", "train.replay_chunk=500"
+        ),
         "set train.replay_chunk <= 100",
     ),
     "several actors in sync mode": (
-        lambda tmp: train_args(tmp, "--set", "train.actors=2"), "train.actors=2 needs train.mode=async (sync mode steps one env)",
+        lambda tmp: train_args(tmp, "--set", "train.actors=2"),
+        "train.actors=2 needs train.mode=async (sync mode steps one env)",
     ),
     "--mode with --resume": (
-        lambda tmp: ["train", "--resume", str(run_dir_with(tmp)), "--mode", "async"], "drop --mode",
+        lambda tmp: ["train", "--resume", str(run_dir_with(tmp)), "--mode", "async"],
+        "drop --mode",
     ),
     "missing renderer": (
         lambda tmp: train_args(tmp, "--task", "dmc:cartpole-balance"),
@@ -63,20 +100,32 @@ CASES = {
     ),
     "run directory of an incompatible version": (
         lambda tmp: ["train", "--resume", str(run_dir_with(tmp, checkpoint_format=1))],
-        f"was written by another wmbench version (run format 1, this wmbench 0.1.0 reads format {RUN_FORMAT}) and cannot be "
-        "resumed; delete it to start the run over",
+        "was written by another wmbench version (run format 1, this wmbench 0.1.0 reads format "
+        f"{RUN_FORMAT}) and cannot be resumed; delete it to start the run over",
     ),
     "resume of a directory that holds no run": (
         lambda tmp: (tmp / "empty").mkdir() or ["train", "--resume", str(tmp / "empty")],
         "is not a run directory (no config.yaml)",
     ),
     "resume with other options": (
-        lambda tmp: ["train", "--resume", str(run_dir_with(tmp, RUN_FORMAT)), "--seed", "1", "--set", "seed=2"],
+        lambda tmp: [
+            "train",
+            "--resume",
+            str(run_dir_with(tmp, RUN_FORMAT)),
+            "--seed",
+            "1",
+            "--set",
+            "seed=2",
+        ],
         "--resume continues RUN_DIR with its own config.yaml; drop --set, --seed",
     ),
     "unfinished run with a checkpoint, without --resume": (
-        lambda tmp: run_dir_with(tmp, RUN_FORMAT) and train_args(tmp, "--config", str(tmp / "runs" / RUN_ID / "config.yaml")),
-        f"{RUN_ID} holds an unfinished run with a checkpoint; continue it with `wmbench train --resume ",
+        lambda tmp: (
+            run_dir_with(tmp, RUN_FORMAT)
+            and train_args(tmp, "--config", str(tmp / "runs" / RUN_ID / "config.yaml"))
+        ),
+        f"{RUN_ID} holds an unfinished run with a checkpoint; continue it with `wmbench train "
+        "--resume ",
     ),
     "resume of a finished run": (
         lambda tmp: ["train", "--resume", str(run_dir_with(tmp, RUN_FORMAT, status="done"))],
@@ -88,7 +137,9 @@ CASES = {
 @pytest.mark.parametrize("case", list(CASES))
 def test_bad_input_gets_one_clear_error_before_compute(case, tmp_path, monkeypatch, capsys):
     make_args, message = CASES[case]
-    monkeypatch.setenv("MUJOCO_GL", "bogus")  # only the dm_control case gets as far as choosing a renderer
+    monkeypatch.setenv(
+        "MUJOCO_GL", "bogus"
+    )  # only the dm_control case gets as far as choosing a renderer
     gl.ensure_mujoco_gl.cache_clear()
     try:
         code = main(make_args(tmp_path))

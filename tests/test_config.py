@@ -74,7 +74,11 @@ def test_every_supported_type_converts():
                 "tags": ["a", "b"],
                 "clip": 100,
             },
-            "env": {"task": "dmc:walker-walk", "kwargs": {"size": [64, 64], "x": None}, "extra": {"k": 1}},
+            "env": {
+                "task": "dmc:walker-walk",
+                "kwargs": {"size": [64, 64], "x": None},
+                "extra": {"k": 1},
+            },
             "probe": {"stoch": 8},
         },
     )
@@ -112,7 +116,10 @@ def test_unknown_key_names_path_allowed_keys_and_suggestion():
         ({"rssm": {"deter": 2.0}}, "config.rssm.deter: expected int, got 2.0 (float)"),
         ({"rssm": {"deter": True}}, "config.rssm.deter: expected int, got True (bool)"),
         ({"train": {"log_video": 1}}, "config.train.log_video: expected bool, got 1 (int)"),
-        ({"train": {"log_video": "true"}}, "config.train.log_video: expected bool, got 'true' (str)"),
+        (
+            {"train": {"log_video": "true"}},
+            "config.train.log_video: expected bool, got 'true' (str)",
+        ),
         ({"train": {"lr": True}}, "config.train.lr: expected float, got True (bool)"),
         ({"train": {"lr": "fast"}}, "config.train.lr: expected float, got 'fast' (str)"),
         ({"name": 3}, "config.name: expected str, got 3 (int)"),
@@ -210,7 +217,10 @@ def test_with_overrides_parses_values_with_yaml():
         ("rssm.deter", r"^override 'rssm.deter': expected the form key.sub=value$"),
         ("=3", r"expected the form"),
         ("rssm..deter=3", r"expected the form"),
-        ("rssm.detr=3", r"^override 'rssm.detr=3': config.rssm.detr: unknown key 'detr'; did you mean 'deter'"),
+        (
+            "rssm.detr=3",
+            r"^override 'rssm.detr=3': config.rssm.detr: unknown key 'detr'; did you mean 'deter'",
+        ),
         ("nope.deter=3", r"config.nope: unknown key 'nope'"),
         ("rssm.deter=big", r"config.rssm.deter: expected int, got 'big'"),
         ("rssm.deter.x=1", r"^override 'rssm.deter.x=1': rssm.deter is not a mapping$"),
@@ -239,7 +249,9 @@ def test_load_yaml_errors_name_the_file(tmp_path):
         load_yaml(missing)
     bad = tmp_path / "bad.yaml"
     bad.write_text("a: 1\nb: [1, 2\nc: 3\n")
-    with pytest.raises(ConfigError, match=r"bad\.yaml: YAML syntax error at line \d+, column \d+") as info:
+    with pytest.raises(
+        ConfigError, match=r"bad\.yaml: YAML syntax error at line \d+, column \d+"
+    ) as info:
         load_yaml(bad)
     line = int(str(info.value).split("at line ")[1].split(",")[0])
     assert 2 <= line <= 4
@@ -249,5 +261,7 @@ def test_load_yaml_errors_name_the_file(tmp_path):
         load_yaml(listing)
     empty = tmp_path / "empty.yaml"
     empty.write_text("")
-    with pytest.raises(ConfigError, match=r"empty\.yaml: top level must be a mapping, got NoneType"):
+    with pytest.raises(
+        ConfigError, match=r"empty\.yaml: top level must be a mapping, got NoneType"
+    ):
         load_yaml(empty)

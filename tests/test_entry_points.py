@@ -44,7 +44,8 @@ PLUGIN_SOURCE = textwrap.dedent(
         def forward(self, inp: ObjectiveInputs) -> ObjectiveOutput:
             pred = self.head(inp.feat).squeeze(-1)
             loss = self.config.scale * (pred - inp.reward) ** 2
-            return ObjectiveOutput(losses={"toy_mse": loss}, metrics={"toy_pred": pred.detach().mean()})
+            metrics = {"toy_pred": pred.detach().mean()}
+            return ObjectiveOutput(losses={"toy_mse": loss}, metrics=metrics)
     """
 )
 
@@ -57,7 +58,9 @@ def toy_plugin(tmp_path, monkeypatch):
     (site / f"{MODULE}.py").write_text(PLUGIN_SOURCE)
     dist = site / "toy_wmbench_plugin-0.1.dist-info"
     dist.mkdir()
-    (dist / "METADATA").write_text("Metadata-Version: 2.1\nName: toy-wmbench-plugin\nVersion: 0.1\n")
+    (dist / "METADATA").write_text(
+        "Metadata-Version: 2.1\nName: toy-wmbench-plugin\nVersion: 0.1\n"
+    )
     (dist / "entry_points.txt").write_text(f"[{ENTRY_POINT_GROUP}]\ntoy = {MODULE}:ToyObjective\n")
     monkeypatch.delitem(sys.modules, MODULE, raising=False)
     monkeypatch.syspath_prepend(str(site))
@@ -97,7 +100,9 @@ def test_entry_point_objective_trains_through_lightning(toy_plugin, tmp_path):
 def test_entry_point_cannot_shadow_builtin(tmp_path, monkeypatch):
     site = tmp_path / "site2"
     (site / "shadow_plugin-0.1.dist-info").mkdir(parents=True)
-    (site / "shadow_plugin-0.1.dist-info" / "METADATA").write_text("Metadata-Version: 2.1\nName: shadow-plugin\nVersion: 0.1\n")
+    (site / "shadow_plugin-0.1.dist-info" / "METADATA").write_text(
+        "Metadata-Version: 2.1\nName: shadow-plugin\nVersion: 0.1\n"
+    )
     (site / "shadow_plugin-0.1.dist-info" / "entry_points.txt").write_text(
         f"[{ENTRY_POINT_GROUP}]\nreward = nowhere:Nothing\n"
     )

@@ -14,11 +14,10 @@ from wmbench.envs import (
     ToyReachEnv,
     UnknownTaskError,
     check_task,
+    gl,
     make_env,
 )
-from wmbench.envs import gl
 from wmbench.envs.toy import EPISODE_STEPS, STEP_SCALE
-
 
 # ---------------------------------------------------------------- dm_control
 
@@ -86,8 +85,12 @@ def test_dmc_action_repeat_stops_at_time_limit_and_sums_inner_rewards():
     # 10 inner steps with 3 repeats: agent steps of 3, 3, 3 and 1 inner steps. DMCEnv repeats
     # internally (rendering once per agent step); it must match gymnasium's wrapper exactly.
     for env in (
-        DMCEnv("cartpole", "balance", seed=4, render_quality="fast", time_limit=0.1, action_repeat=3),
-        ActionRepeat(DMCEnv("cartpole", "balance", seed=4, render_quality="fast", time_limit=0.1), 3),
+        DMCEnv(
+            "cartpole", "balance", seed=4, render_quality="fast", time_limit=0.1, action_repeat=3
+        ),
+        ActionRepeat(
+            DMCEnv("cartpole", "balance", seed=4, render_quality="fast", time_limit=0.1), 3
+        ),
     ):
         env.reset()
         results = [env.step(np.full(1, 0.3)) for _ in range(4)]
@@ -343,7 +346,8 @@ def test_ensure_mujoco_gl_rejects_a_user_choice_that_cannot_work(monkeypatch, va
 
 @pytest.mark.parametrize("task", ["toy:reach", "dmc:cartpole-swingup"])
 def test_rng_state_and_the_actions_recreate_an_episode_in_a_fresh_env(task):
-    """What a resumed run relies on: the generator state before reset plus the actions give the same frames."""
+    """What a resumed run relies on: the generator state before reset plus the actions give the same
+    frames."""
     kwargs = dict(image_size=64, action_repeat=2, render_quality="fast")
     env = make_env(task, seed=5, **kwargs)
     env.reset()  # a second episode: its initial state comes from the continued generator

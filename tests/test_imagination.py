@@ -23,7 +23,7 @@ def naive_lambda_return(reward, value, discount, lam):
         d = discount.reshape(steps, -1)[:, idx].tolist()
         for t in range(steps):
 
-            def nstep(n):
+            def nstep(n, r=r, d=d, v=v, t=t):
                 total, disc = 0.0, 1.0
                 for k in range(n):
                     total += disc * r[t + k]
@@ -47,7 +47,9 @@ def test_lambda_return_matches_naive(lam):
     discount = discount * torch.rand(steps, n, m, generator=g, dtype=torch.float64)
     got = lambda_return(reward, value, discount, lam)
     assert got.shape == (steps, n, m)
-    torch.testing.assert_close(got, naive_lambda_return(reward, value, discount, lam), rtol=1e-10, atol=1e-10)
+    torch.testing.assert_close(
+        got, naive_lambda_return(reward, value, discount, lam), rtol=1e-10, atol=1e-10
+    )
     if lam == 0.0:  # one-step TD target
         torch.testing.assert_close(got, reward + discount * value[1:], rtol=1e-12, atol=1e-12)
     if lam == 1.0:  # discounted Monte-Carlo sum bootstrapped by the last value
@@ -61,14 +63,19 @@ def test_lambda_return_hand_worked_terminal_vs_truncation():
     # T=3, λ=0.5; columns: terminal after step 1 | no terminal (truncated) | terminal after step 2
     reward = torch.tensor([[1.0, 1.0, 1.0], [2.0, 2.0, 2.0], [3.0, 3.0, 3.0]], dtype=torch.float64)
     value = torch.tensor([[10.0] * 3, [20.0] * 3, [30.0] * 3, [40.0] * 3], dtype=torch.float64)
-    discount = torch.tensor([[0.9, 0.9, 0.9], [0.0, 0.9, 0.9], [0.9, 0.9, 0.0]], dtype=torch.float64)
+    discount = torch.tensor(
+        [[0.9, 0.9, 0.9], [0.0, 0.9, 0.9], [0.9, 0.9, 0.0]], dtype=torch.float64
+    )
     # column 0: G2 = 3 + .9(.5*40 + .5*40) = 39;  G1 = 2 + 0 = 2;  G0 = 1 + .9(.5*20 + .5*2) = 10.9
-    # column 1: G2 = 39;  G1 = 2 + .9(.5*30 + .5*39) = 33.05;  G0 = 1 + .9(.5*20 + .5*33.05) = 24.8725
-    # column 2: G2 = 3 + 0 = 3;  G1 = 2 + .9(.5*30 + .5*3) = 16.85;  G0 = 1 + .9(.5*20 + .5*16.85) = 17.5825
+    # column 1: G2 = 39;  G1 = 2 + .9(.5*30 + .5*39) = 33.05;  G0 = 1 + .9(.5*20 + .5*33.05) =
+    # 24.8725 column 2: G2 = 3 + 0 = 3;  G1 = 2 + .9(.5*30 + .5*3) = 16.85;  G0 = 1 + .9(.5*20 +
+    # .5*16.85) = 17.5825
     expected = torch.tensor(
         [[10.9, 24.8725, 17.5825], [2.0, 33.05, 16.85], [39.0, 39.0, 3.0]], dtype=torch.float64
     )
-    torch.testing.assert_close(lambda_return(reward, value, discount, 0.5), expected, rtol=0, atol=1e-12)
+    torch.testing.assert_close(
+        lambda_return(reward, value, discount, 0.5), expected, rtol=0, atol=1e-12
+    )
 
 
 def test_lambda_return_rejects_wrong_value_length():
@@ -118,9 +125,11 @@ def test_update_slow_critic_moves_by_ema_fraction(tau):
             p.copy_(torch.randn_like(p))
     slow_before = [p.detach().clone() for p in ac.slow_critic.parameters()]
     fast_before = [p.detach().clone() for p in ac.critic.parameters()]
-    assert any(not torch.equal(s, f) for s, f in zip(slow_before, fast_before))
+    assert any(not torch.equal(s, f) for s, f in zip(slow_before, fast_before, strict=True))
     ac.update_slow_critic()
-    for s0, f, s1, f1 in zip(slow_before, fast_before, ac.slow_critic.parameters(), ac.critic.parameters()):
+    for s0, f, s1, f1 in zip(
+        slow_before, fast_before, ac.slow_critic.parameters(), ac.critic.parameters(), strict=True
+    ):
         torch.testing.assert_close(s1, s0 + tau * (f - s0), rtol=1e-6, atol=1e-7)
         assert torch.equal(f1, f)  # the critic itself is untouched
     assert all(not p.requires_grad for p in ac.slow_critic.parameters())

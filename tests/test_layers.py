@@ -1,4 +1,5 @@
-"""The package's layers: no import cycle, and the light modules and commands import no torch or Lightning.
+"""The package's layers: no import cycle, and the light modules and commands import no torch or
+Lightning.
 
 ``python tests/test_layers.py`` prints the import graph's cycles (top-level imports; function-level
 ones counted apart) and the modules whose top-level imports reach neither torch nor Lightning.
@@ -23,14 +24,18 @@ def import_graph() -> tuple[dict[str, set[str]], dict[str, set[str]]]:
     """``(top, deferred)``: module -> the modules (of wmbench, or top-level third-party names) it
     imports when it is imported, and those it imports inside functions. ``if TYPE_CHECKING:`` blocks
     never run and are left out."""
-    files = {".".join(p.relative_to(PACKAGE.parent).with_suffix("").parts).removesuffix(".__init__"): p
-             for p in PACKAGE.rglob("*.py")}
+    files = {
+        ".".join(p.relative_to(PACKAGE.parent).with_suffix("").parts).removesuffix(".__init__"): p
+        for p in PACKAGE.rglob("*.py")
+    }
     top: dict[str, set[str]] = {}
     deferred: dict[str, set[str]] = {}
 
     def targets(node: ast.AST) -> set[str]:
         if isinstance(node, ast.Import):
-            return {a.name if a.name.startswith("wmbench") else a.name.split(".")[0] for a in node.names}
+            return {
+                a.name if a.name.startswith("wmbench") else a.name.split(".")[0] for a in node.names
+            }
         base = node.module or ""
         if not base.startswith("wmbench"):
             return {base.split(".")[0]}
@@ -42,7 +47,11 @@ def import_graph() -> tuple[dict[str, set[str]], dict[str, set[str]]]:
                 continue
             if isinstance(child, (ast.Import, ast.ImportFrom)):
                 (deferred if inside_function else top)[module] |= targets(child)
-            visit(child, module, inside_function or isinstance(child, (ast.FunctionDef, ast.AsyncFunctionDef)))
+            visit(
+                child,
+                module,
+                inside_function or isinstance(child, (ast.FunctionDef, ast.AsyncFunctionDef)),
+            )
 
     for name, path in sorted(files.items()):
         top[name], deferred[name] = set(), set()
@@ -84,7 +93,8 @@ def cycles(graph: dict[str, set[str]]) -> list[list[str]]:
 
 
 def light_modules(top: dict[str, set[str]]) -> list[str]:
-    """Modules whose top-level imports, followed through wmbench, reach neither torch nor Lightning."""
+    """Modules whose top-level imports, followed through wmbench, reach neither torch nor Lightning.
+    """
 
     def reaches(module: str, seen: set[str]) -> set[str]:
         out = set(top.get(module, ()))
@@ -106,10 +116,23 @@ def test_no_import_cycle():
 
 def test_the_report_run_directory_suite_planning_and_config_are_light():
     light = light_modules(import_graph()[0])
-    for module in ("wmbench.rundir", "wmbench.run_config", "wmbench.configio", "wmbench.errors", "wmbench.cli",
-                   "wmbench.suite.spec", "wmbench.suite.plan", "wmbench.runtime.schedule", "wmbench.agents.config",
-                   "wmbench.diagnostics.config", "wmbench.report.store", "wmbench.report.stats", "wmbench.report.plots",
-                   "wmbench.report.diagnostics", "wmbench.report.markdown"):
+    for module in (
+        "wmbench.rundir",
+        "wmbench.run_config",
+        "wmbench.configio",
+        "wmbench.errors",
+        "wmbench.cli",
+        "wmbench.suite.spec",
+        "wmbench.suite.plan",
+        "wmbench.runtime.schedule",
+        "wmbench.agents.config",
+        "wmbench.diagnostics.config",
+        "wmbench.report.store",
+        "wmbench.report.stats",
+        "wmbench.report.plots",
+        "wmbench.report.diagnostics",
+        "wmbench.report.markdown",
+    ):
         assert module in light, module
 
 
@@ -128,28 +151,42 @@ sys.meta_path.insert(0, Blocker())
 
 
 def run_blocked(blocked: tuple[str, ...], code: str, tmp_path: Path) -> subprocess.CompletedProcess:
-    """Runs ``code`` in a fresh interpreter in which importing any of ``blocked`` raises ImportError."""
+    """Runs ``code`` in a fresh interpreter in which importing any of ``blocked`` raises
+    ImportError."""
     script = tmp_path / "blocked.py"
     script.write_text(BLOCKER.format(blocked=blocked) + textwrap.dedent(code))
     env = dict(os.environ, PYTHONPATH=str(PACKAGE.parent))
-    return subprocess.run([sys.executable, str(script)], capture_output=True, text=True, timeout=300, env=env,
-                          cwd=tmp_path)
+    return subprocess.run(
+        [sys.executable, str(script)],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env=env,
+        cwd=tmp_path,
+    )
 
 
 @pytest.fixture
 def tiny_store(tmp_path) -> Path:
-    """A suite file and its directory with a result store (two runs of toy:reach), written without training."""
+    """A suite file and its directory with a result store (two runs of toy:reach), written without
+    training."""
     from wmbench.report.store import collect, run_row, runs_frame, save
     from wmbench.rundir import write_status
 
-    (tmp_path / "suite.yaml").write_text("name: s\nobjectives: [reward]\ntasks: [toy:reach]\nseeds: [0, 1]\n")
+    (tmp_path / "suite.yaml").write_text(
+        "name: s\nobjectives: [reward]\ntasks: [toy:reach]\nseeds: [0, 1]\n"
+    )
     suite_dir = tmp_path / "runs" / "s"
     dirs = []
     for seed in (0, 1):
         run_dir = suite_dir / f"reward-toy_reach-s{seed}"
         run_dir.mkdir(parents=True)
-        (run_dir / "config.yaml").write_text(f"objective: reward\nseed: {seed}\nenv: {{task: 'toy:reach'}}\n")
-        (run_dir / "metrics.csv").write_text(f"env_frames,wall_time,eval/return\n0,1.0,{seed}.0\n10,2.0,{seed + 1}.0\n")
+        (run_dir / "config.yaml").write_text(
+            f"objective: reward\nseed: {seed}\nenv: {{task: 'toy:reach'}}\n"
+        )
+        (run_dir / "metrics.csv").write_text(
+            f"env_frames,wall_time,eval/return\n0,1.0,{seed}.0\n10,2.0,{seed + 1}.0\n"
+        )
         write_status(run_dir, "done", eval_return=seed + 1.0)
         dirs.append(run_dir)
     rows = [run_row(d, "s", "reward", "toy:reach", seed) for seed, d in enumerate(dirs)]
@@ -170,16 +207,28 @@ print("ok")
 
 
 def test_light_modules_help_and_report_load_no_torch(tiny_store):
-    done = run_blocked(HEAVY, textwrap.dedent("""
+    done = run_blocked(
+        HEAVY,
+        textwrap.dedent("""
         import wmbench.rundir, wmbench.run_config, wmbench.suite.spec, wmbench.suite.plan
-        import wmbench.report.store, wmbench.report.stats, wmbench.report.plots, wmbench.report.diagnostics
-    """) + COMMANDS.format(commands=[["--help"], ["report", "runs/s", "-o", "report", "--reps", "10"]]), tiny_store)
+        import wmbench.report.store, wmbench.report.stats, wmbench.report.plots
+        import wmbench.report.diagnostics
+    """)
+        + COMMANDS.format(
+            commands=[["--help"], ["report", "runs/s", "-o", "report", "--reps", "10"]]
+        ),
+        tiny_store,
+    )
     assert done.returncode == 0 and done.stdout.endswith("ok\n"), done.stderr
     assert (tiny_store / "report" / "report.md").exists()
 
 
 def test_objectives_dry_run_and_suite_status_load_no_lightning(tiny_store):
-    commands = [["objectives"], ["suite", "run", "suite.yaml", "--dry-run"], ["suite", "status", "suite.yaml"]]
+    commands = [
+        ["objectives"],
+        ["suite", "run", "suite.yaml", "--dry-run"],
+        ["suite", "status", "suite.yaml"],
+    ]
     done = run_blocked(("lightning",), COMMANDS.format(commands=commands), tiny_store)
     assert done.returncode == 0 and done.stdout.endswith("ok\n"), done.stderr
     assert "reward-toy_reach-s1" in done.stdout
@@ -190,7 +239,10 @@ if __name__ == "__main__":
     merged = {m: top[m] | deferred[m] for m in top}
     edges = sum(len([w for w in ws if w in top]) for ws in top.values())
     later = sum(len([w for w in ws if w in top]) for ws in deferred.values())
-    print(f"{len(top)} modules of wmbench; {edges} top-level imports between them, {later} more inside functions")
+    print(
+        f"{len(top)} modules of wmbench; {edges} top-level imports between them, {later} more "
+        "inside functions"
+    )
     print(f"cycles among top-level imports: {len(cycles(top))} {cycles(top)}")
     print(f"cycles counting imports inside functions too: {len(cycles(merged))} {cycles(merged)}")
     light = light_modules(top)

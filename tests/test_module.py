@@ -10,7 +10,7 @@ import pytest
 import torch
 from torch.utils.data import DataLoader
 
-from conftest import A, IMAGE_SHAPE, random_batch, tiny_agent_config, tiny_run_dict
+from conftest import IMAGE_SHAPE, A, random_batch, tiny_agent_config, tiny_run_dict
 from wmbench import objectives
 from wmbench.agents.module import DreamerModule
 from wmbench.configio import from_dict
@@ -104,7 +104,7 @@ def test_actor_and_critic_updates_leave_world_model_untouched(objective):
     assert step_params[2] == {id(p) for p in module.actor_critic.critic.parameters()}
 
     previous = initial
-    for mid, end in zip(after_wm_step, recorder.end):
+    for mid, end in zip(after_wm_step, recorder.end, strict=True):
         # the world-model step did update the world model (and only it)
         assert changed(previous["wm"], mid["wm"])
         assert not changed(previous["actor"], mid["actor"])
@@ -117,7 +117,9 @@ def test_actor_and_critic_updates_leave_world_model_untouched(objective):
         # the slow critic moved by the EMA fraction toward the updated critic
         tau = config.actor_critic.slow_critic_fraction
         for name, slow in end["slow"].items():
-            torch.testing.assert_close(slow, mid["slow"][name] + tau * (end["critic"][name] - mid["slow"][name]))
+            torch.testing.assert_close(
+                slow, mid["slow"][name] + tau * (end["critic"][name] - mid["slow"][name])
+            )
         previous = end
 
 

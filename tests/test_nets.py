@@ -9,7 +9,13 @@ import torch
 from torch import nn
 from torch.distributions import Normal
 
-from wmbench.nn.nets import ConvDecoder, ConvEncoder, VectorConvTranspose, gaussian_nll, image_to_float
+from wmbench.nn.nets import (
+    ConvDecoder,
+    ConvEncoder,
+    VectorConvTranspose,
+    gaussian_nll,
+    image_to_float,
+)
 
 
 def test_vector_conv_transpose_equals_conv_transpose_on_a_1x1_input():
@@ -26,7 +32,11 @@ def test_vector_conv_transpose_equals_conv_transpose_on_a_1x1_input():
 def test_decoder_and_encoder_shapes_keep_leading_dims():
     dec, enc = ConvDecoder(feat_dim=10, depth=4), ConvEncoder(depth=4)
     assert dec(torch.randn(2, 3, 10)).shape == (2, 3, 3, 64, 64)
-    assert enc(torch.randint(0, 256, (2, 3, 3, 64, 64), dtype=torch.uint8)).shape == (2, 3, enc.embed_dim)
+    assert enc(torch.randint(0, 256, (2, 3, 3, 64, 64), dtype=torch.uint8)).shape == (
+        2,
+        3,
+        enc.embed_dim,
+    )
 
 
 def test_image_to_float_range_and_it_does_not_modify_its_input():
@@ -42,4 +52,6 @@ def test_gaussian_nll_equals_unit_normal_log_prob():
     expected = -Normal(mean, 1.0).log_prob(target)
     torch.testing.assert_close(gaussian_nll(mean, target), expected)
     torch.testing.assert_close(gaussian_nll(mean, target, event_dims=2), expected.sum((-2, -1)))
-    assert gaussian_nll(torch.zeros(1), torch.zeros(1)).item() == pytest.approx(0.5 * math.log(2 * math.pi))
+    assert gaussian_nll(torch.zeros(1), torch.zeros(1)).item() == pytest.approx(
+        0.5 * math.log(2 * math.pi)
+    )

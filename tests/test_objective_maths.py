@@ -10,7 +10,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from conftest import A, IMAGE_SHAPE, random_batch, tiny_wm_config
+from conftest import IMAGE_SHAPE, A, random_batch, tiny_wm_config
 from wmbench import objectives
 from wmbench.agents.module import world_model_loss
 from wmbench.agents.world_model import WorldModel
@@ -29,12 +29,17 @@ def test_sinkhorn_meets_both_marginals():
     scores = torch.randn(12, 5, generator=torch.Generator().manual_seed(0), dtype=torch.float64)
     q = sinkhorn(scores, eps=0.5, iters=200)
     assert q.shape == (12, 5) and (q >= 0).all()
-    torch.testing.assert_close(q.sum(1), torch.ones(12, dtype=torch.float64))  # one distribution per sample
-    torch.testing.assert_close(q.sum(0), torch.full((5,), 12 / 5, dtype=torch.float64))  # equipartition
+    torch.testing.assert_close(
+        q.sum(1), torch.ones(12, dtype=torch.float64)
+    )  # one distribution per sample
+    torch.testing.assert_close(
+        q.sum(0), torch.full((5,), 12 / 5, dtype=torch.float64)
+    )  # equipartition
     # few iterations: rows exact, columns only approximately equal
     q3 = sinkhorn(scores, eps=0.5, iters=3)
     torch.testing.assert_close(q3.sum(1), torch.ones(12, dtype=torch.float64))
-    # a sample's assignment follows its scores: the argmax of each row is kept when the scores are balanced
+    # a sample's assignment follows its scores: the argmax of each row is kept when the scores are
+    # balanced
     balanced = 10 * torch.eye(4).repeat(2, 1)  # 8 samples, each prototype the best of exactly two
     assert torch.equal(sinkhorn(balanced, eps=0.05, iters=3).argmax(1), torch.arange(4).repeat(2))
 
@@ -69,7 +74,9 @@ def test_ema_target_encoder_follows_the_world_model_encoder_without_gradient(nam
     batch = random_batch()
     world_model_loss(wm, batch)[0].backward()  # first call: target = online encoder
     target = wm.objective.target["encoder"]
-    for (_, t), (_, o) in zip(target.named_parameters(), wm.encoder.named_parameters()):
+    for (_, t), (_, o) in zip(
+        target.named_parameters(), wm.encoder.named_parameters(), strict=True
+    ):
         torch.testing.assert_close(t, o.detach())
         assert t.grad is None and not t.requires_grad
     before = [t.detach().clone() for t in target.parameters()]
@@ -77,30 +84,40 @@ def test_ema_target_encoder_follows_the_world_model_encoder_without_gradient(nam
         for p in wm.encoder.parameters():
             p.add_(0.5)
     wm.loss(batch)
-    for t, b, o in zip(target.parameters(), before, wm.encoder.parameters()):
+    for t, b, o in zip(target.parameters(), before, wm.encoder.parameters(), strict=True):
         torch.testing.assert_close(t, b + 0.1 * (o.detach() - b))
     wm.eval()  # no update outside training
     frozen = [t.detach().clone() for t in target.parameters()]
     wm.loss(batch)
-    assert all(torch.equal(t, f) for t, f in zip(target.parameters(), frozen))
+    assert all(torch.equal(t, f) for t, f in zip(target.parameters(), frozen, strict=True))
 
 
 def test_random_shift_is_a_replicate_padded_crop_shared_over_time():
-    image = torch.randint(0, 256, (3, 4, 3, 16, 16), dtype=torch.uint8, generator=torch.Generator().manual_seed(0))
+    image = torch.randint(
+        0, 256, (3, 4, 3, 16, 16), dtype=torch.uint8, generator=torch.Generator().manual_seed(0)
+    )
     assert random_shift(image, 0) is image
     out = random_shift(image, 2, generator=torch.Generator().manual_seed(1))
     assert out.dtype == torch.uint8 and out.shape == image.shape
     assert not torch.equal(out, image)  # some sequence moved
-    padded = F.pad(image.flatten(0, 1).float(), (2, 2, 2, 2), mode="replicate").reshape(3, 4, 3, 20, 20)
+    padded = F.pad(image.flatten(0, 1).float(), (2, 2, 2, 2), mode="replicate").reshape(
+        3, 4, 3, 20, 20
+    )
     for b in range(3):
-        crops = [(dy, dx) for dy in range(5) for dx in range(5) if torch.equal(padded[b, :, :, dy : dy + 16, dx : dx + 16], out[b].float())]
+        crops = [
+            (dy, dx)
+            for dy in range(5)
+            for dx in range(5)
+            if torch.equal(padded[b, :, :, dy : dy + 16, dx : dx + 16], out[b].float())
+        ]
         assert crops, f"sequence {b} is not one crop of its padded images at every time step"
     with pytest.raises(ValueError, match="B, T, C, W, W"):
         random_shift(image[0], 2)
 
 
 def test_prototypes_losses_are_cross_entropies_to_the_sinkhorn_assignments():
-    # without shifts both views are the image, and at the first update the target equals the online nets
+    # without shifts both views are the image, and at the first update the target equals the online
+    # nets
     wm = build("prototypes", prototypes=6, shift=0)
     seen = {}
     wm.objective.register_forward_hook(lambda m, args, out: seen.update(inp=args[0], out=out))
@@ -110,7 +127,9 @@ def test_prototypes_losses_are_cross_entropies_to_the_sinkhorn_assignments():
     with torch.no_grad():
         obs_scores = F.normalize(obj.obs_proj(inp.embed), dim=-1) @ protos.T  # [B, T, M]
         feat_scores = F.normalize(obj.feat_proj(inp.feat), dim=-1) @ protos.T
-        w = sinkhorn(obs_scores.flatten(0, 1), cfg.sinkhorn_eps, cfg.sinkhorn_iters).reshape(obs_scores.shape)
+        w = sinkhorn(obs_scores.flatten(0, 1), cfg.sinkhorn_eps, cfg.sinkhorn_iters).reshape(
+            obs_scores.shape
+        )
         swav = -(w * F.log_softmax(obs_scores / cfg.temperature, -1)).sum(-1)
         temporal = -(w * F.log_softmax(feat_scores / cfg.temperature, -1)).sum(-1)
     torch.testing.assert_close(seen["out"].losses["swav"].detach(), swav)

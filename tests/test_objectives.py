@@ -10,7 +10,7 @@ import pandas as pd
 import pytest
 import torch
 
-from conftest import A, B, IMAGE_SHAPE, T, random_batch, tiny_run_dict, tiny_wm_config
+from conftest import IMAGE_SHAPE, A, B, T, random_batch, tiny_run_dict, tiny_wm_config
 from wmbench import objectives
 from wmbench.agents.config import RSSMConfig
 from wmbench.agents.module import world_model_loss
@@ -32,7 +32,9 @@ LATENTS = {
 def build(name: str, seed: int = 0, objective_config: dict | None = None, **kw) -> WorldModel:
     torch.manual_seed(seed)
     cls = objectives.get(name)
-    return WorldModel(tiny_wm_config(**kw), IMAGE_SHAPE, A, cls, cls.Config(**(objective_config or {})))
+    return WorldModel(
+        tiny_wm_config(**kw), IMAGE_SHAPE, A, cls, cls.Config(**(objective_config or {}))
+    )
 
 
 def test_builtins_are_registered():
@@ -88,7 +90,9 @@ def test_objective_contract(name, latent, batch):
     assert any(torch.count_nonzero(g) > 0 for n, g in grads.items() if n.startswith("rssm."))
     own = [n for n, _ in wm.objective.named_parameters()]
     if own and out.losses:
-        assert any(torch.count_nonzero(grads.get(f"objective.{n}", torch.zeros(1))) > 0 for n in own)
+        assert any(
+            torch.count_nonzero(grads.get(f"objective.{n}", torch.zeros(1))) > 0 for n in own
+        )
 
 
 def test_reward_objective_adds_no_loss_and_no_parameters(batch):
@@ -124,7 +128,12 @@ def test_info_nce_diagonal_scores_near_zero_and_matches_definition():
     assert loss.max().item() < 1e-6
     # general case: logsumexp_j s_ij - s_ii, checked elementwise
     s = torch.randn(4, 4, generator=torch.Generator().manual_seed(1), dtype=torch.float64)
-    want = torch.tensor([math.log(sum(math.exp(s[i, j].item()) for j in range(4))) - s[i, i].item() for i in range(4)])
+    want = torch.tensor(
+        [
+            math.log(sum(math.exp(s[i, j].item()) for j in range(4))) - s[i, i].item()
+            for i in range(4)
+        ]
+    )
     torch.testing.assert_close(info_nce(s), want.double())
     # swapping which column is the positive changes the loss: the diagonal really is the positive
     assert info_nce(100.0 * torch.eye(3).flip(0))[0] > 50
@@ -146,19 +155,30 @@ def test_gaussian_log_density_matrix_matches_torch_normal():
 
 def _structured_batch() -> Batch:
     """Fixed batch with blocky (8x8-pixel) random colour images and a constant reward of 2."""
-    low = torch.randint(0, 256, (B, T, 3, 8, 8), generator=torch.Generator().manual_seed(5), dtype=torch.uint8)
+    low = torch.randint(
+        0, 256, (B, T, 3, 8, 8), generator=torch.Generator().manual_seed(5), dtype=torch.uint8
+    )
     image = low.repeat_interleave(8, -1).repeat_interleave(8, -2)
     return dataclasses.replace(random_batch(seed=0), image=image, reward=torch.full((B, T), 2.0))
 
 
-# name -> (metric to track, constant lower bound removed before comparing, lr, steps, zero reward/cont scales)
+# name -> (metric to track, constant lower bound removed before comparing, lr, steps, zero
+# reward/cont scales)
 OVERFIT = {
-    # reward adds no loss: track the world-model loss above its floor 0.5 ln 2π + free nats · (dyn + rep)
+    # reward adds no loss: track the world-model loss above its floor 0.5 ln 2π + free nats · (dyn +
+    # rep)
     "reward": (None, 0.5 * math.log(2 * math.pi) + 1.0 * 0.6, 1e-2, 40, False),
     # Gaussian NLL summed over pixels: remove the constant 0.5 ln 2π per pixel
-    "reconstruction": ("loss/objective/image", 0.5 * math.log(2 * math.pi) * 3 * 64 * 64, 1e-2, 40, True),
+    "reconstruction": (
+        "loss/objective/image",
+        0.5 * math.log(2 * math.pi) * 3 * 64 * 64,
+        1e-2,
+        40,
+        True,
+    ),
     "contrastive": ("loss/objective/infonce", 0.0, 1e-3, 100, True),
-    # cross-entropy to Sinkhorn targets; few prototypes (below) keep the targets' entropy, its floor, low
+    # cross-entropy to Sinkhorn targets; few prototypes (below) keep the targets' entropy, its
+    # floor, low
     "prototypes": ("loss/objective/temporal", 0.0, 1e-2, 40, True),
     "self_predictive": ("loss/objective/self_predictive", 0.0, 1e-3, 40, True),
     "tpc": ("loss/objective/tpc", 0.0, 1e-3, 100, True),

@@ -54,7 +54,9 @@ def test_fifo_eviction_keeps_newest_rows():
     replay = Replay(capacity=10, image_shape=SHAPE, action_dim=ACTION_DIM)
     fill(replay, [7])
     assert len(replay) == 7
-    np.testing.assert_array_equal(decode(replay.sample(3, 7)["image"]), np.tile(np.arange(7), (3, 1)))
+    np.testing.assert_array_equal(
+        decode(replay.sample(3, 7)["image"]), np.tile(np.arange(7), (3, 1))
+    )
 
     fill_more = Replay(capacity=10, image_shape=SHAPE, action_dim=ACTION_DIM)
     fill(fill_more, [6, 9, 10])  # 25 rows, ids 0..24
@@ -170,7 +172,9 @@ def test_add_rejects_broken_episode_invariants():
     with pytest.raises(ValueError, match="is_first must be True"):
         replay.add(frame(0), zeros, 0.0, is_first=False, is_terminal=False, is_last=False)
     with pytest.raises(ValueError, match="zero prev_action"):
-        replay.add(frame(0), np.ones(ACTION_DIM), 0.0, is_first=True, is_terminal=False, is_last=False)
+        replay.add(
+            frame(0), np.ones(ACTION_DIM), 0.0, is_first=True, is_terminal=False, is_last=False
+        )
     with pytest.raises(ValueError, match="zero prev_action"):
         replay.add(frame(0), zeros, 1.0, is_first=True, is_terminal=False, is_last=False)
     with pytest.raises(ValueError, match="must be a bool"):

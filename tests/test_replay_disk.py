@@ -11,7 +11,8 @@ from wmbench.data.replay_disk import ReplayDisk
 
 
 def filled(tmp_path, episode_lengths, capacity=10, chunk_rows=4):
-    """A replay filled through a ReplayDisk that flushes as rows arrive, like the training stream."""
+    """A replay filled through a ReplayDisk that flushes as rows arrive, like the training stream.
+    """
     replay = Replay(capacity=capacity, image_shape=SHAPE, action_dim=ACTION_DIM, seed=3)
     disk = ReplayDisk(tmp_path / "replay", chunk_rows)
     original_add = replay.add
@@ -30,7 +31,12 @@ def test_chunks_are_written_as_the_replay_fills_and_evicted_ones_are_deleted(tmp
     assert [(start, stop) for start, stop, _ in disk.files()] == [(12, 16), (16, 20), (20, 24)]
     assert disk.written == 24  # row 24 is pending until the next chunk or flush
     disk.flush(replay)
-    assert [(start, stop) for start, stop, _ in disk.files()] == [(12, 16), (16, 20), (20, 24), (24, 25)]
+    assert [(start, stop) for start, stop, _ in disk.files()] == [
+        (12, 16),
+        (16, 20),
+        (20, 24),
+        (24, 25),
+    ]
     assert disk.stored_rows() == 13
 
 
@@ -74,7 +80,9 @@ def test_restore_cuts_back_rows_written_after_the_checkpoint(tmp_path):
 def test_restore_names_missing_rows(tmp_path):
     replay, disk = filled(tmp_path, [6, 9], capacity=100)
     disk.files()[1][2].unlink()  # rows 4..8
-    with pytest.raises(RuntimeError, match="miss rows from stream index 4 .*delete it and start the run over"):
+    with pytest.raises(
+        RuntimeError, match="miss rows from stream index 4 .*delete it and start the run over"
+    ):
         ReplayDisk(tmp_path / "replay", 4).restore(Replay(100, SHAPE, ACTION_DIM), 12)
 
 
@@ -90,10 +98,13 @@ def test_extend_rejects_rows_that_break_the_episode_invariant():
 
 
 def test_restore_after_a_restore_that_was_killed_midway(tmp_path):
-    """A kill between writing the cut-back file and deleting the original leaves both; rows load once."""
+    """A kill between writing the cut-back file and deleting the original leaves both; rows load
+    once."""
     replay, disk = filled(tmp_path, [6, 9], capacity=100)  # files 0-4, 4-8, 8-12
     with np.load(disk.files()[2][2]) as data:
-        disk._write(8, 10, {name: data[name][:2] for name in FIELDS})  # the cut-back copy for 10 rows
+        disk._write(
+            8, 10, {name: data[name][:2] for name in FIELDS}
+        )  # the cut-back copy for 10 rows
     restored = Replay(capacity=100, image_shape=SHAPE, action_dim=ACTION_DIM)
     ReplayDisk(tmp_path / "replay", 4).restore(restored, 10)
     np.testing.assert_array_equal(decode(restored.rows(0, 10)["image"]), np.arange(10))

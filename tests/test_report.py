@@ -29,7 +29,9 @@ def test_aggregates_of_a_known_matrix():
 
 def test_bootstrap_ci_of_a_large_sample_contains_the_true_mean():
     rng = np.random.default_rng(0)
-    scores = pd.DataFrame({"task": "t", "objective": "a", "seed": range(400), "value": rng.normal(5.0, 1.0, 400)})
+    scores = pd.DataFrame(
+        {"task": "t", "objective": "a", "seed": range(400), "value": rng.normal(5.0, 1.0, 400)}
+    )
     row = stats.per_task(scores, reps=REPS).iloc[0]
     assert row.ci_low < 5.0 < row.ci_high
     assert row.ci_high - row.ci_low < 0.3  # about 4 standard errors of 1/sqrt(400)
@@ -50,20 +52,29 @@ def test_probability_of_improvement_counts_pairs_of_runs():
     # Task 1: x beats y in 3 of 4 run pairs; task 2: x loses every pair -> (0.75 + 0) / 2.
     x = np.array([[2.0, 0.0], [4.0, 1.0]])
     y = np.array([[1.0, 5.0], [3.0, 6.0]])
-    assert stats.improvement({"x": x, "y": y}, reps=REPS).probability.iloc[0] == pytest.approx(0.375)
+    assert stats.improvement({"x": x, "y": y}, reps=REPS).probability.iloc[0] == pytest.approx(
+        0.375
+    )
 
 
 def test_normalise_and_missing_reference():
     scores = pd.DataFrame({"task": ["a", "b"], "value": [250.0, 3.0]})
     assert stats.normalise(scores, {"a": (0, 1000), "b": (1, 5)}).score.tolist() == [0.25, 0.5]
-    with pytest.raises(ValueError, match="no reference .* for task\\(s\\) b; add them to the suite's 'references'"):
+    with pytest.raises(
+        ValueError, match="no reference .* for task\\(s\\) b; add them to the suite's 'references'"
+    ):
         stats.normalise(scores, {"a": (0, 1000)})
 
 
 def test_score_matrices_keep_only_seeds_done_on_every_task():
-    scores = pd.DataFrame({
-        "objective": ["a", "a", "a", "b"], "task": ["t1", "t2", "t1", "t1"], "seed": [0, 0, 1, 0], "score": [1.0, 2.0, 3.0, 4.0],
-    })
+    scores = pd.DataFrame(
+        {
+            "objective": ["a", "a", "a", "b"],
+            "task": ["t1", "t2", "t1", "t1"],
+            "seed": [0, 0, 1, 0],
+            "score": [1.0, 2.0, 3.0, 4.0],
+        }
+    )
     matrices, tasks = stats.score_matrices(scores)
     assert tasks == ["t1", "t2"]
     assert matrices["a"].tolist() == [[1.0, 2.0]]  # seed 1 has no t2
@@ -76,9 +87,31 @@ def _store(suite_dir, final: dict[tuple[str, str, int], float]) -> pd.DataFrame:
     for (objective, task, seed), value in final.items():
         if objective != "random":
             rows.append(("syn", objective, task, seed, 0, "eval/return", 0.0, 1.0))
-        rows.append(("syn", objective, task, seed, 1000 * (objective != "random"), "eval/return", value, 100.0))
-        cost = {"env_frames": 1000, "updates": 50, "wall_time": 100.0 * (1 + seed), "params": 1234} if objective == "a" else {}
-        runs.append({**run_row(suite_dir / "absent", "syn", objective, task, seed), "status": "done", "final_return": value, **cost})
+        rows.append(
+            (
+                "syn",
+                objective,
+                task,
+                seed,
+                1000 * (objective != "random"),
+                "eval/return",
+                value,
+                100.0,
+            )
+        )
+        cost = (
+            {"env_frames": 1000, "updates": 50, "wall_time": 100.0 * (1 + seed), "params": 1234}
+            if objective == "a"
+            else {}
+        )
+        runs.append(
+            {
+                **run_row(suite_dir / "absent", "syn", objective, task, seed),
+                "status": "done",
+                "final_return": value,
+                **cost,
+            }
+        )
     table = pd.DataFrame(rows, columns=COLUMNS)
     suite_dir.mkdir()
     save(suite_dir, table, runs_frame(runs))
@@ -100,20 +133,31 @@ def _markdown_table(text: str, heading: str, nth: int = 0) -> pd.DataFrame:
 
 def test_report_tables_equal_a_recomputation_from_the_raw_store(tmp_path, capsys):
     rng = np.random.default_rng(1)
-    final = {(o, t, s): float(rng.uniform(0, 1000)) for o in ("a", "b", "random") for t in ("dmc:cartpole-balance", "toy:reach")
-             for s in range(3)}
+    final = {
+        (o, t, s): float(rng.uniform(0, 1000))
+        for o in ("a", "b", "random")
+        for t in ("dmc:cartpole-balance", "toy:reach")
+        for s in range(3)
+    }
     final[("a", "toy:reach", 0)] = 0.5  # toy:reach is not normalised (raw return, reference (0, 1))
     table = _store(tmp_path / "syn", final)
-    assert main(["report", str(tmp_path / "syn"), "-o", str(tmp_path / "rep"), "--reps", str(REPS)]) == 0
+    assert (
+        main(["report", str(tmp_path / "syn"), "-o", str(tmp_path / "rep"), "--reps", str(REPS)])
+        == 0
+    )
     assert capsys.readouterr().out.strip() == f"wrote {tmp_path / 'rep' / 'report.md'}"
     text = (tmp_path / "rep" / "report.md").read_text()
     for figure in ("curves.png", "aggregates.png", "profiles.png"):
         assert (tmp_path / "rep" / figure).stat().st_size > 0 and f"]({figure})" in text
 
     assert "With as few as 3 seeds a bootstrap CI cannot reach beyond the seeds' own range" in text
-    assert "## Representation diagnostics\n\nNo run has diagnostics yet" in text  # no run directories here
+    assert (
+        "## Representation diagnostics\n\nNo run has diagnostics yet" in text
+    )  # no run directories here
     shown = _markdown_table(text, "## Final return per task")
-    raw = table[table.env_frames == table.groupby(["objective", "task", "seed"]).env_frames.transform("max")]
+    raw = table[
+        table.env_frames == table.groupby(["objective", "task", "seed"]).env_frames.transform("max")
+    ]
     expected = raw.groupby(["task", "objective"]).value.agg(["mean", "count"])
     assert len(shown) == 6
     for row in shown.itertuples():
@@ -130,52 +174,79 @@ def test_report_tables_equal_a_recomputation_from_the_raw_store(tmp_path, capsys
     aggregate = _markdown_table(text, "## Aggregate over tasks", nth=1)
     assert list(aggregate.objective) == ["a", "b"]  # the baseline is not a competitor
     for row in aggregate.itertuples():
-        scores = [final[(row.objective, t, s)] / (1000 if t.startswith("dmc:") else 1) for t in ("dmc:cartpole-balance", "toy:reach")
-                  for s in range(3)]
+        scores = [
+            final[(row.objective, t, s)] / (1000 if t.startswith("dmc:") else 1)
+            for t in ("dmc:cartpole-balance", "toy:reach")
+            for s in range(3)
+        ]
         iqm = float(row.IQM.split()[0])
-        assert iqm == pytest.approx(float(pd.Series(scores).sort_values().iloc[1:5].mean()), abs=5e-4)
+        assert iqm == pytest.approx(
+            float(pd.Series(scores).sort_values().iloc[1:5].mean()), abs=5e-4
+        )
         assert float(row.mean.split()[0]) == pytest.approx(np.mean(scores), abs=5e-4)
 
     pairs = _markdown_table(text, "## Probability of improvement")
     assert pairs[["X", "Y"]].values.tolist() == [["a", "b"]]
-    x = np.array([[final[("a", t, s)] for t in ("dmc:cartpole-balance", "toy:reach")] for s in range(3)])
-    y = np.array([[final[("b", t, s)] for t in ("dmc:cartpole-balance", "toy:reach")] for s in range(3)])
+    x = np.array(
+        [[final[("a", t, s)] for t in ("dmc:cartpole-balance", "toy:reach")] for s in range(3)]
+    )
+    y = np.array(
+        [[final[("b", t, s)] for t in ("dmc:cartpole-balance", "toy:reach")] for s in range(3)]
+    )
     expected_p = np.mean([np.mean(x[:, m, None] > y[None, :, m]) for m in range(2)])
     assert float(pairs.iloc[0, 2].split()[0]) == pytest.approx(expected_p, abs=5e-3)
 
     cost = _markdown_table(text, "## Cost").set_index("objective")
-    # a: 6 runs of 1000 env frames and 50 updates in 100, 200, 300 s per task -> 6000 frames / 1200 s.
+    # a: 6 runs of 1000 env frames and 50 updates in 100, 200, 300 s per task -> 6000 frames / 1200
+    # s.
     assert cost.loc["a", "runs"] == "6"
     assert cost.loc["a", "wall time per run (s)"] == "200"
     assert cost.loc["a", "env frames / s"] == "5.0"
     assert cost.loc["a", "updates / s"] == "0.25"
     assert cost.loc["a", "parameters"] == "1,234"
     assert cost.loc["b"].tolist()[1:] == ["n/a"] * 4  # nothing recorded: shown as n/a
-    assert "Not recorded with the runs" not in text and "| torch" in text  # versions.json written by save()
+    assert (
+        "Not recorded with the runs" not in text and "| torch" in text
+    )  # versions.json written by save()
 
 
 def test_report_of_a_directory_without_a_store_is_one_clear_error(tmp_path, capsys):
     assert main(["report", str(tmp_path), "-o", str(tmp_path / "rep")]) == 2
     assert capsys.readouterr().err.strip() == (
-        f"wmbench: error: {tmp_path} has no results.parquet or results.csv; run the suite first (wmbench suite run FILE)"
+        f"wmbench: error: {tmp_path} has no results.parquet or results.csv; run the suite first "
+        "(wmbench suite run FILE)"
     )
 
 
 def test_load_rebuilds_the_runs_table_of_a_suite_written_before_it(tmp_path):
-    """Older suites have only results.csv: runs come from the status.json of the runs in the results."""
+    """Older suites have only results.csv: runs come from the status.json of the runs in the
+    results."""
     suite = tmp_path / "old"
-    for objective, seed, status in [("reconstruction", 0, {"status": "done", "eval_return": 7.0, "env_frames": 160, "updates": 20,
-                                                            "wall_time": 8.0}),
-                                    ("reward", 0, {"status": "done", "eval_return": 1.0})]:  # another suite's run
+    for objective, seed, status in [
+        (
+            "reconstruction",
+            0,
+            {
+                "status": "done",
+                "eval_return": 7.0,
+                "env_frames": 160,
+                "updates": 20,
+                "wall_time": 8.0,
+            },
+        ),
+        ("reward", 0, {"status": "done", "eval_return": 1.0}),
+    ]:  # another suite's run
         run = suite / f"{objective}-toy_reach-s{seed}"
         run.mkdir(parents=True)
-        (run / "config.yaml").write_text(f"objective: {objective}\nseed: {seed}\nenv: {{task: 'toy:reach'}}\n")
+        (run / "config.yaml").write_text(
+            f"objective: {objective}\nseed: {seed}\nenv: {{task: 'toy:reach'}}\n"
+        )
         (run / "status.json").write_text(json.dumps(status))
     rows = [("old", "reconstruction", "toy:reach", 0, 160, "eval/return", 7.0, 8.0)]
     pd.DataFrame(rows, columns=COLUMNS).to_csv(suite / "results.csv", index=False)
     table, runs = load(suite)
     assert table.values.tolist() == [list(r) for r in rows]
-    assert runs[["objective", "status", "final_return", "env_frames", "updates", "wall_time"]].values.tolist() == [
-        ["reconstruction", "done", 7.0, 160.0, 20.0, 8.0]
-    ]
+    assert runs[
+        ["objective", "status", "final_return", "env_frames", "updates", "wall_time"]
+    ].values.tolist() == [["reconstruction", "done", 7.0, 160.0, 20.0, 8.0]]
     assert runs.params.isna().all()  # not recorded then: the report shows n/a

@@ -1,4 +1,5 @@
-"""Runs that survive: exact resume, kill -9, torn checkpoint writes, the NaN guard and determinism."""
+"""Runs that survive: exact resume, kill -9, torn checkpoint writes, the NaN guard and determinism.
+"""
 
 from __future__ import annotations
 
@@ -21,13 +22,13 @@ from conftest import tiny_run_dict
 from wmbench.agents.module import DreamerModule, NonFiniteLossError
 from wmbench.cli import main
 from wmbench.configio import from_dict
+from wmbench.data.replay_disk import ReplayDisk
 from wmbench.envs.toy import EPISODE_STEPS
 from wmbench.objectives.base import ObjectiveOutput
 from wmbench.objectives.reward import RewardObjective
-from wmbench.data.replay_disk import ReplayDisk
+from wmbench.run_config import RunConfig
 from wmbench.rundir import CHECKPOINT
 from wmbench.runtime.checkpoint import AtomicCheckpointIO
-from wmbench.run_config import RunConfig
 from wmbench.runtime.train import continue_csv, train
 from wmbench.suite.runner import run_suite
 
@@ -47,7 +48,8 @@ def metrics(run_dir: Path) -> pd.DataFrame:
 
 
 def crash_at_update(monkeypatch, update: int) -> None:
-    """Makes training raise when update ``update + 1`` starts (after update ``update``'s checkpoint)."""
+    """Makes training raise when update ``update + 1`` starts (after update ``update``'s
+    checkpoint)."""
     original = DreamerModule.training_step
 
     def training_step(self, batch, batch_idx):
@@ -60,7 +62,9 @@ def crash_at_update(monkeypatch, update: int) -> None:
 
 def test_resume_gives_the_parameters_and_metrics_of_a_straight_run(tmp_path, monkeypatch):
     """20 updates straight vs 10, crash, resume, 10 more (toy:reach, one update per env frame)."""
-    cfg = tiny_config(env_frames=28, checkpoint_every=1, replay_chunk=4)  # 8 prefill frames, then 20 updates
+    cfg = tiny_config(
+        env_frames=28, checkpoint_every=1, replay_chunk=4
+    )  # 8 prefill frames, then 20 updates
     straight = train(cfg, tmp_path / "straight")
     with monkeypatch.context() as patch:
         crash_at_update(patch, 10)
@@ -82,28 +86,52 @@ def test_resume_gives_the_parameters_and_metrics_of_a_straight_run(tmp_path, mon
         for param, state in opt_a["state"].items():
             assert torch.equal(state["exp_avg_sq"], opt_b["state"][param]["exp_avg_sq"])
     pd.testing.assert_frame_equal(metrics(tmp_path / "straight"), metrics(tmp_path / "resumed"))
-    assert metrics(tmp_path / "resumed")["train/loss/world_model"].notna().sum() == 20  # each update once
+    assert (
+        metrics(tmp_path / "resumed")["train/loss/world_model"].notna().sum() == 20
+    )  # each update once
     disk = ReplayDisk(tmp_path / "resumed" / "replay", 4)
     assert disk.stored_rows() == 29
 
 
-def test_sigkill_mid_run_resumes_to_the_same_totals_without_losing_replay_rows(tmp_path, monkeypatch):
-    frames = 150  # 8 random prefill frames, then one update every 2 frames (train_ratio 4 = B·T / 2)
+def test_sigkill_mid_run_resumes_to_the_same_totals_without_losing_replay_rows(
+    tmp_path, monkeypatch
+):
+    frames = (
+        150  # 8 random prefill frames, then one update every 2 frames (train_ratio 4 = B·T / 2)
+    )
     data = tiny_run_dict()
     data["train"].update(env_frames=frames, train_ratio=4, checkpoint_every=30, replay_chunk=8)
     config = tmp_path / "config.yaml"
     config.write_text(yaml.safe_dump(data))
     run_dir = tmp_path / "runs" / "reward-toy_reach-s0"
-    env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(Path(wmbench.__file__).parents[1]), os.environ.get("PYTHONPATH", "")]))
+    env = dict(
+        os.environ,
+        PYTHONPATH=os.pathsep.join(
+            [str(Path(wmbench.__file__).parents[1]), os.environ.get("PYTHONPATH", "")]
+        ),
+    )
     process = subprocess.Popen(
-        [sys.executable, "-m", "wmbench.cli", "train", "--config", str(config), "--out", str(tmp_path / "runs")],
-        env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        [
+            sys.executable,
+            "-m",
+            "wmbench.cli",
+            "train",
+            "--config",
+            str(config),
+            "--out",
+            str(tmp_path / "runs"),
+        ],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
     )
     disk = ReplayDisk(run_dir / "replay", 8)
     deadline = time.time() + 120
     try:  # kill once a checkpoint exists and a chunk written after it has reached disk
         while True:
-            assert process.poll() is None and time.time() < deadline, "the run ended before it could be killed"
+            assert process.poll() is None and time.time() < deadline, (
+                "the run ended before it could be killed"
+            )
             if (run_dir / CHECKPOINT).exists():
                 at_checkpoint = load(run_dir)["callbacks"]["RunCheckpoint"]["stream"]["replay_rows"]
                 if disk.stored_rows() >= at_checkpoint + 8:
@@ -119,19 +147,30 @@ def test_sigkill_mid_run_resumes_to_the_same_totals_without_losing_replay_rows(t
 
     after_restore = []
     restore = ReplayDisk.restore
-    monkeypatch.setattr(ReplayDisk, "restore", lambda self, *a: (restore(self, *a), after_restore.append(self.stored_rows())))
+    monkeypatch.setattr(
+        ReplayDisk,
+        "restore",
+        lambda self, *a: (restore(self, *a), after_restore.append(self.stored_rows())),
+    )
     assert main(["train", "--resume", str(run_dir)]) == 0
     status = json.loads((run_dir / "status.json").read_text())
     at_end = ReplayDisk(run_dir / "replay", 8).stored_rows()
-    print(f"replay rows on disk: before kill {before_kill}, after resume {after_restore[0]} (checkpoint at "
-          f"{state['counters']['env_frames']} env frames), at end {at_end}; env_frames at end {status['env_frames']}")
-    assert after_restore == [state["replay_rows"]]  # rows written after the checkpoint are collected again
+    print(
+        f"replay rows on disk: before kill {before_kill}, after resume {after_restore[0]} "
+        f"(checkpoint at {state['counters']['env_frames']} env frames), at end {at_end}; "
+        f"env_frames at end {status['env_frames']}"
+    )
+    assert after_restore == [
+        state["replay_rows"]
+    ]  # rows written after the checkpoint are collected again
     assert status["status"] == "done" and status["env_frames"] == frames
     resets = -(-frames // EPISODE_STEPS)  # one first row per episode started
     assert at_end == status["replay_rows"] == frames + resets
     logged = pd.read_csv(run_dir / "metrics.csv")
     steps = logged.dropna(subset=["train/loss/world_model"])["step"]
-    assert status["updates"] == (frames - 8) // 2 and list(steps) == list(range(1, status["updates"] + 1))
+    assert status["updates"] == (frames - 8) // 2 and list(steps) == list(
+        range(1, status["updates"] + 1)
+    )
     assert list(logged["train/episodes"].dropna()) == [1.0, 2.0, 3.0]  # each episode logged once
 
 
@@ -152,14 +191,18 @@ def test_torn_checkpoint_write_leaves_the_previous_checkpoint_loadable(tmp_path)
     assert previous["updates"] == 1 and torch.equal(previous["weights"], torch.arange(1000.0))
 
 
-def test_an_objective_returning_nan_stops_the_run_naming_update_losses_and_checkpoint(tmp_path, monkeypatch, capsys):
+def test_an_objective_returning_nan_stops_the_run_naming_update_losses_and_checkpoint(
+    tmp_path, monkeypatch, capsys
+):
     cfg = tiny_config(env_frames=14, checkpoint_every=1)  # 6 updates; the 4th goes wrong
 
     def forward(self, inp):
         calls = getattr(self, "calls", 0) + 1
         self.calls = calls
         scale = float("nan") if calls == 4 else 0.0
-        return ObjectiveOutput(losses={"bad": scale * inp.feat.mean(-1)})  # NaN loss and NaN gradients
+        return ObjectiveOutput(
+            losses={"bad": scale * inp.feat.mean(-1)}
+        )  # NaN loss and NaN gradients
 
     monkeypatch.setattr(RewardObjective, "forward", forward)
     run_dir = tmp_path / "run"
@@ -173,24 +216,42 @@ def test_an_objective_returning_nan_stops_the_run_naming_update_losses_and_check
     status = json.loads((run_dir / "status.json").read_text())
     assert status["status"] == "failed" and status["error"] == f"NonFiniteLossError: {err.value}"
     assert (status["updates"], status["last_checkpoint"]) == (4, checkpoint)
-    assert status["non_finite"] == ["loss/objective/bad", "loss/world_model", "grad_norm/world_model"]
-    good = load(run_dir)  # the guard stopped before any NaN reached the parameters or the checkpoint
+    assert status["non_finite"] == [
+        "loss/objective/bad",
+        "loss/world_model",
+        "grad_norm/world_model",
+    ]
+    good = load(
+        run_dir
+    )  # the guard stopped before any NaN reached the parameters or the checkpoint
     assert good["wmbench_updates"] == 3
     assert all(torch.isfinite(v).all() for v in good["state_dict"].values())
 
 
 def test_same_seed_gives_identical_metrics_and_another_seed_different_ones(tmp_path):
-    runs = {name: train(tiny_config(seed=seed), tmp_path / name) for name, seed in (("a", 0), ("b", 0), ("c", 1))}
+    runs = {
+        name: train(tiny_config(seed=seed), tmp_path / name)
+        for name, seed in (("a", 0), ("b", 0), ("c", 1))
+    }
     assert runs["a"]["updates"] == runs["c"]["updates"] == 2
     pd.testing.assert_frame_equal(metrics(tmp_path / "a"), metrics(tmp_path / "b"))
-    losses = {name: metrics(tmp_path / name)["train/loss/world_model"].dropna().tolist() for name in runs}
+    losses = {
+        name: metrics(tmp_path / name)["train/loss/world_model"].dropna().tolist() for name in runs
+    }
     assert losses["a"] == losses["b"] and losses["a"] != losses["c"]
 
 
 def test_suite_runner_resumes_an_interrupted_run_from_its_checkpoint(tmp_path, monkeypatch):
     config = {k: v for k, v in tiny_run_dict().items() if k in ("env", "agent", "train")}
     config["train"].update(env_frames=28, checkpoint_every=1)
-    suite = {"name": "r", "objectives": ["reward"], "tasks": ["toy:reach"], "seeds": [0], "random_baseline": False, "config": config}
+    suite = {
+        "name": "r",
+        "objectives": ["reward"],
+        "tasks": ["toy:reach"],
+        "seeds": [0],
+        "random_baseline": False,
+        "config": config,
+    }
     path = tmp_path / "suite.yaml"
     path.write_text(yaml.safe_dump(suite))
     with monkeypatch.context() as patch:
@@ -201,15 +262,23 @@ def test_suite_runner_resumes_an_interrupted_run_from_its_checkpoint(tmp_path, m
 
     updates_run = []
     original = DreamerModule.training_step
-    monkeypatch.setattr(DreamerModule, "training_step", lambda self, *a: (updates_run.append(1), original(self, *a))[1])
+    monkeypatch.setattr(
+        DreamerModule,
+        "training_step",
+        lambda self, *a: (updates_run.append(1), original(self, *a))[1],
+    )
     result, failed = run_suite(path, tmp_path / "runs")
-    assert failed == [] and len(updates_run) == 10  # the 10 updates after the checkpoint, not all 20
+    assert (
+        failed == [] and len(updates_run) == 10
+    )  # the 10 updates after the checkpoint, not all 20
     status = json.loads((run_dir / "status.json").read_text())
     assert (status["status"], status["updates"], status["env_frames"]) == ("done", 20, 28)
     assert result["seeds"].tolist() == [1]
 
 
-@pytest.mark.parametrize("left_by", ["a killed run", "a resume killed while the CSV writer started"])
+@pytest.mark.parametrize(
+    "left_by", ["a killed run", "a resume killed while the CSV writer started"]
+)
 def test_metrics_continue_after_the_rows_of_the_checkpoint(tmp_path, left_by):
     rows = "a,step\n1.0,1\n2.0,2\n9.0,3\n"  # the checkpoint counted 2 rows; row 3 came after it
     name = "metrics.csv" if left_by == "a killed run" else "metrics.csv.kept"
@@ -219,5 +288,11 @@ def test_metrics_continue_after_the_rows_of_the_checkpoint(tmp_path, left_by):
     logger.log_metrics({"a": 3.0}, step=3)
     logger.log_metrics({"a": 4.0, "b": 5.0}, step=4)  # a new column rewrites the header, rows kept
     logger.save()
-    assert (tmp_path / "metrics.csv").read_text().splitlines() == ["a,b,step", "1.0,,1", "2.0,,2", "3.0,,3", "4.0,5.0,4"]
+    assert (tmp_path / "metrics.csv").read_text().splitlines() == [
+        "a,b,step",
+        "1.0,,1",
+        "2.0,,2",
+        "3.0,,3",
+        "4.0,5.0,4",
+    ]
     assert not (tmp_path / "metrics.csv.kept").exists()

@@ -90,14 +90,16 @@ def test_is_first_resets_state_and_prev_action(config):
     fresh_action = prev_action[:, 2:].clone()
     fresh_action[:, 0] = 0
     fpost, fprior = rssm.observe(embed[:, 2:], fresh_action, is_first[:, 2:])
-    for got, want in zip(_deterministic_parts(post), _deterministic_parts(fpost)):
+    for got, want in zip(_deterministic_parts(post), _deterministic_parts(fpost), strict=True):
         torch.testing.assert_close(got[:, 2], want[:, 0], rtol=0, atol=0)
-    for got, want in zip(_deterministic_parts(prior), _deterministic_parts(fprior)):
+    for got, want in zip(_deterministic_parts(prior), _deterministic_parts(fprior), strict=True):
         torch.testing.assert_close(got[:, 2], want[:, 0], rtol=0, atol=0)
 
     # ... and with the same random stream for the fresh part the whole tail matches
     torch.manual_seed(7)
-    state, _ = rssm.obs_step(post.map(lambda x: x[:, 1]), prev_action[:, 2], embed[:, 2], is_first[:, 2])
+    state, _ = rssm.obs_step(
+        post.map(lambda x: x[:, 1]), prev_action[:, 2], embed[:, 2], is_first[:, 2]
+    )
     tail = [state]
     tail.append(rssm.obs_step(state, prev_action[:, 3], embed[:, 3], is_first[:, 3])[0])
     torch.manual_seed(7)
@@ -126,13 +128,17 @@ def test_obs_step_reset_ignores_prev_state_and_action_separately(config):
     )
     action = torch.ones(B, A)
     first = torch.tensor([True, False])
-    ref_post, ref_prior = rssm.obs_step(zero, torch.zeros(B, A), embed, torch.ones(B, dtype=torch.bool))
+    ref_post, ref_prior = rssm.obs_step(
+        zero, torch.zeros(B, A), embed, torch.ones(B, dtype=torch.bool)
+    )
     # only the previous action is non-zero
     post_a, _ = rssm.obs_step(zero, action, embed, first)
     # only the previous state is non-zero
     post_s, _ = rssm.obs_step(junk, torch.zeros(B, A), embed, first)
     for post in (post_a, post_s):
-        for got, want in zip(_deterministic_parts(post), _deterministic_parts(ref_post)):
+        for got, want in zip(
+            _deterministic_parts(post), _deterministic_parts(ref_post), strict=True
+        ):
             torch.testing.assert_close(got[0], want[0], rtol=0, atol=0)  # reset row
             assert not torch.allclose(got[1], want[1])  # non-reset row sees action / state
 
@@ -157,7 +163,8 @@ def test_free_nats_clamp_per_position_on_summed_kl():
     for side in (dyn, rep):  # with equal stds both sides have the same value
         assert side.shape == (1, 3)
         torch.testing.assert_close(side, expected)
-        # position 0 is exactly at the floor; position 1 is NOT clamped although each dim KL (0.4) < free nats
+        # position 0 is exactly at the floor; position 1 is NOT clamped although each dim KL (0.4) <
+        # free nats
         assert side[0, 0].item() == pytest.approx(free_nats, rel=1e-6)
         assert side[0, 1].item() == pytest.approx(1.6, rel=1e-5)
     # metric: the unclamped mean KL
@@ -168,7 +175,8 @@ def test_free_nats_clamp_per_position_on_summed_kl():
     (dyn_scale * dyn + rep_scale * rep).sum().backward()
     assert torch.equal(post_mean.grad[0, 0], torch.zeros(4))
     assert torch.equal(prior_mean.grad[0, 0], torch.zeros(4))
-    # above the floor: d/dmu_q [rep * 0.5 (mu_q - mu_p)^2] = rep_scale * diff (dyn side is stop-gradiented)
+    # above the floor: d/dmu_q [rep * 0.5 (mu_q - mu_p)^2] = rep_scale * diff (dyn side is
+    # stop-gradiented)
     torch.testing.assert_close(post_mean.grad[0, 1:], rep_scale * diffs[0, 1:, None].expand(2, 4))
     torch.testing.assert_close(prior_mean.grad[0, 1:], -dyn_scale * diffs[0, 1:, None].expand(2, 4))
 
@@ -221,8 +229,12 @@ def test_dyn_side_does_not_reach_post_net_within_a_step(config):
     post, prior = rssm.observe(embed, prev_action, is_first)
     dyn, _, _ = rssm.kl_loss(post, prior, 0.0)
     dyn.mean().backward()
-    assert all(p.grad is None or torch.count_nonzero(p.grad) == 0 for p in rssm.post_net.parameters())
-    assert any(p.grad is not None and torch.count_nonzero(p.grad) > 0 for p in rssm.prior_net.parameters())
+    assert all(
+        p.grad is None or torch.count_nonzero(p.grad) == 0 for p in rssm.post_net.parameters()
+    )
+    assert any(
+        p.grad is not None and torch.count_nonzero(p.grad) > 0 for p in rssm.prior_net.parameters()
+    )
 
 
 def test_categorical_straight_through_is_one_hot_with_gradient():

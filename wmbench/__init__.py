@@ -1,3 +1,3 @@
-"""wmbench: compare world-model representation objectives on one RSSM and one imagination learner."""
+"""Compare world-model representation objectives on one RSSM and one imagination learner."""
 
 __version__ = "0.1.0"

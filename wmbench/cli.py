@@ -1,9 +1,10 @@
-"""Command line: ``wmbench objectives``, ``train``, ``suite run``, ``suite status``, ``report``, ``diagnose``.
+"""Command line: ``wmbench objectives``, ``train``, ``suite run``, ``suite status``, ``report``,
+``diagnose``.
 
 Invalid input (unknown objective or task, malformed suite, bad override, missing renderer, a run
 directory that cannot be resumed) prints one ``wmbench: error: ...`` message and exits with status 2
-before any training starts. A run stopped by the NaN guard, or by a failed actor process in async mode,
-prints its message (the actor's traceback included) and exits with status 1.
+before any training starts. A run stopped by the NaN guard, or by a failed actor process in async
+mode, prints its message (the actor's traceback included) and exits with status 1.
 
 This module imports only light modules at the top (``wmbench.errors``, ``wmbench.configio``, the
 diagnose settings); each command imports what it needs, so ``--help`` and ``report`` load no torch
@@ -39,10 +40,15 @@ def _cmd_train(args: argparse.Namespace) -> int:
     quiet_libraries()
 
     if args.resume:
-        given = [name for name in ("config", "set", "objective", "task", "seed", "mode", "out") if getattr(args, name) not in (None, [])]
+        given = [
+            name
+            for name in ("config", "set", "objective", "task", "seed", "mode", "out")
+            if getattr(args, name) not in (None, [])
+        ]
         if given:
             raise ConfigError(
-                f"--resume continues RUN_DIR with its own config.yaml; drop {', '.join('--' + name for name in given)}"
+                "--resume continues RUN_DIR with its own config.yaml; drop "
+                f"{', '.join('--' + name for name in given)}"
             )
         run_dir = Path(args.resume)
         cfg = read_config(run_dir)
@@ -57,8 +63,10 @@ def _cmd_train(args: argparse.Namespace) -> int:
         cfg = with_overrides(cfg, overrides)
         run_dir = Path(args.out or "runs/train") / run_id(cfg.objective, cfg.env.task, cfg.seed)
     summary = train(cfg, run_dir, resume=bool(args.resume))
-    print(f"done: {run_dir}  eval return {summary['eval_return']:.1f} after {summary['env_frames']} env frames "
-          f"({summary['updates']} updates, {summary['wall_time'] / 60:.1f} min)")
+    print(
+        f"done: {run_dir}  eval return {summary['eval_return']:.1f} after {summary['env_frames']} "
+        f"env frames ({summary['updates']} updates, {summary['wall_time'] / 60:.1f} min)"
+    )
     return 0
 
 
@@ -68,23 +76,35 @@ def _cmd_suite_run(args: argparse.Namespace) -> int:
 
         plan = dry_run(args.file)
         print(plan.to_string(index=False))
-        print(f"\n{len(plan)} runs, {plan.env_frames.sum():,} env frames and {plan.updates.sum():,} updates in all "
-              "(plus the random baseline's evaluations); nothing was run")
+        print(
+            f"\n{len(plan)} runs, {plan.env_frames.sum():,} env frames and {plan.updates.sum():,} "
+            "updates in all (plus the random baseline's evaluations); nothing was run"
+        )
         return 0
     if args.launcher == "ray" and args.workers != 1:
-        raise ConfigError("--workers applies to --launcher local; with --launcher ray each run reserves "
-                          "train.threads CPUs (1 if 0)")
+        raise ConfigError(
+            "--workers applies to --launcher local; with --launcher ray each run reserves "
+            "train.threads CPUs (1 if 0)"
+        )
     if args.address and args.launcher != "ray":
         raise ConfigError("--address is the Ray cluster's; add --launcher ray")
     from wmbench.runtime.train import quiet_libraries
     from wmbench.suite.runner import run_suite
 
     quiet_libraries()
-    result, failed = run_suite(args.file, args.out, workers=args.workers, launcher=args.launcher, address=args.address)
-    print("\nFinal evaluation return (deterministic policy), mean and std over seeds; random = uniform random policy")
+    result, failed = run_suite(
+        args.file, args.out, workers=args.workers, launcher=args.launcher, address=args.address
+    )
+    print(
+        "\nFinal evaluation return (deterministic policy), mean and std over seeds; random = "
+        "uniform random policy"
+    )
     print(result.to_string(index=False, float_format=lambda v: f"{v:.1f}"))
     if failed:
-        print(f"\n{len(failed)} run(s) failed (see status.json in each): {', '.join(failed)}", file=sys.stderr)
+        print(
+            f"\n{len(failed)} run(s) failed (see status.json in each): {', '.join(failed)}",
+            file=sys.stderr,
+        )
         return 1
     return 0
 
@@ -93,7 +113,9 @@ def _cmd_suite_status(args: argparse.Namespace) -> int:
     from wmbench.suite.plan import progress, status
 
     runs = status(args.file, args.out)
-    shown = runs[["status", "final_return", "error"]].assign(error=runs.error.fillna("").str.slice(0, 60))
+    shown = runs[["status", "final_return", "error"]].assign(
+        error=runs.error.fillna("").str.slice(0, 60)
+    )
     print(shown.rename_axis("run").to_string(float_format=lambda v: f"{v:.1f}"))
     print(progress(runs.status.to_dict()))
     return 0
@@ -111,13 +133,24 @@ def _cmd_diagnose(args: argparse.Namespace) -> int:
     from wmbench.diagnostics.run import diagnose
 
     config = DiagnoseConfig(
-        episodes=args.episodes, test_episodes=args.test_episodes, max_steps=args.max_steps, context=args.context,
-        horizon=args.horizon, decoder_steps=args.decoder_steps, alphas=args.alpha, seed=args.seed,
+        episodes=args.episodes,
+        test_episodes=args.test_episodes,
+        max_steps=args.max_steps,
+        context=args.context,
+        horizon=args.horizon,
+        decoder_steps=args.decoder_steps,
+        alphas=args.alpha,
+        seed=args.seed,
     )
     results = diagnose(args.run_dir, config)
-    r2 = {name: "n/a" if v["overall"] is None else f"{v['overall']:.3f}" for name, v in results["r2"].items()}
-    print(f"state-probe R² (held out): feat {r2['feat']}, deter {r2['deter']}; "
-          f"random init: feat {r2['random_feat']}, deter {r2['random_deter']}")
+    r2 = {
+        name: "n/a" if v["overall"] is None else f"{v['overall']:.3f}"
+        for name, v in results["r2"].items()
+    }
+    print(
+        f"state-probe R² (held out): feat {r2['feat']}, deter {r2['deter']}; "
+        f"random init: feat {r2['random_feat']}, deter {r2['random_deter']}"
+    )
     print(f"wrote {Path(args.run_dir) / 'diagnostics'} (results.json, metrics.csv, open_loop.png)")
     return 0
 
@@ -133,12 +166,16 @@ def _float_list(text: str) -> tuple[float, ...]:
     try:
         return tuple(float(item) for item in text.split(","))
     except ValueError:
-        raise argparse.ArgumentTypeError(f"expected comma-separated numbers, e.g. 1,10,100; got {text!r}") from None
+        raise argparse.ArgumentTypeError(
+            f"expected comma-separated numbers, e.g. 1,10,100; got {text!r}"
+        ) from None
 
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
-        prog="wmbench", description="Compare world-model representation objectives on one RSSM and one imagination learner."
+        prog="wmbench",
+        description="Compare world-model representation objectives on one RSSM and one "
+        "imagination learner.",
     )
     sub = parser.add_subparsers(dest="command", required=True)
 
@@ -148,38 +185,63 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser(
         "train",
         help="train one objective on one task with one seed",
-        description="Train one run; unset options take the RunConfig defaults (wmbench/run_config.py): "
-        "objective reconstruction, task dmc:cartpole-balance, seed 0, Dreamer v1 network sizes.",
+        description="Train one run; unset options take the RunConfig defaults "
+        "(wmbench/run_config.py): objective reconstruction, task dmc:cartpole-balance, seed "
+        "0, Dreamer v1 network sizes.",
     )
     p.add_argument("--objective", help="registered objective name (see `wmbench objectives`)")
     p.add_argument("--task", help="dmc:<domain>-<task> (e.g. dmc:walker-walk) or toy:reach (tests)")
     p.add_argument("--seed", type=int, help="seed of torch, numpy, the env and replay sampling")
-    p.add_argument("--mode", choices=["sync", "async"],
-                   help="sync: collect, then update, in one deterministic process (default); async: actor processes act "
-                   "while the learner trains, at the same train ratio (train.actors, train.publish_every)")
+    p.add_argument(
+        "--mode",
+        choices=["sync", "async"],
+        help="sync: collect, then update, in one deterministic process (default); async: actor "
+        "processes act while the learner trains, at the same train ratio (train.actors, "
+        "train.publish_every)",
+    )
     p.add_argument("--config", help="YAML file of RunConfig values")
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                    help="dotted override, e.g. agent.world_model.rssm.deter=200 (repeatable)")
     p.add_argument("--out", help="parent directory of the run directory (default: runs/train)")
-    p.add_argument("--resume", metavar="RUN_DIR",
-                   help="continue the run in RUN_DIR from its last checkpoint, with its config.yaml (no other options)")
+    p.add_argument(
+        "--resume",
+        metavar="RUN_DIR",
+        help="continue the run in RUN_DIR from its last checkpoint, with its config.yaml (no "
+        "other options)",
+    )
     p.set_defaults(func=_cmd_train)
 
-    suite = sub.add_parser("suite", help="run suites of objectives × tasks × seeds").add_subparsers(dest="suite_command", required=True)
+    suite = sub.add_parser("suite", help="run suites of objectives × tasks × seeds").add_subparsers(
+        dest="suite_command", required=True
+    )
     p = suite.add_parser(
         "run",
         help="run a suite file, then print its comparison table",
-        description="Validate a suite file, run every objective x task x seed not finished yet, and write "
-        "<out>/<name>/results.csv, comparison.md and curves.png.",
+        description="Validate a suite file, run every objective x task x seed not finished yet, "
+        "and write <out>/<name>/results.csv, comparison.md and curves.png.",
         formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
     p.add_argument("file", help="suite YAML file (see suites/smoke.yaml)")
     p.add_argument("--out", default="runs", help="root output directory")
-    p.add_argument("--workers", type=_positive_int, default=1, help="runs in parallel, one process each")
-    p.add_argument("--launcher", choices=["local", "ray"], default="local",
-                   help="local: this machine (see --workers); ray: each run a Ray task (pip install 'wmbench[ray]')")
-    p.add_argument("--address", help="Ray cluster address for ray.init (e.g. auto); default: start a local Ray instance")
-    p.add_argument("--dry-run", action="store_true", help="validate, list the runs and their env frames and updates, run nothing")
+    p.add_argument(
+        "--workers", type=_positive_int, default=1, help="runs in parallel, one process each"
+    )
+    p.add_argument(
+        "--launcher",
+        choices=["local", "ray"],
+        default="local",
+        help="local: this machine (see --workers); ray: each run a Ray task (pip install "
+        "'wmbench[ray]')",
+    )
+    p.add_argument(
+        "--address",
+        help="Ray cluster address for ray.init (e.g. auto); default: start a local Ray instance",
+    )
+    p.add_argument(
+        "--dry-run",
+        action="store_true",
+        help="validate, list the runs and their env frames and updates, run nothing",
+    )
     p.set_defaults(func=_cmd_suite_run)
     p = suite.add_parser(
         "status",
@@ -193,13 +255,19 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser(
         "report",
         help="write the comparison report of a finished suite",
-        description="Read the result store in SUITE_DIR (runs/<suite>) and write report.md with its figures: final "
-        "return per task, IQM/mean/median/optimality gap, probability of improvement, learning curves, performance "
-        "profiles, cost, configuration and package versions (95 % stratified-bootstrap CIs, Agarwal et al. 2021).",
+        description="Read the result store in SUITE_DIR (runs/<suite>) and write report.md with "
+        "its figures: final return per task, IQM/mean/median/optimality gap, probability of "
+        "improvement, learning curves, performance profiles, cost, configuration and package "
+        "versions (95 % stratified-bootstrap CIs, Agarwal et al. 2021).",
     )
     p.add_argument("suite_dir", help="a suite's output directory, e.g. runs/smoke")
     p.add_argument("-o", "--out", help="report directory (default: reports/<suite directory name>)")
-    p.add_argument("--reps", type=_positive_int, default=2000, help="bootstrap resamples per confidence interval (default: 2000)")
+    p.add_argument(
+        "--reps",
+        type=_positive_int,
+        default=2000,
+        help="bootstrap resamples per confidence interval (default: 2000)",
+    )
     p.add_argument("--seed", type=int, default=0, help="seed of the bootstrap (default: 0)")
     p.set_defaults(func=_cmd_report)
 
@@ -207,22 +275,45 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser(
         "diagnose",
         help="state probes and open-loop prediction on a run's checkpoint",
-        description="Record episodes with the run's policy, fit ridge state probes (trained and randomly initialised "
-        "world model), train a probe decoder on detached features, predict open-loop; write RUN_DIR/diagnostics/ "
-        "(results.json, metrics.csv, open_loop.png).",
+        description="Record episodes with the run's policy, fit ridge state probes (trained and "
+        "randomly initialised world model), train a probe decoder on detached features, "
+        "predict open-loop; write RUN_DIR/diagnostics/ (results.json, metrics.csv, "
+        "open_loop.png).",
         formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
     p.add_argument("run_dir", help="run directory with config.yaml and checkpoints/last.ckpt")
-    p.add_argument("--episodes", type=int, default=d.episodes, help="episodes recorded with the agent's policy")
-    p.add_argument("--test-episodes", type=int, default=d.test_episodes, help="of those, held out (R², open loop)")
-    p.add_argument("--max-steps", type=int, default=d.max_steps, help="agent steps per episode at most")
-    p.add_argument("--context", type=int, default=d.context, help="k observed frames per open-loop window")
-    p.add_argument("--horizon", type=int, default=d.horizon, help="n imagined steps per open-loop window")
-    p.add_argument("--decoder-steps", type=int, default=d.decoder_steps, help="Adam steps of the probe decoder")
-    p.add_argument("--alpha", type=_float_list, default=d.alphas, metavar="A[,A...]",
-                   help="candidate ridge penalties, comma-separated; each probe takes the best in leave-one-episode-out "
-                   "cross-validation")
-    p.add_argument("--seed", type=int, default=d.seed, help="seed of action sampling and the probe decoder")
+    p.add_argument(
+        "--episodes", type=int, default=d.episodes, help="episodes recorded with the agent's policy"
+    )
+    p.add_argument(
+        "--test-episodes",
+        type=int,
+        default=d.test_episodes,
+        help="of those, held out (R², open loop)",
+    )
+    p.add_argument(
+        "--max-steps", type=int, default=d.max_steps, help="agent steps per episode at most"
+    )
+    p.add_argument(
+        "--context", type=int, default=d.context, help="k observed frames per open-loop window"
+    )
+    p.add_argument(
+        "--horizon", type=int, default=d.horizon, help="n imagined steps per open-loop window"
+    )
+    p.add_argument(
+        "--decoder-steps", type=int, default=d.decoder_steps, help="Adam steps of the probe decoder"
+    )
+    p.add_argument(
+        "--alpha",
+        type=_float_list,
+        default=d.alphas,
+        metavar="A[,A...]",
+        help="candidate ridge penalties, comma-separated; each probe takes the best in "
+        "leave-one-episode-out cross-validation",
+    )
+    p.add_argument(
+        "--seed", type=int, default=d.seed, help="seed of action sampling and the probe decoder"
+    )
     p.set_defaults(func=_cmd_diagnose)
     return parser
 

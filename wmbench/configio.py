@@ -18,7 +18,8 @@ T = TypeVar("T")
 
 
 class ConfigError(UsageError, ValueError):
-    """A config value, key, override, file or run directory is invalid; the message names where and the fix."""
+    """A config value, key, override, file or run directory is invalid; the message names where and
+    the fix."""
 
 
 def from_dict(cls: type[T], data: Mapping, where: str = "config") -> T:
@@ -102,7 +103,9 @@ def _convert(tp: Any, value: Any, path: str) -> Any:
     if origin is Union or origin is types.UnionType:
         others = [a for a in args if a is not type(None)]
         if len(others) != 1 or len(args) != 2:
-            raise TypeError(f"{path}: unsupported union type {_type_name(tp)}; only X | None is supported")
+            raise TypeError(
+                f"{path}: unsupported union type {_type_name(tp)}; only X | None is supported"
+            )
         return None if value is None else _convert(others[0], value, path)
     if origin is Literal:
         # Compare types too, so that True does not match Literal[1] (True == 1).
@@ -224,7 +227,9 @@ def with_overrides(cfg: T, overrides: Sequence[str]) -> T:
     except ConfigError as exc:
         # Name the override whose key the error points at; cross-field errors name none.
         culprits = [t for t in overrides if f"config.{t.partition('=')[0].strip()}" in str(exc)]
-        raise ConfigError(f"override {culprits[-1]!r}: {exc}" if culprits else f"overrides: {exc}") from None
+        raise ConfigError(
+            f"override {culprits[-1]!r}: {exc}" if culprits else f"overrides: {exc}"
+        ) from None
 
 
 def load_yaml(path: str | os.PathLike) -> dict[str, Any]:

@@ -1,9 +1,10 @@
-"""The errors the command line reports in one line, by kind (no heavy imports, so ``cli`` can catch them).
+"""The errors the command line reports in one line, by kind (no heavy imports, for the CLI).
 
-``UsageError``: the input or the machine cannot work (bad config, task, objective, renderer, run
-directory); ``wmbench`` prints ``wmbench: error: <message>`` and exits 2, before any compute.
-``RunError``: a run stopped for a reason its message explains (the NaN guard, a failed actor); exit 1.
-``RunInterrupted``: SIGINT or SIGTERM stopped a run, exit 128 + the signal number (130, 143).
+- ``UsageError``: the input or the machine cannot work (bad config, task, objective, renderer, run
+  directory); ``wmbench`` prints ``wmbench: error: <message>`` and exits 2, before any compute.
+- ``RunError``: a run stopped for a reason its message explains (the NaN guard, a failed actor);
+  exit 1.
+- ``RunInterrupted``: SIGINT or SIGTERM stopped a run; exit 128 + the signal number (130, 143).
 """
 
 from __future__ import annotations
@@ -35,5 +36,6 @@ class RunInterrupted(BaseException):
 
     @property
     def exit_code(self) -> int:
-        """128 + the signal number, as a shell reports a process ended by it (130 SIGINT, 143 SIGTERM)."""
+        """128 + the signal number, as a shell reports a process ended by it (130 SIGINT, 143
+        SIGTERM)."""
         return 128 + self.signum

@@ -40,8 +40,9 @@ class EnvConfig:
     def __post_init__(self) -> None:
         if self.image_size != SUPPORTED_IMAGE_SIZE:
             raise ValueError(
-                f"env.image_size={self.image_size} is not supported: Dreamer's conv encoder and decoder "
-                f"need {SUPPORTED_IMAGE_SIZE}x{SUPPORTED_IMAGE_SIZE} images; set env.image_size={SUPPORTED_IMAGE_SIZE}"
+                f"env.image_size={self.image_size} is not supported: Dreamer's conv encoder and "
+                f"decoder need {SUPPORTED_IMAGE_SIZE}x{SUPPORTED_IMAGE_SIZE} images; set "
+                f"env.image_size={SUPPORTED_IMAGE_SIZE}"
             )
         if self.action_repeat < 1:
             raise ValueError(f"env.action_repeat must be >= 1, got {self.action_repeat}")
@@ -62,8 +63,8 @@ class TrainConfig:
         eval_every: env frames between evaluations (deterministic policy); also one at 0 and at
             the end.
         eval_episodes: episodes per evaluation.
-        threads: torch intra-op threads; 0 keeps torch's default (in async mode the learner then leaves
-            one core to each actor; actors use one thread each).
+        threads: torch intra-op threads; 0 keeps torch's default (in async mode the learner then
+            leaves one core to each actor; actors use one thread each).
         precision: Lightning precision of the updates: ``32-true`` (fp32, default) or ``bf16-mixed``
             (bfloat16 autocast; on CPUs without AMX it is no faster, see ``benchmarks/``).
         logger: ``csv`` (Lightning CSVLogger) or ``wandb`` (offline, no login).
@@ -77,8 +78,8 @@ class TrainConfig:
             envs while the learner trains, the train ratio held by a rate limiter; see
             ``wmbench.runtime.async_learner``).
         actors: actor processes in async mode, each with its own env and a replay of
-            ``replay_capacity // actors`` steps; must be 1 in sync mode (checked when training starts,
-            after every override).
+            ``replay_capacity // actors`` steps; must be 1 in sync mode (checked when training
+            starts, after every override).
         publish_every: async mode: updates between two publications of the learner's policy weights
             to the actors.
     """
@@ -102,17 +103,30 @@ class TrainConfig:
     publish_every: int = 1
 
     def __post_init__(self) -> None:
-        for name in ("env_frames", "batch_size", "seq_len", "replay_capacity", "eval_every", "eval_episodes", "checkpoint_every",
-                     "replay_chunk", "actors", "publish_every"):
+        for name in (
+            "env_frames",
+            "batch_size",
+            "seq_len",
+            "replay_capacity",
+            "eval_every",
+            "eval_episodes",
+            "checkpoint_every",
+            "replay_chunk",
+            "actors",
+            "publish_every",
+        ):
             if getattr(self, name) < 1:
                 raise ValueError(f"train.{name} must be >= 1, got {getattr(self, name)}")
         if self.train_ratio <= 0 or self.learning_starts < 0 or self.threads < 0:
-            raise ValueError("train.train_ratio must be > 0, train.learning_starts and train.threads >= 0")
+            raise ValueError(
+                "train.train_ratio must be > 0, train.learning_starts and train.threads >= 0"
+            )
         per_actor = self.replay_capacity // self.actors
         if self.replay_chunk > per_actor:
             raise ValueError(
-                f"train.replay_chunk={self.replay_chunk} exceeds the replay capacity of each of the {self.actors} actor(s), "
-                f"{per_actor} (rows would be evicted before they are written): set train.replay_chunk <= {per_actor}"
+                f"train.replay_chunk={self.replay_chunk} exceeds the replay capacity of each of "
+                f"the {self.actors} actor(s), {per_actor} (rows would be evicted before they are "
+                f"written): set train.replay_chunk <= {per_actor}"
             )
 
 
@@ -148,8 +162,10 @@ class RunConfig:
             if t.env_frames < t.learning_starts:
                 fix += f" and train.env_frames >= {(needed - 1) * repeat + 1}"
             raise ValueError(
-                f"the random prefill (train.learning_starts={t.learning_starts}, train.env_frames={t.env_frames}) is "
-                f"{prefill} agent steps at env.action_repeat={repeat}, fewer than train.seq_len={t.seq_len}{per_actor}: {fix}"
+                f"the random prefill (train.learning_starts={t.learning_starts}, "
+                f"train.env_frames={t.env_frames}) is {prefill} agent steps at "
+                f"env.action_repeat={repeat}, fewer than train.seq_len={t.seq_len}{per_actor}: "
+                f"{fix}"
             )
 
 
@@ -171,8 +187,10 @@ def prepare(cfg: RunConfig) -> tuple[type, Any]:
     from wmbench.objectives import registry
 
     if cfg.train.actors > 1 and cfg.train.mode == "sync":
-        raise ConfigError(f"train.actors={cfg.train.actors} needs train.mode=async (sync mode steps one env): "
-                          "set train.mode=async (--mode async) or train.actors=1")
+        raise ConfigError(
+            f"train.actors={cfg.train.actors} needs train.mode=async (sync mode steps one env): "
+            "set train.mode=async (--mode async) or train.actors=1"
+        )
     cls = registry.get(cfg.objective)
     obj_cfg = from_dict(cls.Config, cfg.objective_config, where="objective_config")
     check_task(cfg.env.task)

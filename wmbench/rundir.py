@@ -2,12 +2,12 @@
 
 One run directory (``runs/train/<run_id>`` or ``runs/<suite>/<run_id>``) holds::
 
-    config.yaml              the resolved RunConfig (CONFIG)
-    status.json              {"status": running | done | failed, ...} (STATUS; read_status, write_status)
-    metrics.csv              every logged row, with env_frames and wall_time (METRICS)
-    replay/                  the replay's rows as chunk files (REPLAY; wmbench.data.replay_disk)
-    checkpoints/last.ckpt    the whole state of the run (CHECKPOINT; wmbench.runtime.checkpoint)
-    diagnostics/             what ``wmbench diagnose`` writes (DIAGNOSTICS)
+    config.yaml            the resolved RunConfig (CONFIG)
+    status.json            {"status": running | done | failed, ...} (STATUS; read/write_status)
+    metrics.csv            every logged row, with env_frames and wall_time (METRICS)
+    replay/                the replay's rows as chunk files (REPLAY; wmbench.data.replay_disk)
+    checkpoints/last.ckpt  the whole state of the run (CHECKPOINT; wmbench.runtime.checkpoint)
+    diagnostics/           what ``wmbench diagnose`` writes (DIAGNOSTICS)
 
 This module is the only owner of these names; it imports no torch, so the report, the suite planner
 and the command line read run directories cheaply.
@@ -41,7 +41,7 @@ DIAGNOSTICS = "diagnostics"
 """Folder of a run directory that ``wmbench diagnose`` writes."""
 
 BASELINE = "random"
-"""The ``objective`` in ``config.yaml`` of a random-policy baseline run (a label no suite may use)."""
+"""The ``objective`` in ``config.yaml`` of a random-policy baseline (no suite may use it)."""
 
 
 def run_id(objective: str, task: str, seed: int) -> str:
@@ -61,13 +61,15 @@ def read_config(run_dir: str | os.PathLike) -> RunConfig:
     """
     path = Path(run_dir) / CONFIG
     if not path.is_file():
-        raise ConfigError(f"{run_dir} is not a run directory (no {CONFIG}); give the directory of one run, "
-                          "e.g. runs/train/<run_id> or runs/<suite>/<run_id>")
+        raise ConfigError(
+            f"{run_dir} is not a run directory (no {CONFIG}); give the directory of one run, "
+            "e.g. runs/train/<run_id> or runs/<suite>/<run_id>"
+        )
     return from_dict(RunConfig, load_yaml(path), where=str(path))
 
 
 def read_status(run_dir: str | os.PathLike) -> dict[str, Any]:
-    """``status.json`` of a run (``{"status": "done" | "failed" | ..., ...}``), or ``{}`` if absent."""
+    """``status.json`` of a run (``{"status": "done" | "failed" | ...}``), or ``{}`` if absent."""
     path = Path(run_dir) / STATUS
     return json.loads(path.read_text()) if path.exists() else {}
 
@@ -94,7 +96,8 @@ def metric_rows(path: str | os.PathLike) -> int:
 
 
 def atomic_write(path: str | os.PathLike, write: Callable[[BinaryIO], None]) -> None:
-    """Writes ``path`` by calling ``write(file)`` on ``<path>.tmp``, fsync, then rename over ``path``.
+    """Writes ``path`` by calling ``write(file)`` on ``<path>.tmp``, fsync, then rename over
+    ``path``.
 
     A kill during the write leaves the previous ``path`` (if any) in place and a stray ``.tmp``.
     """

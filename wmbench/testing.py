@@ -13,8 +13,9 @@ def random_batch(batch: int = 2, steps: int = 3, action_dim: int = 2, seed: int 
     """A replay-like ``Batch`` with the dtypes of ``wmbench.data.replay.Replay.sample``.
 
     ``image`` uint8 ``[B, T, 3, 64, 64]`` uniform in [0, 255]; ``prev_action`` float32 ``[B, T, A]``
-    uniform in [-1, 1]; ``reward`` float32 ``[B, T]`` standard normal; ``is_first`` true at ``t = 0``
-    only; ``is_terminal`` and ``is_last`` true only at the last step of the first sequence.
+    uniform in [-1, 1]; ``reward`` float32 ``[B, T]`` standard normal; ``is_first`` true at
+    ``t = 0`` only; ``is_terminal`` and ``is_last`` true only at the last step of the first
+    sequence.
     """
     g = torch.Generator().manual_seed(seed)
     is_first = torch.zeros(batch, steps, dtype=torch.bool)

@@ -58,7 +58,12 @@ class RSSMState:
     def map(self, fn: Callable[[Tensor], Tensor]) -> RSSMState:
         """Apply ``fn`` to every tensor field (``None`` fields stay ``None``)."""
         return replace(
-            self, **{f.name: fn(getattr(self, f.name)) for f in fields(self) if getattr(self, f.name) is not None}
+            self,
+            **{
+                f.name: fn(getattr(self, f.name))
+                for f in fields(self)
+                if getattr(self, f.name) is not None
+            },
         )
 
     def detach(self) -> RSSMState:
@@ -67,7 +72,8 @@ class RSSMState:
 
     @staticmethod
     def stack(states: list[RSSMState], dim: int) -> RSSMState:
-        """Stack per-step states along a new dimension ``dim`` (e.g. ``T`` states ``[B, ...]`` to ``[B, T, ...]``)."""
+        """Stack per-step states along a new dimension ``dim`` (e.g. ``T`` states ``[B, ...]`` to
+        ``[B, T, ...]``)."""
         first = states[0]
         return replace(
             first,
@@ -104,5 +110,6 @@ class Batch:
 
     @classmethod
     def from_arrays(cls, arrays: Mapping[str, np.ndarray]) -> Batch:
-        """The batch of ``wmbench.data.replay.Replay.sample`` output (tensors share the arrays' memory)."""
+        """The batch of ``wmbench.data.replay.Replay.sample`` output (tensors share the arrays'
+        memory)."""
         return cls(**{f.name: torch.as_tensor(arrays[f.name]) for f in fields(cls)})

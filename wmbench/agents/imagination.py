@@ -60,7 +60,9 @@ class Actor(nn.Module):
         mean, std = self.mlp(feat).chunk(2, -1)
         mean = 5 * torch.tanh(mean / 5)
         std = F.softplus(std + self.config.init_std) + self.config.min_std
-        return Independent(TransformedDistribution(Normal(mean, std), [TanhTransform(cache_size=1)]), 1)
+        return Independent(
+            TransformedDistribution(Normal(mean, std), [TanhTransform(cache_size=1)]), 1
+        )
 
     def mode(self, feat: Tensor) -> Tensor:
         """Deterministic action tanh(mean), ``[..., A]`` (used for evaluation)."""
@@ -91,17 +93,21 @@ class ActorCritic(nn.Module):
             cont: predicted continue probability after each transition, ``[H, N]``.
 
         Returns:
-            ``(returns, weight)``: returns ``[H, N]`` for states 0..H-1, differentiable into ``feat``
-            (through the slow critic's inputs) and ``reward``; weight ``[H, N]``, detached, the
-            cumulative discount probability of reaching each state (start states weigh 1).
+            ``(returns, weight)``: returns ``[H, N]`` for states 0..H-1, differentiable into
+            ``feat`` (through the slow critic's inputs) and ``reward``; weight ``[H, N]``, detached,
+            the cumulative discount probability of reaching each state (start states weigh 1).
         """
         discount = self.config.discount * cont
         value = self.slow_critic(feat)
         ret = lambda_return(reward, value, discount, self.config.lam)
-        weight = torch.cumprod(torch.cat([torch.ones_like(discount[:1]), discount[:-1]], 0), 0).detach()
+        weight = torch.cumprod(
+            torch.cat([torch.ones_like(discount[:1]), discount[:-1]], 0), 0
+        ).detach()
         return ret, weight
 
-    def actor_loss(self, ret: Tensor, weight: Tensor, entropy: Tensor) -> tuple[Tensor, dict[str, Tensor]]:
+    def actor_loss(
+        self, ret: Tensor, weight: Tensor, entropy: Tensor
+    ) -> tuple[Tensor, dict[str, Tensor]]:
         """Dynamics backpropagation (Dream to Control, eq. 7): maximise weighted λ-returns.
 
         Args:
@@ -114,7 +120,9 @@ class ActorCritic(nn.Module):
         loss = -(weight * (ret + self.config.actor_entropy * entropy)).mean()
         return loss, {"actor_entropy": entropy.detach().mean(), "imag_return": ret.detach().mean()}
 
-    def critic_loss(self, feat: Tensor, ret: Tensor, weight: Tensor) -> tuple[Tensor, dict[str, Tensor]]:
+    def critic_loss(
+        self, feat: Tensor, ret: Tensor, weight: Tensor
+    ) -> tuple[Tensor, dict[str, Tensor]]:
         """Regress the critic onto λ-returns (Dream to Control, eq. 8), on detached inputs.
 
         Args:
@@ -129,5 +137,5 @@ class ActorCritic(nn.Module):
     def update_slow_critic(self) -> None:
         """slow ← (1 − τ) · slow + τ · critic with τ = ``slow_critic_fraction``."""
         tau = self.config.slow_critic_fraction
-        for slow, fast in zip(self.slow_critic.parameters(), self.critic.parameters()):
+        for slow, fast in zip(self.slow_critic.parameters(), self.critic.parameters(), strict=True):
             slow.lerp_(fast, tau)

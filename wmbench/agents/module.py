@@ -8,8 +8,8 @@ One update on a replayed batch ``[B, T]`` (Dream to Control, Algorithm 1):
 3. critic: regress the λ-returns of the same rollout; then move the slow critic.
 
 Loss scales: ``WorldModel.loss`` returns unscaled per-position terms; ``world_model_loss`` weighs
-them (``reward_scale``, ``cont_scale``, the KL sides' ``dyn_scale``/``rep_scale``, ``objective_scales``),
-averages each over ``B, T`` and sums.
+them (``reward_scale``, ``cont_scale``, the KL sides' ``dyn_scale``/``rep_scale``,
+``objective_scales``), averages each over ``B, T`` and sums.
 
 Logging: every ``log_every`` updates ``training_step`` returns the update's metrics row
 (``train/*`` and ``updates``); the runtime writes it with the batch's ``env_frames`` and
@@ -35,8 +35,8 @@ from torch import Tensor
 from wmbench.agents.config import AgentConfig
 from wmbench.agents.imagination import ActorCritic
 from wmbench.agents.world_model import WorldModel
-from wmbench.objectives import Objective
 from wmbench.errors import RunError
+from wmbench.objectives import Objective
 from wmbench.types import Batch, RSSMState
 
 
@@ -47,17 +47,27 @@ class NonFiniteLossError(RunError):
         updates: the update at which it happened (1-based: the first update is update 1).
         names: the non-finite values, e.g. ``["loss/objective/image", "loss/world_model",
             "grad_norm/world_model"]``.
-        last_checkpoint: where training can be resumed from, or ``None`` if unknown or none was written.
+        last_checkpoint: where training can be resumed from, or ``None`` if unknown or none was
+            written.
     """
 
     def __init__(self, updates: int, names: list[str], last_checkpoint: str | None = None) -> None:
         self.updates, self.names, self.last_checkpoint = updates, names, last_checkpoint
-        where = f"last good checkpoint: {last_checkpoint}" if last_checkpoint else "no checkpoint was written before it"
-        super().__init__(f"non-finite {', '.join(names)} at update {updates}; training stopped, {where}")
+        where = (
+            f"last good checkpoint: {last_checkpoint}"
+            if last_checkpoint
+            else "no checkpoint was written before it"
+        )
+        super().__init__(
+            f"non-finite {', '.join(names)} at update {updates}; training stopped, {where}"
+        )
 
 
-def world_model_loss(world_model: WorldModel, batch: Batch) -> tuple[Tensor, RSSMState, dict[str, Tensor]]:
-    """The world model's scalar loss: each term of ``WorldModel.loss`` weighed, averaged over ``B, T``, summed.
+def world_model_loss(
+    world_model: WorldModel, batch: Batch
+) -> tuple[Tensor, RSSMState, dict[str, Tensor]]:
+    """The world model's scalar loss: each term of ``WorldModel.loss`` weighed, averaged over
+    ``B, T``, summed.
 
     The weights are the world model's config: ``reward_scale``, ``cont_scale``, the KL sides'
     ``kl.dyn_scale`` and ``kl.rep_scale``, and ``objective_scales`` (missing names weigh 1).
@@ -82,7 +92,8 @@ def world_model_loss(world_model: WorldModel, batch: Batch) -> tuple[Tensor, RSS
 
 
 class DreamerModule(L.LightningModule):
-    """World model + objective + actor-critic, trained with manual optimisation and three optimizers.
+    """World model + objective + actor-critic, trained with manual optimisation and three
+    optimizers.
 
     Args:
         config: see ``AgentConfig``.
@@ -105,8 +116,12 @@ class DreamerModule(L.LightningModule):
         super().__init__()
         self.automatic_optimization = False
         self.config = config
-        self.world_model = WorldModel(config.world_model, image_shape, action_dim, objective_cls, objective_config)
-        self.actor_critic = ActorCritic(config.world_model.rssm.feat_dim, action_dim, config.actor_critic)
+        self.world_model = WorldModel(
+            config.world_model, image_shape, action_dim, objective_cls, objective_config
+        )
+        self.actor_critic = ActorCritic(
+            config.world_model.rssm.feat_dim, action_dim, config.actor_critic
+        )
         self.updates = 0
 
     def configure_optimizers(self):
@@ -117,14 +132,17 @@ class DreamerModule(L.LightningModule):
             torch.optim.Adam(self.actor_critic.critic.parameters(), lr=ac.critic_lr, eps=wm.eps),
         ]
 
-    def _step(self, opt, loss: Tensor, clip: float, check: tuple[str, dict[str, Tensor]] | None = None) -> Tensor:
-        """Backward, gradient clipping and the optimizer step; returns the gradient norm before clipping.
+    def _step(
+        self, opt, loss: Tensor, clip: float, check: tuple[str, dict[str, Tensor]] | None = None
+    ) -> Tensor:
+        """Backward, gradient clipping and the optimizer step; returns the gradient norm before
+        clipping.
 
         With ``check = (name, terms)`` the loss (``loss/<name>``), the gradient norm
-        (``grad_norm/<name>``) and the ``loss/*`` terms are checked before the step (``_check_finite``).
-        torch's clipping is called directly because Lightning's ``clip_gradients`` discards the norm;
-        it is the same operation for the ``32-true`` and ``bf16-mixed`` precisions, which do not scale
-        gradients.
+        (``grad_norm/<name>``) and the ``loss/*`` terms are checked before the step
+        (``_check_finite``). torch's clipping is called directly because Lightning's
+        ``clip_gradients`` discards the norm; it is the same operation for the ``32-true`` and
+        ``bf16-mixed`` precisions, which do not scale gradients.
         """
         opt.zero_grad(set_to_none=True)
         self.manual_backward(loss)
@@ -136,8 +154,11 @@ class DreamerModule(L.LightningModule):
         opt.step()
         return norm
 
-    def _check_finite(self, values: dict[str, Tensor], terms: dict[str, Tensor] | None = None) -> None:
-        """Raises ``NonFiniteLossError`` unless every scalar in ``values`` is finite (one host sync).
+    def _check_finite(
+        self, values: dict[str, Tensor], terms: dict[str, Tensor] | None = None
+    ) -> None:
+        """Raises ``NonFiniteLossError`` unless every scalar in ``values`` is finite (one host
+        sync).
 
         The error names the non-finite ``values`` and, first, the non-finite ``loss/*`` entries of
         ``terms`` (the world model's metrics, which hold the terms of its loss).
@@ -175,7 +196,12 @@ class DreamerModule(L.LightningModule):
             critic_loss, critic_metrics = self.actor_critic.critic_loss(feat[:-1], ret, weight)
             critic_norm = self._step(critic_opt, critic_loss, ac_cfg.grad_clip)
         self._check_finite(
-            {"loss/actor": actor_loss, "grad_norm/actor": actor_norm, "loss/critic": critic_loss, "grad_norm/critic": critic_norm}
+            {
+                "loss/actor": actor_loss,
+                "grad_norm/actor": actor_norm,
+                "loss/critic": critic_loss,
+                "grad_norm/critic": critic_norm,
+            }
         )
         self.actor_critic.update_slow_critic()
 
@@ -186,11 +212,19 @@ class DreamerModule(L.LightningModule):
         # values at every later optimizer step (three per update in manual optimisation).
         metrics.update(ac_metrics)
         metrics.update(critic_metrics)
-        metrics.update({"loss/world_model": wm_loss.detach(), "loss/actor": actor_loss.detach(), "loss/critic": critic_loss.detach()})
-        return {f"train/{k}": float(v) for k, v in metrics.items()} | {"updates": float(self.updates)}
+        metrics.update(
+            {
+                "loss/world_model": wm_loss.detach(),
+                "loss/actor": actor_loss.detach(),
+                "loss/critic": critic_loss.detach(),
+            }
+        )
+        return {f"train/{k}": float(v) for k, v in metrics.items()} | {
+            "updates": float(self.updates)
+        }
 
     def _imagine(self, start: RSSMState) -> tuple[Tensor, Tensor, Tensor, Tensor]:
-        """Imagined rollout, returns, weights and entropy estimate (all time-major ``[H(+1), N]``)."""
+        """Imagined rollout, returns, weights and entropy estimate (time-major ``[H(+1), N]``)."""
         wm = self.world_model
         entropies = []
 
@@ -233,7 +267,11 @@ class DreamerModule(L.LightningModule):
             state = wm.rssm.initial(len(image), image.device)
         post, _ = wm.rssm.obs_step(state, prev_action, wm.encoder(image), is_first)
         feat = wm.rssm.feat(post)
-        action = self.actor_critic.actor(feat).sample() if explore else self.actor_critic.actor.mode(feat)
+        action = (
+            self.actor_critic.actor(feat).sample()
+            if explore
+            else self.actor_critic.actor.mode(feat)
+        )
         return action.clamp(-1, 1), post
 
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:

@@ -69,8 +69,8 @@ class WorldModel(nn.Module):
             batch: a replayed batch (``wmbench.types.Batch``); ``is_last`` is not used.
 
         Returns:
-            ``(terms, post, metrics)``: float ``[B, T]`` per-position terms ``reward`` (Gaussian
-            NLL of r_t), ``cont`` (Bernoulli NLL of c_t = 1 − is_terminal), ``kl_dyn`` and ``kl_rep``
+            ``(terms, post, metrics)``: float ``[B, T]`` per-position terms ``reward`` (Gaussian NLL
+            of r_t), ``cont`` (Bernoulli NLL of c_t = 1 − is_terminal), ``kl_dyn`` and ``kl_rep``
             (nats, free nats applied, see ``RSSM.kl_loss``) and ``objective/<name>`` per objective
             loss; posterior states ``[B, T]`` (imagination starts); detached scalar metrics ``kl``
             (unclamped mean KL, nats) and ``objective/<name>`` (the objective's metrics).

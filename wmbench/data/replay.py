@@ -83,7 +83,9 @@ class Replay:
         if action_dim < 1:
             raise ValueError(f"action_dim must be >= 1, got {action_dim}")
         if len(image_shape) != 3 or any(int(d) < 1 for d in image_shape):
-            raise ValueError(f"image_shape must be three positive ints (C, H, W), got {image_shape}")
+            raise ValueError(
+                f"image_shape must be three positive ints (C, H, W), got {image_shape}"
+            )
         self.capacity = int(capacity)
         self.image_shape = tuple(int(d) for d in image_shape)
         self.action_dim = int(action_dim)
@@ -158,19 +160,25 @@ class Replay:
         """
         if not isinstance(image, np.ndarray) or image.dtype != np.uint8:
             dtype = getattr(image, "dtype", None)
-            raise ValueError(f"image must be a uint8 numpy array, got {type(image).__name__} of dtype {dtype}")
+            raise ValueError(
+                f"image must be a uint8 numpy array, got {type(image).__name__} of dtype {dtype}"
+            )
         if image.shape != self.image_shape:
             raise ValueError(f"image must have shape {self.image_shape}, got {image.shape}")
         action = np.asarray(prev_action, dtype=np.float32)
         if action.shape != (self.action_dim,):
-            raise ValueError(f"prev_action must have shape ({self.action_dim},), got {action.shape}")
+            raise ValueError(
+                f"prev_action must have shape ({self.action_dim},), got {action.shape}"
+            )
         flags = {"is_first": is_first, "is_terminal": is_terminal, "is_last": is_last}
         for name, flag in flags.items():
             if not isinstance(flag, (bool, np.bool_)):
                 raise ValueError(f"{name} must be a bool, got {flag!r}")
         if bool(is_first) != self._expect_first:
             if self._expect_first:
-                raise ValueError("is_first must be True on the first row and after a row with is_last=True")
+                raise ValueError(
+                    "is_first must be True on the first row and after a row with is_last=True"
+                )
             raise ValueError("is_first=True but the previous row did not have is_last=True")
         if is_first and (float(reward) != 0.0 or np.any(action != 0.0)):
             raise ValueError("a row with is_first=True must have zero prev_action and zero reward")
@@ -202,7 +210,9 @@ class Replay:
         """
         oldest = self._added - self._size
         if not oldest <= start <= stop <= self._added:
-            raise ValueError(f"rows {start}..{stop} are not all stored (stored: {oldest}..{self._added})")
+            raise ValueError(
+                f"rows {start}..{stop} are not all stored (stored: {oldest}..{self._added})"
+            )
         idx = np.arange(start, stop) % self.capacity
         return {name: getattr(self, f"_{name}")[idx] for name in FIELDS}
 
@@ -227,13 +237,18 @@ class Replay:
         for name, (dtype, shape) in expected.items():
             array = rows[name]
             if array.dtype != dtype or array.shape != shape:
-                raise ValueError(f"{name} must be {np.dtype(dtype)} of shape {shape}, got {array.dtype} {array.shape}")
+                raise ValueError(
+                    f"{name} must be {np.dtype(dtype)} of shape {shape}, got {array.dtype} "
+                    f"{array.shape}"
+                )
         if self._size and start != self._added:
             raise ValueError(f"rows must continue at stream index {self._added}, got {start}")
         first, last = rows["is_first"], rows["is_last"]
         follows_last = np.concatenate([[self._expect_first], last[:-1]])
         if np.any((first != follows_last)[0 if self._size else 1:]):
-            raise ValueError("is_first must be True exactly on the rows that follow a row with is_last=True")
+            raise ValueError(
+                "is_first must be True exactly on the rows that follow a row with is_last=True"
+            )
         keep = slice(max(0, n - self.capacity), n)
         idx = np.arange(start + keep.start, start + n) % self.capacity
         for name in FIELDS:
@@ -271,7 +286,9 @@ class Replay:
         if batch_size < 1 or seq_len < 1:
             raise ValueError(f"batch_size and seq_len must be >= 1, got {batch_size} and {seq_len}")
         if self._size < seq_len:
-            raise ValueError(f"cannot sample windows of {seq_len} rows: only {self._size} rows stored")
+            raise ValueError(
+                f"cannot sample windows of {seq_len} rows: only {self._size} rows stored"
+            )
         oldest = (self._next - self._size) % self.capacity
         starts = self._rng.integers(0, self._size - seq_len + 1, size=batch_size)
         idx = (oldest + starts[:, None] + np.arange(seq_len)[None, :]) % self.capacity  # [B, T]

@@ -1,10 +1,11 @@
-"""The replay's rows on disk: compressed chunk files written as the replay fills, read back on resume.
+"""The replay's rows on disk: compressed chunk files written as the replay fills, read back on
+resume.
 
-A run directory's ``replay/`` holds files ``<start>-<stop>.npz`` (stream indices, 12 digits each; see
-``Replay.added``), each with rows ``start <= i < stop`` as the arrays of ``wmbench.data.replay.FIELDS``
-(``image`` uint8 ``[N, C, H, W]``, ``prev_action`` float32 ``[N, A]``, ``reward`` float32 ``[N]``,
-flags bool ``[N]``). Files are written to a temporary name and renamed, so a kill leaves only whole
-files and loses at most the rows not flushed yet.
+A run directory's ``replay/`` holds files ``<start>-<stop>.npz`` (stream indices, 12 digits each;
+see ``Replay.added``), each with rows ``start <= i < stop`` as the arrays of
+``wmbench.data.replay.FIELDS`` (``image`` uint8 ``[N, C, H, W]``, ``prev_action`` float32
+``[N, A]``, ``reward`` float32 ``[N]``, flags bool ``[N]``). Files are written to a temporary name
+and renamed, so a kill leaves only whole files and loses at most the rows not flushed yet.
 """
 
 from __future__ import annotations
@@ -14,8 +15,8 @@ from pathlib import Path
 
 import numpy as np
 
-from wmbench.rundir import atomic_write
 from wmbench.data.replay import FIELDS, Replay
+from wmbench.rundir import atomic_write
 
 
 class ReplayDisk:
@@ -62,7 +63,10 @@ class ReplayDisk:
         start, stop = self.written, replay.added
         if stop > start:
             if start < stop - len(replay):
-                raise RuntimeError(f"replay rows {start}..{stop - len(replay)} were evicted before they were written")
+                raise RuntimeError(
+                    f"replay rows {start}..{stop - len(replay)} were evicted before they were "
+                    "written"
+                )
             self._write(start, stop, replay.rows(start, stop))
             self.written = stop
         oldest = replay.added - len(replay)
@@ -71,15 +75,19 @@ class ReplayDisk:
                 path.unlink()
 
     def _write(self, start: int, stop: int, rows: dict[str, np.ndarray]) -> None:
-        atomic_write(self.directory / f"{start:012d}-{stop:012d}.npz", lambda f: np.savez_compressed(f, **rows))
+        atomic_write(
+            self.directory / f"{start:012d}-{stop:012d}.npz",
+            lambda f: np.savez_compressed(f, **rows),
+        )
 
     def restore(self, replay: Replay, rows: int) -> None:
-        """Refills an empty ``replay`` with the newest of the first ``rows`` rows, one file at a time.
+        """Refills an empty ``replay`` with the newest of the first ``rows`` rows, one file at a
+        time.
 
-        Rows at stream index ``rows`` and later (written after the checkpoint that recorded ``rows``)
-        are removed from disk: the resumed run collects them again. A file holding rows on both sides
-        is rewritten with the older ones first, then deleted, so a kill at any point leaves the rows
-        restorable by a later call.
+        Rows at stream index ``rows`` and later (written after the checkpoint that recorded
+        ``rows``) are removed from disk: the resumed run collects them again. A file holding rows on
+        both sides is rewritten with the older ones first, then deleted, so a kill at any point
+        leaves the rows restorable by a later call.
 
         Args:
             replay: an empty replay of the run's capacity and shapes.
@@ -98,7 +106,9 @@ class ReplayDisk:
         for start, stop, path in self.files():
             have = loaded()
             if start >= rows or min(stop, rows) <= have:
-                if start >= rows or stop > rows:  # after the checkpoint, or a duplicate of loaded rows
+                if (
+                    start >= rows or stop > rows
+                ):  # after the checkpoint, or a duplicate of loaded rows
                     path.unlink()
                 continue
             if start > have:
@@ -115,6 +125,6 @@ class ReplayDisk:
 
     def _gap(self, start: int, stop: int) -> str:
         return (
-            f"replay chunks in {self.directory} miss rows from stream index {start} (needed up to {stop}); "
-            "the run directory is damaged: delete it and start the run over"
+            f"replay chunks in {self.directory} miss rows from stream index {start} (needed up to "
+            f"{stop}); the run directory is damaged: delete it and start the run over"
         )

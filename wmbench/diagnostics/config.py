@@ -8,7 +8,8 @@ from dataclasses import dataclass
 from wmbench.configio import ConfigError
 
 PROBES = ("feat", "deter", "random_feat", "random_deter")
-"""State probes of ``diagnose``, by the features they read: trained or randomly initialised world model."""
+"""State probes of ``diagnose``, by the features they read: trained or randomly initialised world
+model."""
 
 
 @dataclass(frozen=True)
@@ -27,9 +28,10 @@ class DiagnoseConfig:
         context: k observed rows per open-loop window.
         horizon: n imagined rows per open-loop window.
         decoder_steps: Adam steps of the probe decoder.
-        alphas: candidate ridge penalties on standardised features; each probe takes the one with the
-            best R² in leave-one-episode-out cross-validation on the training episodes.
-        seed: seed of the policy's action sampling and the probe decoder; also shifts the episodes' reset seeds.
+        alphas: candidate ridge penalties on standardised features; each probe takes the one with
+            the best R² in leave-one-episode-out cross-validation on the training episodes.
+        seed: seed of the policy's action sampling and the probe decoder; also shifts the episodes'
+            reset seeds.
     """
 
     episodes: int = 5
@@ -44,16 +46,22 @@ class DiagnoseConfig:
     def __post_init__(self) -> None:
         for name in ("episodes", "test_episodes", "max_steps", "context", "horizon"):
             if getattr(self, name) < 1:
-                raise ConfigError(f"diagnose: {name.replace('_', '-')} must be >= 1, got {getattr(self, name)}")
+                raise ConfigError(
+                    f"diagnose: {name.replace('_', '-')} must be >= 1, got {getattr(self, name)}"
+                )
         if self.episodes - self.test_episodes < 2:
             raise ConfigError(
-                f"diagnose: episodes={self.episodes} with test-episodes={self.test_episodes} leaves fewer than 2 training "
-                f"episodes (the ridge penalty is cross-validated over them); raise --episodes to {self.test_episodes + 2}"
+                f"diagnose: episodes={self.episodes} with test-episodes={self.test_episodes} "
+                "leaves fewer than 2 training episodes (the ridge penalty is cross-validated over "
+                f"them); raise --episodes to {self.test_episodes + 2}"
             )
         if self.context + self.horizon > self.max_steps + 1:
             raise ConfigError(
-                f"diagnose: context + horizon = {self.context + self.horizon} rows exceed an episode of max-steps="
-                f"{self.max_steps} (+1 reset row); lower --context/--horizon or raise --max-steps"
+                f"diagnose: context + horizon = {self.context + self.horizon} rows exceed an "
+                f"episode of max-steps={self.max_steps} (+1 reset row); lower --context/--horizon "
+                "or raise --max-steps"
             )
         if self.decoder_steps < 0 or not self.alphas or min(self.alphas) < 0:
-            raise ConfigError("diagnose: decoder-steps must be >= 0 and --alpha must list penalties >= 0")
+            raise ConfigError(
+                "diagnose: decoder-steps must be >= 0 and --alpha must list penalties >= 0"
+            )

@@ -44,7 +44,8 @@ class Episode:
 
 
 def circular_qpos(env: gym.Env) -> tuple[int, ...]:
-    """``qpos`` indices that are angles of unlimited hinges (``DMCEnv.unlimited_hinges``; none for ``toy:reach``)."""
+    """``qpos`` indices that are angles of unlimited hinges (``DMCEnv.unlimited_hinges``; none for
+    ``toy:reach``)."""
     base = env.unwrapped
     return tuple(base.unlimited_hinges()) if isinstance(base, DMCEnv) else ()
 
@@ -52,31 +53,54 @@ def circular_qpos(env: gym.Env) -> tuple[int, ...]:
 def physics_state(info: dict, circular: tuple[int, ...] = ()) -> np.ndarray:
     """The physics state from an env's ``info``: ``qpos`` then ``qvel``, float64 ``[Z]``.
 
-    Each ``qpos`` index in ``circular`` (an angle that winds, see ``circular_qpos``) becomes its cosine
-    and sine, so the state is a function of what the pixels show; ``state_names`` names the entries.
+    Each ``qpos`` index in ``circular`` (an angle that winds, see ``circular_qpos``) becomes its
+    cosine and sine, so the state is a function of what the pixels show; ``state_names`` names the
+    entries.
 
     Raises:
         ValueError: ``info`` has no ``qpos``/``qvel`` (the task gives no physics state to probe).
     """
     if "qpos" not in info or "qvel" not in info:
-        raise ValueError(f"the env's info has no qpos/qvel (keys: {sorted(info)}); diagnostics need a dmc: or toy: task")
+        raise ValueError(
+            f"the env's info has no qpos/qvel (keys: {sorted(info)}); diagnostics need a dmc: or "
+            "toy: task"
+        )
     qpos = np.asarray(info["qpos"], np.float64).ravel()
     parts = [[np.cos(q), np.sin(q)] if i in circular else [q] for i, q in enumerate(qpos)]
-    return np.concatenate([np.asarray([v for part in parts for v in part]), np.asarray(info["qvel"], np.float64).ravel()])
+    return np.concatenate(
+        [
+            np.asarray([v for part in parts for v in part]),
+            np.asarray(info["qvel"], np.float64).ravel(),
+        ]
+    )
 
 
 def state_names(info: dict, circular: tuple[int, ...] = ()) -> list[str]:
-    """Names of the ``physics_state`` entries: ``qpos0``, ``qpos1.cos``, ``qpos1.sin``, …, ``qvel0``, …."""
-    qpos = [[f"qpos{i}.cos", f"qpos{i}.sin"] if i in circular else [f"qpos{i}"] for i in range(np.size(info["qpos"]))]
-    return [name for names in qpos for name in names] + [f"qvel{i}" for i in range(np.size(info["qvel"]))]
+    """Names of the ``physics_state`` entries: ``qpos0``, ``qpos1.cos``, ``qpos1.sin``, …,
+    ``qvel0``, …."""
+    qpos = [
+        [f"qpos{i}.cos", f"qpos{i}.sin"] if i in circular else [f"qpos{i}"]
+        for i in range(np.size(info["qpos"]))
+    ]
+    return [name for names in qpos for name in names] + [
+        f"qvel{i}" for i in range(np.size(info["qvel"]))
+    ]
 
 
-def collect(env: gym.Env, act: Callable[[np.ndarray, bool], np.ndarray], episodes: int, max_steps: int, seed: int) -> list[Episode]:
-    """Record ``episodes`` episodes of at most ``max_steps`` steps each (fewer if the env ends them).
+def collect(
+    env: gym.Env,
+    act: Callable[[np.ndarray, bool], np.ndarray],
+    episodes: int,
+    max_steps: int,
+    seed: int,
+) -> list[Episode]:
+    """Record ``episodes`` episodes of at most ``max_steps`` steps each (fewer if the env ends
+    them).
 
     Args:
         env: pixel env whose ``info`` holds ``qpos`` and ``qvel``.
-        act: ``(image, is_first) -> action`` float32 ``[A]``, e.g. ``wmbench.runtime.stream.AgentPolicy``.
+        act: ``(image, is_first) -> action`` float32 ``[A]``, e.g.
+            ``wmbench.runtime.stream.AgentPolicy``.
         episodes: number of episodes (≥ 1).
         max_steps: agent steps per episode (≥ 1); an episode has at most ``max_steps + 1`` rows.
         seed: reset seed of the first episode (later ones use ``seed + i``).
@@ -87,7 +111,10 @@ def collect(env: gym.Env, act: Callable[[np.ndarray, bool], np.ndarray], episode
         while steps.in_episode and steps.steps < max_steps:
             rows.append(steps.step(act(steps.obs, steps.steps == 0)))
             states.append(physics_state(steps.info, circular))
-        image, prev_action, reward = (np.stack([getattr(r, name) for r in rows]) for name in ("image", "prev_action", "reward"))
+        image, prev_action, reward = (
+            np.stack([getattr(r, name) for r in rows])
+            for name in ("image", "prev_action", "reward")
+        )
         out.append(Episode(image, prev_action, reward.astype(np.float32), np.stack(states)))
     return out
 
@@ -100,23 +127,27 @@ def split(episodes: list[Episode], test_episodes: int) -> tuple[list[Episode], l
     """
     if not 1 <= test_episodes < len(episodes):
         raise ValueError(
-            f"need at least one training and one test episode, got {len(episodes)} episodes with {test_episodes} "
-            "held out: raise --episodes or lower --test-episodes"
+            f"need at least one training and one test episode, got {len(episodes)} episodes with "
+            f"{test_episodes} held out: raise --episodes or lower --test-episodes"
         )
     return episodes[:-test_episodes], episodes[-test_episodes:]
 
 
 @torch.no_grad()
 def posterior(world_model: WorldModel, episode: Episode) -> RSSMState:
-    """Posterior states of one episode, observed from its reset: leading shape ``[T]`` (no gradient)."""
+    """Posterior states of one episode, observed from its reset: leading shape ``[T]`` (no
+    gradient)."""
     image = torch.as_tensor(episode.image)[None]
     is_first = torch.zeros(1, len(episode), dtype=torch.bool)
     is_first[:, 0] = True
-    post, _ = world_model.rssm.observe(world_model.encoder(image), torch.as_tensor(episode.prev_action)[None], is_first)
+    post, _ = world_model.rssm.observe(
+        world_model.encoder(image), torch.as_tensor(episode.prev_action)[None], is_first
+    )
     return post.map(lambda x: x[0])
 
 
 def features(world_model: WorldModel, episodes: list[Episode]) -> tuple[Tensor, Tensor]:
-    """Posterior ``feat`` ``[N, F]`` and ``deter`` ``[N, D]`` of all rows of ``episodes`` (concatenated, float32)."""
+    """Posterior ``feat`` ``[N, F]`` and ``deter`` ``[N, D]`` of all rows of ``episodes``
+    (concatenated, float32)."""
     posts = [posterior(world_model, e) for e in episodes]
     return torch.cat([world_model.rssm.feat(p) for p in posts]), torch.cat([p.deter for p in posts])

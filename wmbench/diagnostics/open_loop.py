@@ -28,20 +28,22 @@ import numpy as np  # noqa: E402
 import torch  # noqa: E402
 from torch import Tensor  # noqa: E402
 
-from wmbench.nn.nets import ConvDecoder, image_to_float  # noqa: E402
 from wmbench.agents.world_model import WorldModel  # noqa: E402
 from wmbench.diagnostics.episodes import Episode  # noqa: E402
 from wmbench.diagnostics.probe import RidgeProbe  # noqa: E402
+from wmbench.nn.nets import ConvDecoder, image_to_float  # noqa: E402
 
 
 @dataclass(frozen=True)
 class HorizonErrors:
-    """Mean prediction errors per horizon step ``h = 1 … n`` (index ``h − 1``), float64 ``[n]`` each.
+    """Mean prediction errors per horizon step ``h = 1 … n`` (index ``h − 1``), float64 ``[n]``
+    each.
 
     Attributes:
         reward: squared reward error (reward units²).
         state: squared state-probe error (standardised units², mean over state dimensions).
-        image: per-pixel squared error of the probe decoder ([-0.5, 0.5] units², i.e. [0, 1] units²).
+        image: per-pixel squared error of the probe decoder ([-0.5, 0.5] units², i.e. [0, 1]
+            units²).
         decoder_image: the same for the objective's own decoder; ``None`` without one.
         windows: number of windows averaged.
     """
@@ -67,7 +69,8 @@ def windows(episodes: list[Episode], context: int, horizon: int) -> dict[str, Te
         float32 ``[W, k+n]``, ``state`` float64 ``[W, k+n, Z]``.
 
     Raises:
-        ValueError: ``context`` or ``horizon`` < 1, or no episode has ``k + n`` rows (names the fix).
+        ValueError: ``context`` or ``horizon`` < 1, or no episode has ``k + n`` rows (names the
+            fix).
     """
     if context < 1 or horizon < 1:
         raise ValueError(f"open-loop context and horizon must be >= 1, got {context} and {horizon}")
@@ -80,14 +83,16 @@ def windows(episodes: list[Episode], context: int, horizon: int) -> dict[str, Te
     if not cut["image"]:
         longest = max((len(e) for e in episodes), default=0)
         raise ValueError(
-            f"no held-out episode has context + horizon = {size} rows (longest: {longest}); lower --context/--horizon "
-            "or raise --max-steps"
+            f"no held-out episode has context + horizon = {size} rows (longest: {longest}); lower "
+            "--context/--horizon or raise --max-steps"
         )
     return {key: torch.as_tensor(np.stack(value)) for key, value in cut.items()}
 
 
 @torch.no_grad()
-def rollout(world_model: WorldModel, image: Tensor, prev_action: Tensor, context: int) -> tuple[Tensor, Tensor]:
+def rollout(
+    world_model: WorldModel, image: Tensor, prev_action: Tensor, context: int
+) -> tuple[Tensor, Tensor]:
     """Filter the first ``k`` rows, then imagine the rest with the recorded actions.
 
     Args:
@@ -103,7 +108,9 @@ def rollout(world_model: WorldModel, image: Tensor, prev_action: Tensor, context
     rssm = world_model.rssm
     is_first = torch.zeros(image.shape[:2], dtype=torch.bool)[:, :context]
     is_first[:, 0] = True
-    post, _ = rssm.observe(world_model.encoder(image[:, :context]), prev_action[:, :context], is_first)
+    post, _ = rssm.observe(
+        world_model.encoder(image[:, :context]), prev_action[:, :context], is_first
+    )
     state = post.map(lambda x: x[:, -1])
     predicted = []
     for t in range(context, image.shape[1]):
@@ -119,9 +126,15 @@ def to_uint8(image: Tensor) -> Tensor:
 
 @torch.no_grad()
 def evaluate(
-    world_model: WorldModel, episodes: list[Episode], context: int, horizon: int, probe: RidgeProbe, probe_decoder: ConvDecoder
+    world_model: WorldModel,
+    episodes: list[Episode],
+    context: int,
+    horizon: int,
+    probe: RidgeProbe,
+    probe_decoder: ConvDecoder,
 ) -> tuple[HorizonErrors, Tensor, list[str]]:
-    """Open-loop errors per horizon step on held-out episodes, and an image strip of the first window.
+    """Open-loop errors per horizon step on held-out episodes, and an image strip of the first
+    window.
 
     Args:
         world_model: the trained world model.
@@ -134,7 +147,8 @@ def evaluate(
     Returns:
         ``(errors, strip, labels)``: see ``HorizonErrors`` (arrays ``[n]``); strip uint8
         ``[R, k+n, 3, 64, 64]`` of the first window — the truth, then each decoder's output
-        (posterior features for the k context columns, imagined ones after); one label per strip row.
+        (posterior features for the k context columns, imagined ones after); one label per strip
+        row.
 
     Raises:
         ValueError: see ``windows``.
@@ -143,7 +157,10 @@ def evaluate(
     context_feat, predicted = rollout(world_model, cut["image"], cut["prev_action"], context)
     truth = image_to_float(cut["image"][:, context:])
     reward = ((world_model.reward_head(predicted) - cut["reward"][:, context:]) ** 2).mean(0)
-    state = ((probe.predict(predicted.numpy()) - probe.standardise(cut["state"][:, context:].numpy())) ** 2).mean((0, 2))
+    state = (
+        (probe.predict(predicted.numpy()) - probe.standardise(cut["state"][:, context:].numpy()))
+        ** 2
+    ).mean((0, 2))
     decoders = {"probe decoder": probe_decoder}
     if (decoder := own_decoder(world_model)) is not None:
         decoders["objective's decoder"] = decoder
@@ -161,7 +178,14 @@ def evaluate(
     return errors, torch.stack(strip), ["truth", *decoders]
 
 
-def save_strip(strip: Tensor, labels: list[str], context: int, path: str | Path, title: str = "", max_columns: int = 16) -> None:
+def save_strip(
+    strip: Tensor,
+    labels: list[str],
+    context: int,
+    path: str | Path,
+    title: str = "",
+    max_columns: int = 16,
+) -> None:
     """Write an image strip as a PNG: one row per label, context frames left of a red line.
 
     Args:
@@ -174,14 +198,25 @@ def save_strip(strip: Tensor, labels: list[str], context: int, path: str | Path,
             the last prediction always among them).
     """
     columns = strip.shape[1]
-    keep = sorted(set(np.linspace(0, columns - 1, min(columns, max_columns)).round().astype(int)) | {context - 1})
-    grid = strip[:, keep].permute(0, 3, 1, 4, 2).reshape(strip.shape[0] * strip.shape[3], len(keep) * strip.shape[4], 3)
+    keep = sorted(
+        set(np.linspace(0, columns - 1, min(columns, max_columns)).round().astype(int))
+        | {context - 1}
+    )
+    grid = (
+        strip[:, keep]
+        .permute(0, 3, 1, 4, 2)
+        .reshape(strip.shape[0] * strip.shape[3], len(keep) * strip.shape[4], 3)
+    )
     fig, ax = plt.subplots(figsize=(0.8 * len(keep) + 1.2, 0.8 * len(labels) + 0.5))
     ax.imshow(grid.numpy(), interpolation="nearest")
     side = strip.shape[-1]
     ax.axvline(side * (keep.index(context - 1) + 1) - 0.5, color="red", lw=1.5)
     ax.set_yticks([side * (i + 0.5) for i in range(len(labels))], labels, fontsize=7)
-    ax.set_xticks([side * (i + 0.5) for i in range(len(keep))], [str(c - context + 1) for c in keep], fontsize=6)
+    ax.set_xticks(
+        [side * (i + 0.5) for i in range(len(keep))],
+        [str(c - context + 1) for c in keep],
+        fontsize=6,
+    )
     ax.set_xlabel("horizon step (≤ 0: observed context)", fontsize=7)
     ax.set_title(title, fontsize=8)
     fig.tight_layout()

@@ -5,15 +5,15 @@ Features and targets are standardised with the mean and standard deviation of th
 
     (Xᵀ X + α I) W = Xᵀ Y        X, Y: standardised training features [N, F] and targets [N, Z]
 
-and R² of dimension j on held-out rows is the out-of-sample ``1 − Σ (y − ŷ)² / Σ (y − ȳ)²`` with ȳ the
-*training* mean: a perfect fit scores 1 and a probe no better than the training mean 0 (unbounded
-below). With few episodes the held-out ones can sit apart from the training ones (a pole that stays
-up in one episode and falls in another); against the held-out mean, a probe that learned nothing
-would then score far below 0, whereas here it scores about 0. The overall R²
-pools the sums over the dimensions that vary (``1 − Σ_j SSE_j / Σ_j SST_j`` in standardised units,
-scikit-learn's "variance_weighted"), so a dimension that barely varies in the held-out episodes
-cannot dominate it. ``select_alpha``
-picks α from a grid by cross-validation that holds out one group (episode) at a time.
+and R² of dimension j on held-out rows is the out-of-sample ``1 − Σ (y − ŷ)² / Σ (y − ȳ)²`` with ȳ
+the *training* mean: a perfect fit scores 1 and a probe no better than the training mean 0
+(unbounded below). With few episodes the held-out ones can sit apart from the training ones (a pole
+that stays up in one episode and falls in another); against the held-out mean, a probe that learned
+nothing would then score far below 0, whereas here it scores about 0. The overall R² pools the sums
+over the dimensions that vary (``1 − Σ_j SSE_j / Σ_j SST_j`` in standardised units, scikit-learn's
+"variance_weighted"), so a dimension that barely varies in the held-out episodes cannot dominate it.
+``select_alpha`` picks α from a grid by cross-validation that holds out one group (episode) at a
+time.
 """
 
 from __future__ import annotations
@@ -23,7 +23,8 @@ from dataclasses import dataclass
 import numpy as np
 
 CONSTANT = 1e-8
-"""Standard deviations (and mean squared held-out deviations) below this count as a constant dimension."""
+"""Standard deviations (and mean squared held-out deviations) below this count as a constant
+dimension."""
 
 
 def _scale(x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -58,11 +59,15 @@ class RidgeProbe:
             alpha: ridge penalty α ≥ 0 on standardised features.
 
         Raises:
-            ValueError: ``x`` and ``y`` are not 2-D with the same number of rows (≥ 2), or ``alpha < 0``.
+            ValueError: ``x`` and ``y`` are not 2-D with the same number of rows (≥ 2), or
+                ``alpha < 0``.
         """
         x, y = np.asarray(x, np.float64), np.asarray(y, np.float64)
         if x.ndim != 2 or y.ndim != 2 or len(x) != len(y) or len(x) < 2:
-            raise ValueError(f"ridge probe needs x [N, F] and y [N, Z] with the same N >= 2, got {x.shape} and {y.shape}")
+            raise ValueError(
+                f"ridge probe needs x [N, F] and y [N, Z] with the same N >= 2, got {x.shape} and "
+                f"{y.shape}"
+            )
         if alpha < 0:
             raise ValueError(f"ridge alpha must be >= 0, got {alpha}")
         x_mean, x_std = _scale(x)
@@ -96,11 +101,15 @@ class RidgeProbe:
         per_dim = np.full(target.shape[1], np.nan)
         varies = total > CONSTANT * len(target)
         per_dim[varies] = 1.0 - residual[varies] / total[varies]
-        overall = 1.0 - residual[varies].sum() / total[varies].sum() if varies.any() else float("nan")
+        overall = (
+            1.0 - residual[varies].sum() / total[varies].sum() if varies.any() else float("nan")
+        )
         return per_dim, float(overall)
 
 
-def select_alpha(x: np.ndarray, y: np.ndarray, groups: np.ndarray, alphas: tuple[float, ...]) -> tuple[float, list[float]]:
+def select_alpha(
+    x: np.ndarray, y: np.ndarray, groups: np.ndarray, alphas: tuple[float, ...]
+) -> tuple[float, list[float]]:
     """Ridge penalty with the best mean held-out R² when each group in turn is held out.
 
     Args:
@@ -118,11 +127,17 @@ def select_alpha(x: np.ndarray, y: np.ndarray, groups: np.ndarray, alphas: tuple
     """
     values = np.unique(groups)
     if len(values) < 2 or not alphas:
-        raise ValueError(f"alpha selection needs >= 2 groups and >= 1 candidate, got {len(values)} and {len(alphas)}")
+        raise ValueError(
+            f"alpha selection needs >= 2 groups and >= 1 candidate, got {len(values)} and "
+            f"{len(alphas)}"
+        )
     scores = []
     for alpha in alphas:
         folds = [
-            RidgeProbe.fit(x[groups != g], y[groups != g], alpha).r2(x[groups == g], y[groups == g])[1] for g in values
+            RidgeProbe.fit(x[groups != g], y[groups != g], alpha).r2(
+                x[groups == g], y[groups == g]
+            )[1]
+            for g in values
         ]
         finite = [f for f in folds if np.isfinite(f)]
         scores.append(float(np.mean(finite)) if finite else float("nan"))

@@ -17,7 +17,13 @@ from wmbench.nn.nets import ConvDecoder, image_to_float
 
 
 def train_probe_decoder(
-    feat: Tensor, image: Tensor, depth: int, steps: int, batch_size: int = 32, lr: float = 1e-3, seed: int = 0
+    feat: Tensor,
+    image: Tensor,
+    depth: int,
+    steps: int,
+    batch_size: int = 32,
+    lr: float = 1e-3,
+    seed: int = 0,
 ) -> tuple[ConvDecoder, list[float]]:
     """Fit a fresh ``ConvDecoder`` from features to images.
 
@@ -31,13 +37,17 @@ def train_probe_decoder(
         seed: seed of the decoder's initialisation and the row sampling.
 
     Returns:
-        ``(decoder, losses)``: the decoder in eval mode; the per-pixel MSE of each step (``[steps]``).
+        ``(decoder, losses)``: the decoder in eval mode; the per-pixel MSE of each step
+        (``[steps]``).
 
     Raises:
         ValueError: ``feat`` and ``image`` differ in rows, or there are none.
     """
     if len(feat) != len(image) or len(feat) == 0:
-        raise ValueError(f"probe decoder needs as many feature rows as images (> 0), got {len(feat)} and {len(image)}")
+        raise ValueError(
+            f"probe decoder needs as many feature rows as images (> 0), got {len(feat)} and "
+            f"{len(image)}"
+        )
     feat = feat.detach()
     generator = torch.Generator().manual_seed(seed)
     with torch.random.fork_rng():

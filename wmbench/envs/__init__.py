@@ -65,7 +65,8 @@ def _dmc_tasks() -> tuple[tuple[str, str], ...]:
 
 
 def _options(task: str, text: str | None) -> dict[str, str]:
-    """Parses the ``key=value&key=value`` options of a task name (``None``: none given), filling in defaults.
+    """Parses the ``key=value&key=value`` options of a task name (``None``: none given), filling in
+    defaults.
 
     Raises:
         UnknownTaskError: If an option is malformed, unknown, repeated or has a value not allowed.
@@ -100,7 +101,10 @@ def _resolve(task: str) -> tuple[str, str, str, dict[str, str]]:
     """
     name_part, question, option_text = task.partition("?")
     if question and not name_part.startswith("dmc:"):
-        raise UnknownTaskError(f"Task {task!r}: only dmc: tasks take options (e.g. 'dmc:walker-walk?background=video').")
+        raise UnknownTaskError(
+            f"Task {task!r}: only dmc: tasks take options (e.g. "
+            "'dmc:walker-walk?background=video')."
+        )
     options = _options(task, option_text if question else None)
     prefix, sep, rest = name_part.partition(":")
     if prefix == "toy" and sep:

@@ -34,10 +34,16 @@ import numpy as np
 BACKGROUNDS = ("standard", "video")
 """Allowed ``background`` values: dm_control's own sky and floor, or distracting video."""
 
-SOURCE_TASKS = (("humanoid", "walk"), ("swimmer", "swimmer6"), ("acrobot", "swingup"), ("walker", "walk"))
-"""dm_control tasks whose random-policy renders are the background videos: the first
-``CLIPS`` whose domain is not the task's own. Chosen for visible motion under random actions (the
-humanoid's tracking camera sweeps its checkered floor, the acrobot swings; fish, cheetah and hopper barely move)."""
+SOURCE_TASKS = (
+    ("humanoid", "walk"),
+    ("swimmer", "swimmer6"),
+    ("acrobot", "swingup"),
+    ("walker", "walk"),
+)
+"""dm_control tasks whose random-policy renders are the background videos: the first ``CLIPS`` whose
+domain is not the task's own. Chosen for visible motion under random actions (the humanoid's
+tracking camera sweeps its checkered floor, the acrobot swings; fish, cheetah and hopper barely
+move)."""
 
 CLIPS = 3
 """Background clips per task."""
@@ -63,7 +69,9 @@ def background_geoms(model) -> np.ndarray:
     """
     from dm_control.mujoco.wrapper.mjbindings import enums
 
-    return (np.asarray(model.geom_type) == enums.mjtGeom.mjGEOM_PLANE) & (np.asarray(model.geom_bodyid) == 0)
+    return (np.asarray(model.geom_type) == enums.mjtGeom.mjGEOM_PLANE) & (
+        np.asarray(model.geom_bodyid) == 0
+    )
 
 
 def background_mask(segmentation: np.ndarray, is_background_geom: np.ndarray) -> np.ndarray:
@@ -129,7 +137,8 @@ def source_clips(exclude_domain: str, size: int, frames: int) -> np.ndarray:
 
 
 class VideoBackground:
-    """Plays the background clips of one env: a clip and start frame per episode, one frame per observation.
+    """Plays the background clips of one env: a clip and start frame per episode, one frame per
+    observation.
 
     Args:
         domain: the task's dm_control domain (excluded from the sources).
@@ -152,7 +161,8 @@ class VideoBackground:
         self._frame = int(self._rng.integers(self._clips.shape[1]))
 
     def next_frame(self) -> np.ndarray:
-        """Returns the episode's next background frame, uint8 ``[S, S, 3]`` (looping at the clip's end)."""
+        """Returns the episode's next background frame, uint8 ``[S, S, 3]`` (looping at the clip's
+        end)."""
         frame = self._clips[self._clip, self._frame % self._clips.shape[1]]
         self._frame += 1
         return frame

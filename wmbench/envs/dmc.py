@@ -137,21 +137,30 @@ class DMCEnv(gymnasium.Env):
         return self._observation(), self._info()
 
     def rng_state(self) -> dict[str, Any]:
-        """Returns the state of the task's ``RandomState`` (initial states, and any noise the task draws).
+        """Returns the state of the task's ``RandomState`` (initial states, and any noise the task
+        draws).
 
-        With :meth:`set_rng_state` and the episode's actions this recreates an episode exactly on the
-        same machine and MuJoCo build (MuJoCo's physics is deterministic there, not across builds).
+        With :meth:`set_rng_state` and the episode's actions this recreates an episode exactly on
+        the same machine and MuJoCo build (MuJoCo's physics is deterministic there, not across
+        builds).
 
         Returns:
             ``{"keys": list of 624 ints, "pos", "has_gauss": int, "cached_gaussian": float}``.
         """
         _, keys, pos, has_gauss, cached_gaussian = self._env.task.random.get_state()
-        return {"keys": keys.tolist(), "pos": int(pos), "has_gauss": int(has_gauss), "cached_gaussian": float(cached_gaussian)}
+        return {
+            "keys": keys.tolist(),
+            "pos": int(pos),
+            "has_gauss": int(has_gauss),
+            "cached_gaussian": float(cached_gaussian),
+        }
 
     def set_rng_state(self, state: dict[str, Any]) -> None:
-        """Restores a state returned by :meth:`rng_state`; the next ``reset`` draws as it did then."""
+        """Restores a state from :meth:`rng_state`; the next ``reset`` draws as it did then."""
         keys = np.asarray(state["keys"], dtype=np.uint32)
-        self._env.task.random.set_state(("MT19937", keys, state["pos"], state["has_gauss"], state["cached_gaussian"]))
+        self._env.task.random.set_state(
+            ("MT19937", keys, state["pos"], state["has_gauss"], state["cached_gaussian"])
+        )
 
     def step(self, action: np.ndarray) -> tuple[np.ndarray, float, bool, bool, dict[str, Any]]:
         """Advances ``action_repeat`` control steps with one action.
@@ -178,7 +187,8 @@ class DMCEnv(gymnasium.Env):
         return self._observation(), reward, terminated, truncated, self._info()
 
     def unlimited_hinges(self) -> list[int]:
-        """``qpos`` indices of hinge joints without range limits, e.g. cartpole's pole or walker's torso pitch.
+        """``qpos`` indices of hinge joints without range limits, e.g. cartpole's pole or walker's
+        torso pitch.
 
         Their angles wind past ±π (a spinning pole reaches tens of radians) while the pixels repeat
         every turn, so a model of the images can know such an angle only modulo 2π.
@@ -187,7 +197,11 @@ class DMCEnv(gymnasium.Env):
 
         model = self._env.physics.model
         hinge = enums.mjtJoint.mjJNT_HINGE
-        return [int(model.jnt_qposadr[j]) for j in range(model.njnt) if model.jnt_type[j] == hinge and not model.jnt_limited[j]]
+        return [
+            int(model.jnt_qposadr[j])
+            for j in range(model.njnt)
+            if model.jnt_type[j] == hinge and not model.jnt_limited[j]
+        ]
 
     def close(self) -> None:
         """Frees the physics and its rendering contexts."""

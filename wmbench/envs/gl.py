@@ -78,8 +78,9 @@ def ensure_mujoco_gl() -> str:
     if user_choice:
         if user_choice not in _VALID:
             raise RendererUnavailableError(
-                f"MUJOCO_GL={user_choice!r} is not a MuJoCo rendering backend; use one of {', '.join(_VALID)} "
-                "(egl or osmesa without a display), or unset it to let wmbench choose"
+                f"MUJOCO_GL={user_choice!r} is not a MuJoCo rendering backend; use one of "
+                f"{', '.join(_VALID)} (egl or osmesa without a display), or unset it to let "
+                "wmbench choose"
             )
         if user_choice == "glfw" and not os.environ.get("DISPLAY"):
             raise RendererUnavailableError(

@@ -87,7 +87,7 @@ class ToyReachEnv(gymnasium.Env):
         return self.np_random.bit_generator.state
 
     def set_rng_state(self, state: dict[str, Any]) -> None:
-        """Restores a state returned by :meth:`rng_state`; the next ``reset`` draws as it did then."""
+        """Restores a state from :meth:`rng_state`; the next ``reset`` draws as it did then."""
         self.np_random.bit_generator.state = state
 
     def step(self, action: np.ndarray) -> tuple[np.ndarray, float, bool, bool, dict[str, Any]]:

@@ -1,8 +1,8 @@
 """Building blocks: Dreamer's convolutional encoder/decoder and MLP heads.
 
 Architecture from Hafner et al., *Dream to Control* (ICLR 2020), Appendix A: four convolutions with
-kernel 4, stride 2 and depths 1, 2, 4, 8 × ``depth`` (ELU), and a transposed-convolution decoder with
-kernels 5, 5, 6, 6. Only 64×64 images fit these strides exactly.
+kernel 4, stride 2 and depths 1, 2, 4, 8 × ``depth`` (ELU), and a transposed-convolution decoder
+with kernels 5, 5, 6, 6. Only 64×64 images fit these strides exactly.
 """
 
 from __future__ import annotations
@@ -17,7 +17,8 @@ from wmbench.agents.config import SUPPORTED_IMAGE_SIZE
 
 
 def flatten_time(x: Tensor, keep: int) -> tuple[Tensor, tuple[int, ...]]:
-    """Merge all leading dims except the last ``keep`` into one; returns the tensor and the leading shape."""
+    """Merge all leading dims except the last ``keep`` into one; returns the tensor and the leading
+    shape."""
     lead = x.shape[: x.dim() - keep]
     return x.reshape(-1, *x.shape[x.dim() - keep :]), tuple(lead)
 
@@ -45,7 +46,10 @@ class ConvEncoder(nn.Module):
         layers: list[nn.Module] = []
         in_ch = channels
         for mult in (1, 2, 4, 8):
-            layers += [nn.Conv2d(in_ch, mult * depth, kernel_size=4, stride=2), nn.ELU(inplace=True)]
+            layers += [
+                nn.Conv2d(in_ch, mult * depth, kernel_size=4, stride=2),
+                nn.ELU(inplace=True),
+            ]
             in_ch = mult * depth
         self.net = nn.Sequential(*layers)
         self.embed_dim = 8 * depth * 2 * 2
@@ -53,11 +57,12 @@ class ConvEncoder(nn.Module):
     def forward(self, image: Tensor) -> Tensor:
         if image.shape[-2:] != (SUPPORTED_IMAGE_SIZE, SUPPORTED_IMAGE_SIZE):
             raise ValueError(
-                f"ConvEncoder needs {SUPPORTED_IMAGE_SIZE}x{SUPPORTED_IMAGE_SIZE} images, got {tuple(image.shape[-2:])}; "
-                f"set env.image_size={SUPPORTED_IMAGE_SIZE}"
+                f"ConvEncoder needs {SUPPORTED_IMAGE_SIZE}x{SUPPORTED_IMAGE_SIZE} images, got "
+                f"{tuple(image.shape[-2:])}; set env.image_size={SUPPORTED_IMAGE_SIZE}"
             )
         x, lead = flatten_time(image, 3)
-        # Reorder the uint8 pixels (1 byte each) rather than the floats; conversion keeps the format.
+        # Reorder the uint8 pixels (1 byte each) rather than the floats; conversion keeps the
+        # format.
         x = self.net(image_to_float(x.contiguous(memory_format=torch.channels_last)))
         return x.reshape(*lead, self.embed_dim)
 
@@ -65,9 +70,10 @@ class ConvEncoder(nn.Module):
 class VectorConvTranspose(nn.ConvTranspose2d):
     """A transposed convolution applied to a 1×1 input, computed as one matrix product.
 
-    On a 1×1 input, ``ConvTranspose2d(C_in, C_out, k)`` is ``y[n, c, i, j] = Σ_m x[n, m] W[m, c, i, j]
-    + b[c]``: the same parameters and result as the module it subclasses, but oneDNN's CPU transposed
-    convolution is about 5× slower than the matmul for this shape (Dreamer's first decoder layer).
+    On a 1×1 input, ``ConvTranspose2d(C_in, C_out, k)`` is
+    ``y[n, c, i, j] = Σ_m x[n, m] W[m, c, i, j] + b[c]``: the same parameters and result as the
+    module it subclasses, but oneDNN's CPU transposed convolution is about 5× slower than the matmul
+    for this shape (Dreamer's first decoder layer).
 
     Input ``[N, C_in]``; output ``[N, C_out, k, k]``.
     """
@@ -80,7 +86,8 @@ class VectorConvTranspose(nn.ConvTranspose2d):
 class ConvDecoder(nn.Module):
     """Image decoder: mean of a unit-variance Gaussian over pixels, p(o_t | s_t).
 
-    Input ``[..., F]``; output float32 mean image ``[..., 3, 64, 64]`` in the encoder's [-0.5, 0.5] scale.
+    Input ``[..., F]``; output float32 mean image ``[..., 3, 64, 64]`` in the encoder's [-0.5, 0.5]
+    scale.
     """
 
     def __init__(self, feat_dim: int, depth: int = 32, channels: int = 3) -> None:
@@ -143,7 +150,11 @@ def gaussian_nll(mean: Tensor, target: Tensor, event_dims: int = 0) -> Tensor:
     Summed over the last ``event_dims`` dimensions; returns the leading shape.
     """
     half_log_2pi = 0.5 * math.log(2 * math.pi)
-    squared = F.mse_loss(mean, target, reduction="none")  # one fused pass over e.g. [B, T, 3, 64, 64]
+    squared = F.mse_loss(
+        mean, target, reduction="none"
+    )  # one fused pass over e.g. [B, T, 3, 64, 64]
     if not event_dims:
         return 0.5 * squared + half_log_2pi
-    return 0.5 * squared.sum(dim=tuple(range(-event_dims, 0))) + half_log_2pi * math.prod(target.shape[-event_dims:])
+    return 0.5 * squared.sum(dim=tuple(range(-event_dims, 0))) + half_log_2pi * math.prod(
+        target.shape[-event_dims:]
+    )

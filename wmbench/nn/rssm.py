@@ -41,8 +41,12 @@ class RSSM(nn.Module):
         stats = 2 * c.stoch if not c.classes else c.stoch * c.classes
         self.img_in = nn.Sequential(nn.Linear(c.stoch_flat + action_dim, c.hidden), nn.ELU())
         self.cell = nn.GRUCell(c.hidden, c.deter)
-        self.prior_net = nn.Sequential(nn.Linear(c.deter, c.hidden), nn.ELU(), nn.Linear(c.hidden, stats))
-        self.post_net = nn.Sequential(nn.Linear(c.deter + embed_dim, c.hidden), nn.ELU(), nn.Linear(c.hidden, stats))
+        self.prior_net = nn.Sequential(
+            nn.Linear(c.deter, c.hidden), nn.ELU(), nn.Linear(c.hidden, stats)
+        )
+        self.post_net = nn.Sequential(
+            nn.Linear(c.deter + embed_dim, c.hidden), nn.ELU(), nn.Linear(c.hidden, stats)
+        )
 
     # --- states and distributions -------------------------------------------------------------
     def initial(self, batch: int, device: torch.device | None = None) -> RSSMState:
@@ -144,22 +148,25 @@ class RSSM(nn.Module):
             priors.append(prior)
         return RSSMState.stack(posts, 1), RSSMState.stack(priors, 1)
 
-    def kl_loss(self, post: RSSMState, prior: RSSMState, free_nats: float) -> tuple[Tensor, Tensor, dict[str, Tensor]]:
+    def kl_loss(
+        self, post: RSSMState, prior: RSSMState, free_nats: float
+    ) -> tuple[Tensor, Tensor, dict[str, Tensor]]:
         """The two sides of the balanced KL term, each with free nats, unscaled.
 
-        ``dyn = max(free_nats, KL(sg(q) || p))`` trains the prior and ``rep = max(free_nats, KL(q ||
-        sg(p)))`` the posterior, where each KL is summed over the latent dimensions at one ``(B, T)``
-        position; the clamp is applied there, per position, before any mean (DreamerV3, Hafner et al.
-        2023, eq. 5). Below the clamp a side has zero gradient. The caller weighs them
-        (``dyn_scale · dyn + rep_scale · rep``, see ``wmbench.agents.config.KLConfig``).
+        ``dyn = max(free_nats, KL(sg(q) || p))`` trains the prior and
+        ``rep = max(free_nats, KL(q || sg(p)))`` the posterior, where each KL is summed over the
+        latent dimensions at one ``(B, T)`` position; the clamp is applied there, per position,
+        before any mean (DreamerV3, Hafner et al. 2023, eq. 5). Below the clamp a side has zero
+        gradient. The caller weighs them (``dyn_scale · dyn + rep_scale · rep``, see
+        ``wmbench.agents.config.KLConfig``).
 
         Args:
             post, prior: states with leading shape ``[B, T]``.
             free_nats: lower clamp of each side, nats.
 
         Returns:
-            ``(dyn, rep, metrics)``: float ``[B, T]`` each (nats); metrics hold the unclamped mean KL
-            (nats, detached) as ``kl``.
+            ``(dyn, rep, metrics)``: float ``[B, T]`` each (nats); metrics hold the unclamped mean
+            KL (nats, detached) as ``kl``.
         """
         dyn = kl_divergence(self.dist(post.detach()), self.dist(prior))
         rep = kl_divergence(self.dist(post), self.dist(prior.detach()))

@@ -31,12 +31,17 @@ def random_shift(image: Tensor, pad: int, generator: torch.Generator | None = No
         ValueError: ``image`` is not 5-D or ``pad`` is negative.
     """
     if image.dim() != 5 or pad < 0:
-        raise ValueError(f"random_shift needs [B, T, C, W, W] images and pad >= 0, got {tuple(image.shape)}, pad={pad}")
+        raise ValueError(
+            f"random_shift needs [B, T, C, W, W] images and pad >= 0, got {tuple(image.shape)}, "
+            f"pad={pad}"
+        )
     if pad == 0:
         return image
     batch, steps, channels, height, width = image.shape
     shift = torch.randint(-pad, pad + 1, (2, batch), generator=generator).to(image.device)
-    rows = (torch.arange(height, device=image.device) + shift[0, :, None]).clamp(0, height - 1)  # [B, W]
+    rows = (torch.arange(height, device=image.device) + shift[0, :, None]).clamp(
+        0, height - 1
+    )  # [B, W]
     cols = (torch.arange(width, device=image.device) + shift[1, :, None]).clamp(0, width - 1)
     rows = rows[:, None, None, :, None].expand(batch, steps, channels, height, width)
     cols = cols[:, None, None, None, :].expand(batch, steps, channels, height, width)

@@ -109,9 +109,9 @@ class ObjectiveOutput:
     """What an objective returns.
 
     Attributes:
-        losses: unscaled per-step losses, each float32 ``[B, T]`` (nats or the objective's unit); the
-            Lightning module averages each over ``B, T``, multiplies by its loss scale (default 1)
-            and adds it to the world-model loss.
+        losses: unscaled per-step losses, each float32 ``[B, T]`` (nats or the objective's unit);
+            the Lightning module averages each over ``B, T``, multiplies by its loss scale (default
+            1) and adds it to the world-model loss.
         metrics: detached scalars, logged as ``objective/<name>``.
     """
 
@@ -153,4 +153,7 @@ def check_output(name: str, out: ObjectiveOutput, batch_shape: tuple[int, int]) 
         raise TypeError(f"objective {name!r} must return ObjectiveOutput, got {type(out).__name__}")
     for key, loss in out.losses.items():
         if tuple(loss.shape) != batch_shape:
-            raise ValueError(f"objective {name!r} loss {key!r} has shape {tuple(loss.shape)}, expected {batch_shape} [B, T]")
+            raise ValueError(
+                f"objective {name!r} loss {key!r} has shape {tuple(loss.shape)}, expected "
+                f"{batch_shape} [B, T]"
+            )

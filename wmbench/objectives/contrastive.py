@@ -5,10 +5,10 @@ the image. The InfoNCE bound on the mutual information between states and observ
 
     ln q(s_t | o_t) − ln Σ_{o' ∈ batch} q(s_t | o')
 
-where the other observations of the batch (all B·T positions) are the negatives (van den Oord et al.,
-2018). Here the state s_t is the posterior feature vector ``feat = [h_t, z_t]`` and q is a diagonal
-Gaussian whose mean and std come from an MLP on the observation embedding e_t. Gradients reach the
-encoder (through q) and the RSSM (through the state).
+where the other observations of the batch (all B·T positions) are the negatives (van den Oord et
+al., 2018). Here the state s_t is the posterior feature vector ``feat = [h_t, z_t]`` and q is a
+diagonal Gaussian whose mean and std come from an MLP on the observation embedding e_t. Gradients
+reach the encoder (through q) and the RSSM (through the state).
 """
 
 from __future__ import annotations
@@ -86,5 +86,9 @@ class ContrastiveObjective(Objective):
         std = F.softplus(std) + self.config.min_std
         scores = gaussian_log_density_matrix(inp.feat.flatten(0, 1), mean, std)
         loss = info_nce(scores)
-        accuracy = (scores.argmax(1) == torch.arange(len(scores), device=scores.device)).float().mean()
-        return ObjectiveOutput(losses={"infonce": loss.reshape(batch_shape)}, metrics={"accuracy": accuracy.detach()})
+        accuracy = (
+            (scores.argmax(1) == torch.arange(len(scores), device=scores.device)).float().mean()
+        )
+        return ObjectiveOutput(
+            losses={"infonce": loss.reshape(batch_shape)}, metrics={"accuracy": accuracy.detach()}
+        )

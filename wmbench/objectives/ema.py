@@ -33,7 +33,8 @@ class EMATarget(nn.Module):
 
     @torch.no_grad()
     def update(self, online: dict[str, nn.Module], fraction: float) -> None:
-        """``target ← target + f · (online − target)`` with ``f = fraction``, or ``f = 1`` at the first call.
+        """``target ← target + f · (online − target)`` with ``f = fraction``, or ``f = 1`` at the
+        first call.
 
         Args:
             online: the online modules by name (the same names as at construction).
@@ -43,7 +44,9 @@ class EMATarget(nn.Module):
             ValueError: the names or parameter shapes of ``online`` differ from the targets'.
         """
         if set(online) != set(self.nets):
-            raise ValueError(f"EMA target has modules {sorted(self.nets)}, update got {sorted(online)}")
+            raise ValueError(
+                f"EMA target has modules {sorted(self.nets)}, update got {sorted(online)}"
+            )
         mix = 1.0 if int(self.updates) == 0 else fraction
         for name, net in self.nets.items():
             target = dict(net.named_parameters())
@@ -51,8 +54,8 @@ class EMATarget(nn.Module):
             shapes = {k: tuple(v.shape) for k, v in target.items()}
             if shapes != {k: tuple(v.shape) for k, v in source.items()}:
                 raise ValueError(
-                    f"EMA target {name!r} does not match its online module (parameter names or shapes differ); "
-                    "build the target with the online module's architecture"
+                    f"EMA target {name!r} does not match its online module (parameter names or "
+                    "shapes differ); build the target with the online module's architecture"
                 )
             for key, param in target.items():
                 param.lerp_(source[key].detach(), mix)

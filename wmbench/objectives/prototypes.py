@@ -65,9 +65,14 @@ class PrototypesConfig:
 
     def __post_init__(self) -> None:
         if self.prototypes < 1 or self.proj_dim < 1 or self.sinkhorn_iters < 1 or self.shift < 0:
-            raise ValueError("objective_config: prototypes, proj_dim and sinkhorn_iters must be >= 1, shift >= 0")
+            raise ValueError(
+                "objective_config: prototypes, proj_dim and sinkhorn_iters must be >= 1, shift >= 0"
+            )
         if self.temperature <= 0 or self.sinkhorn_eps <= 0 or not 0 < self.target_fraction <= 1:
-            raise ValueError("objective_config: temperature and sinkhorn_eps must be > 0, target_fraction in (0, 1]")
+            raise ValueError(
+                "objective_config: temperature and sinkhorn_eps must be > 0, target_fraction in "
+                "(0, 1]"
+            )
 
 
 @torch.no_grad()
@@ -104,11 +109,16 @@ class PrototypesObjective(Objective):
 
     def __init__(self, config: PrototypesConfig, dims: ModelDims) -> None:
         super().__init__(config, dims)
-        self.prototypes = nn.Parameter(F.normalize(torch.randn(config.prototypes, config.proj_dim), dim=-1))
+        self.prototypes = nn.Parameter(
+            F.normalize(torch.randn(config.prototypes, config.proj_dim), dim=-1)
+        )
         self.obs_proj = nn.Linear(dims.embed, config.proj_dim)
         self.feat_proj = nn.Linear(dims.feat, config.proj_dim)
         self.target = EMATarget(
-            {"encoder": ConvEncoder(dims.cnn_depth, dims.image_shape[0]), "proj": nn.Linear(dims.embed, config.proj_dim)}
+            {
+                "encoder": ConvEncoder(dims.cnn_depth, dims.image_shape[0]),
+                "proj": nn.Linear(dims.embed, config.proj_dim),
+            }
         )
 
     def _log_probs(self, proj: Tensor, protos: Tensor) -> Tensor:
@@ -120,11 +130,15 @@ class PrototypesObjective(Objective):
         cfg = self.config
         if self.training:
             self.target.update({"encoder": inp.encoder, "proj": self.obs_proj}, cfg.target_fraction)
-        views = torch.cat([random_shift(inp.image, cfg.shift), random_shift(inp.image, cfg.shift)], 0)  # [2B, T, ...]
+        views = torch.cat(
+            [random_shift(inp.image, cfg.shift), random_shift(inp.image, cfg.shift)], 0
+        )  # [2B, T, ...]
         protos = F.normalize(self.prototypes, dim=-1)
         with torch.no_grad():
             target = F.normalize(self.target["proj"](self.target["encoder"](views)), dim=-1)
-            assign = sinkhorn((target @ protos.T).flatten(0, 1), cfg.sinkhorn_eps, cfg.sinkhorn_iters)
+            assign = sinkhorn(
+                (target @ protos.T).flatten(0, 1), cfg.sinkhorn_eps, cfg.sinkhorn_iters
+            )
             w1, w2 = assign.reshape(*target.shape[:2], -1).chunk(2, 0)
         p1, p2 = self._log_probs(self.obs_proj(inp.encoder(views)), protos).chunk(2, 0)
         swav = -0.5 * ((w2 * p1).sum(-1) + (w1 * p2).sum(-1))

@@ -1,4 +1,5 @@
-"""Image reconstruction (Hafner et al., *Dream to Control*, ICLR 2020, eq. 10, term ln q(o_t | s_t)).
+"""Image reconstruction (Hafner et al., *Dream to Control*, ICLR 2020, eq. 10, term ln q(o_t |
+s_t)).
 
 A transposed-convolution decoder maps the posterior features to the mean of a unit-variance Gaussian
 over pixels; the loss is the negative log-likelihood of the observed image, summed over pixels.

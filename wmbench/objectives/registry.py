@@ -57,5 +57,7 @@ def get(name: str) -> type[Objective]:
     module_name, _, attr = table[name].partition(":")
     cls = getattr(importlib.import_module(module_name), attr)
     if not (isinstance(cls, type) and issubclass(cls, Objective)):
-        raise TypeError(f"objective {name!r} ({table[name]}) is not a subclass of wmbench.objectives.Objective")
+        raise TypeError(
+            f"objective {name!r} ({table[name]}) is not a subclass of wmbench.objectives.Objective"
+        )
     return cls

@@ -1,4 +1,5 @@
-"""Reward prediction only (the "Reward" baseline of Hafner et al., *Dream to Control*, ICLR 2020, Sec. 6).
+"""Reward prediction only (the "Reward" baseline of Hafner et al., *Dream to Control*, ICLR 2020,
+Sec. 6).
 
 The world model learns its representation from the core terms alone: reward prediction, continue
 prediction and the KL between posterior and prior. This objective adds no loss and no parameters.

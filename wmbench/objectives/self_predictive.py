@@ -50,12 +50,13 @@ class SelfPredictiveConfig:
     def __post_init__(self) -> None:
         if self.horizon < 1 or not 0 < self.target_fraction <= 1:
             raise ValueError(
-                f"objective_config: horizon must be >= 1 and target_fraction in (0, 1], got {self.horizon}, {self.target_fraction}"
+                "objective_config: horizon must be >= 1 and target_fraction in (0, 1], got "
+                f"{self.horizon}, {self.target_fraction}"
             )
 
 
 class SelfPredictiveObjective(Objective):
-    """K-step latent self-prediction of EMA-target embeddings, per step (sum over k of 2 − 2 cos)."""
+    """K-step latent self-prediction of EMA-target embeddings, per step (Σ_k 2 − 2 cos)."""
 
     name = "self_predictive"
     Config = SelfPredictiveConfig
@@ -66,7 +67,8 @@ class SelfPredictiveObjective(Objective):
         self.target = EMATarget({"encoder": ConvEncoder(dims.cnn_depth, dims.image_shape[0])})
 
     def forward(self, inp: ObjectiveInputs) -> ObjectiveOutput:
-        """Returns loss ``"self_predictive"`` ``[B, T]`` in [0, 4K]; zero where no future step is valid."""
+        """Returns loss ``"self_predictive"`` ``[B, T]`` in [0, 4K]; zero where no future step is
+        valid."""
         if self.training:
             self.target.update({"encoder": inp.encoder}, self.config.target_fraction)
         with torch.no_grad():

@@ -45,7 +45,7 @@ class TPCConfig:
 
 
 class TPCObjective(Objective):
-    """InfoNCE between the prior's prediction at t and the observation embeddings, per step in nats."""
+    """InfoNCE of the prior's prediction at t against the observation embeddings, nats per step."""
 
     name = "tpc"
     Config = TPCConfig
@@ -56,11 +56,14 @@ class TPCObjective(Objective):
         self.predictor = MLP(dims.feat, 2 * config.code, config.units, config.layers)
 
     def forward(self, inp: ObjectiveInputs) -> ObjectiveOutput:
-        """Returns loss ``"tpc"`` ``[B, T]`` (nats, 0 where ``is_first``); negatives are all B·T observations."""
+        """Returns loss ``"tpc"`` ``[B, T]`` (nats, 0 where ``is_first``); negatives are all B·T
+        observations."""
         mean, std = self.predictor(inp.rssm.feat(inp.prior)).flatten(0, 1).chunk(2, -1)
         std = F.softplus(std) + self.config.min_std
         code = self.code(inp.embed).flatten(0, 1)
         scores = gaussian_log_density_matrix(code, mean, std).T  # [prediction i, observation j]
         loss = info_nce(scores).reshape(inp.is_first.shape) * (~inp.is_first)
-        accuracy = (scores.argmax(1) == torch.arange(len(scores), device=scores.device)).float().mean()
+        accuracy = (
+            (scores.argmax(1) == torch.arange(len(scores), device=scores.device)).float().mean()
+        )
         return ObjectiveOutput(losses={"tpc": loss}, metrics={"accuracy": accuracy.detach()})

@@ -1,4 +1,5 @@
-"""Results: the result store, its statistics, figures and the markdown report (store → stats → plots → markdown).
+"""Results: the result store, its statistics, figures and the markdown report (store → stats → plots
+→ markdown).
 
 Reads run directories and the store, never checkpoints.
 """

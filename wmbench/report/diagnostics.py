@@ -1,4 +1,5 @@
-"""The report's diagnostics section: state-probe R² per objective × task, error against horizon, strips.
+"""The report's diagnostics section: state-probe R² per objective × task, error against horizon,
+strips.
 
 Reads only what ``wmbench diagnose`` left in the run directories: the ``diagnose/*`` rows of the
 result store (``wmbench.report.store``) and the ``diagnostics/open_loop.png`` strips.
@@ -35,8 +36,8 @@ QUANTITIES = {
 }
 
 PerTask = Callable[[pd.DataFrame], pd.DataFrame]
-"""``scores (objective, task, seed, value) -> (task, objective, mean, ci_low, ci_high, seeds)``, e.g.
-``functools.partial(wmbench.report.stats.per_task, reps=2000, seed=0)``."""
+"""``scores (objective, task, seed, value) -> (task, objective, mean, ci_low, ci_high, seeds)``,
+e.g. ``functools.partial(wmbench.report.stats.per_task, reps=2000, seed=0)``."""
 
 
 def r2_table(table: pd.DataFrame, per_task: PerTask) -> pd.DataFrame:
@@ -53,19 +54,33 @@ def r2_table(table: pd.DataFrame, per_task: PerTask) -> pd.DataFrame:
     out: pd.DataFrame | None = None
     for probe in PROBES:
         rows = table[table.metric == f"diagnose/r2/{probe}"]
-        scores = rows.sort_values("env_frames").groupby(["objective", "task", "seed"], as_index=False).last()
+        scores = (
+            rows.sort_values("env_frames")
+            .groupby(["objective", "task", "seed"], as_index=False)
+            .last()
+        )
         stats = per_task(scores[["objective", "task", "seed", "value"]])
-        text = [f"{m:.2f} [{lo:.2f}, {hi:.2f}]" for m, lo, hi in zip(stats["mean"], stats.ci_low, stats.ci_high)]
+        text = [
+            f"{m:.2f} [{lo:.2f}, {hi:.2f}]"
+            for m, lo, hi in zip(stats["mean"], stats.ci_low, stats.ci_high, strict=True)
+        ]
         column = stats[["task", "objective", "seeds"]].assign(**{PROBE_TITLES[probe]: text})
-        out = column if out is None else out.merge(column.drop(columns="seeds"), on=["task", "objective"], how="outer")
+        out = (
+            column
+            if out is None
+            else out.merge(column.drop(columns="seeds"), on=["task", "objective"], how="outer")
+        )
     return out.sort_values(["task", "objective"]).reset_index(drop=True)
 
 
 def horizon_frame(table: pd.DataFrame) -> pd.DataFrame:
-    """The open-loop rows as columns ``objective, task, seed, quantity, horizon, value`` (horizon 1 … n)."""
+    """The open-loop rows as columns ``objective, task, seed, quantity, horizon, value`` (horizon 1
+    … n)."""
     rows = table[table.metric.str.startswith("diagnose/open_loop/")]
     parts = rows.metric.str.removeprefix("diagnose/open_loop/").str.rsplit("@", n=1, expand=True)
-    return rows.assign(quantity=parts[0], horizon=parts[1].astype(int))[["objective", "task", "seed", "quantity", "horizon", "value"]]
+    return rows.assign(quantity=parts[0], horizon=parts[1].astype(int))[
+        ["objective", "task", "seed", "quantity", "horizon", "value"]
+    ]
 
 
 def plot_horizon(frame: pd.DataFrame, path: str | Path) -> None:
@@ -79,9 +94,14 @@ def plot_horizon(frame: pd.DataFrame, path: str | Path) -> None:
     """
     tasks = sorted(frame.task.unique())
     quantities = [q for q in QUANTITIES if q in set(frame.quantity)]
-    fig, axes = plt.subplots(len(tasks), len(quantities), figsize=(3.6 * len(quantities), 2.8 * len(tasks)), squeeze=False)
-    for row, task in zip(axes, tasks):
-        for ax, quantity in zip(row, quantities):
+    fig, axes = plt.subplots(
+        len(tasks),
+        len(quantities),
+        figsize=(3.6 * len(quantities), 2.8 * len(tasks)),
+        squeeze=False,
+    )
+    for row, task in zip(axes, tasks, strict=True):
+        for ax, quantity in zip(row, quantities, strict=True):
             part = frame[(frame.task == task) & (frame.quantity == quantity)]
             for objective, group in part.groupby("objective"):
                 stats = group.groupby("horizon")["value"].agg(["mean", "min", "max"]).reset_index()
@@ -99,18 +119,24 @@ def _strips(run_dirs: Sequence[str | Path]) -> dict[tuple[str, str, int], Path]:
     """``(task, objective, seed) -> run_dir`` of the finished runs that have an open-loop strip."""
     found = {}
     for run_dir in map(Path, run_dirs):
-        if read_status(run_dir).get("status") == "done" and (run_dir / DIAGNOSTICS / "open_loop.png").exists():
+        if (
+            read_status(run_dir).get("status") == "done"
+            and (run_dir / DIAGNOSTICS / "open_loop.png").exists()
+        ):
             cfg = load_yaml(run_dir / CONFIG)
             found[(cfg["env"]["task"], cfg["objective"], cfg["seed"])] = run_dir
     return found
 
 
-def diagnostics_section(run_dirs: Sequence[str | Path], out_dir: str | Path, per_task: PerTask, suite: str = "") -> str:
+def diagnostics_section(
+    run_dirs: Sequence[str | Path], out_dir: str | Path, per_task: PerTask, suite: str = ""
+) -> str:
     """Markdown of the report's diagnostics section, with its figures written under ``out_dir``.
 
     Writes ``out_dir/diagnostics/horizon.png`` and copies one open-loop strip per objective × task
     (the lowest seed that has one) to ``out_dir/diagnostics/<run_id>.png``; the markdown links them
-    relative to ``out_dir``. Runs without ``wmbench diagnose`` output, or not ``done``, are left out.
+    relative to ``out_dir``. Runs without ``wmbench diagnose`` output, or not ``done``, are left
+    out.
 
     Args:
         run_dirs: run directories (e.g. a suite's).
@@ -126,7 +152,10 @@ def diagnostics_section(run_dirs: Sequence[str | Path], out_dir: str | Path, per
     table = collect([Path(d) for d in run_dirs], suite)
     table = table[table.metric.str.startswith("diagnose/")]
     if table.empty:
-        return heading + "No run has diagnostics yet: run `wmbench diagnose RUN_DIR` on each run directory.\n"
+        return (
+            heading
+            + "No run has diagnostics yet: run `wmbench diagnose RUN_DIR` on each run directory.\n"
+        )
     figures = Path(out_dir) / DIAGNOSTICS
     figures.mkdir(parents=True, exist_ok=True)
     plot_horizon(horizon_frame(table), figures / "horizon.png")
@@ -135,18 +164,22 @@ def diagnostics_section(run_dirs: Sequence[str | Path], out_dir: str | Path, per
         if (task, objective) not in strips:  # one strip per objective x task: the lowest seed
             name = run_id(objective, task, seed)
             shutil.copyfile(run_dir / DIAGNOSTICS / "open_loop.png", figures / f"{name}.png")
-            strips[(task, objective)] = f"![{objective} on {task}, seed {seed}]({DIAGNOSTICS}/{name}.png)"
+            strips[(task, objective)] = (
+                f"![{objective} on {task}, seed {seed}]({DIAGNOSTICS}/{name}.png)"
+            )
     return (
         heading
-        + "Ridge probes from the latent features to the standardised physics state (`qpos`, `qvel`; angles of "
-        "unlimited hinges as cosine and sine), fitted on episodes of the agent's own policy and scored on held-out "
-        "episodes (R² pooled over state dimensions; 1 is perfect, 0 no better than the training mean). `feat` = "
-        "[deter, stoch], `deter` alone; *random init* is the same probe on an untrained world model of the same "
+        + "Ridge probes from the latent features to the standardised physics state (`qpos`, "
+        "`qvel`; angles of unlimited hinges as cosine and sine), fitted on episodes of the "
+        "agent's own policy and scored on held-out episodes (R² pooled over state dimensions; "
+        "1 is perfect, 0 no better than the training mean). `feat` = [deter, stoch], `deter` "
+        "alone; *random init* is the same probe on an untrained world model of the same "
         "configuration, the floor. Mean over seeds with 95 % CI.\n\n"
         + r2_table(table, per_task).to_markdown(index=False)
-        + "\n\nOpen-loop prediction on held-out episodes: after k observed frames the world model imagines with the "
-        "recorded actions; errors per horizon step (pixel errors through a probe decoder trained on detached "
-        "features, and through the objective's own decoder where it has one).\n\n"
+        + "\n\nOpen-loop prediction on held-out episodes: after k observed frames the world model "
+        "imagines with the recorded actions; errors per horizon step (pixel errors through a "
+        "probe decoder trained on detached features, and through the objective's own decoder "
+        "where it has one).\n\n"
         + f"![error against horizon]({DIAGNOSTICS}/horizon.png)\n\n"
         + "Truth vs prediction, first held-out window (left of the red line: observed context).\n\n"
         + "\n\n".join(strips.values())

@@ -3,8 +3,8 @@
 ``build(suite_dir, out_dir)`` reads ``results`` and ``runs`` (``wmbench.report.store``), the suite
 file copy ``suite.yaml`` and ``versions.json`` when present, and writes ``out_dir/report.md``,
 ``curves.png``, ``aggregates.png`` and ``profiles.png``. Statistics follow Agarwal et al., NeurIPS
-2021 (see ``wmbench.report.stats``): final return per task with 95 % stratified-bootstrap CIs over seeds;
-IQM, mean, median and optimality gap of normalised scores over tasks; the probability of
+2021 (see ``wmbench.report.stats``): final return per task with 95 % stratified-bootstrap CIs over
+seeds; IQM, mean, median and optimality gap of normalised scores over tasks; the probability of
 improvement of every pair of objectives; performance profiles. The ``random`` baseline is a
 reference row per task, never a competitor in the aggregates.
 """
@@ -26,9 +26,14 @@ from wmbench.report.store import final_scores, load, package_versions
 from wmbench.rundir import BASELINE, CONFIG, run_id
 from wmbench.suite.spec import SuiteSpec, read_suite
 
-DMC_REFERENCE = (0.0, 1000.0)  # dm_control: reward in [0, 1] per step, 1000-step episodes (Tassa et al., 2018)
+DMC_REFERENCE = (
+    0.0,
+    1000.0,
+)  # dm_control: reward in [0, 1] per step, 1000-step episodes (Tassa et al., 2018)
 PROFILE_POINTS = 101
-FEW_SEEDS = 5  # below this the report notes that a percentile bootstrap CI is confined to the seeds' range
+FEW_SEEDS = (
+    5  # below this the report notes that a percentile bootstrap CI is confined to the seeds' range
+)
 
 
 def references(tasks: list[str], spec: SuiteSpec | None) -> pd.DataFrame:
@@ -59,29 +64,46 @@ def _ci(value: float, low: float, high: float, digits: int) -> str:
 def _task_table(scores: pd.DataFrame, objectives: list[str], reps: int, seed: int) -> pd.DataFrame:
     """Final return per task and objective (suite order, the baseline last as a reference row)."""
     rows = stats.per_task(scores, reps, seed)
-    rows = rows.assign(order=rows.objective.map({o: i for i, o in enumerate(objectives)}).fillna(len(objectives)))
+    rows = rows.assign(
+        order=rows.objective.map({o: i for i, o in enumerate(objectives)}).fillna(len(objectives))
+    )
     rows = rows.sort_values(["task", "order"])
-    return pd.DataFrame({
-        "task": rows.task,
-        "objective": [f"{o} (reference)" if o == BASELINE else o for o in rows.objective],
-        "final return: mean [95 % CI]": [_ci(m, lo, hi, 1) for m, lo, hi in zip(rows["mean"], rows.ci_low, rows.ci_high)],
-        "seeds": rows.seeds,
-    })
+    return pd.DataFrame(
+        {
+            "task": rows.task,
+            "objective": [f"{o} (reference)" if o == BASELINE else o for o in rows.objective],
+            "final return: mean [95 % CI]": [
+                _ci(m, lo, hi, 1)
+                for m, lo, hi in zip(rows["mean"], rows.ci_low, rows.ci_high, strict=True)
+            ],
+            "seeds": rows.seeds,
+        }
+    )
 
 
 def _aggregate_table(aggregates: pd.DataFrame, matrices: dict[str, np.ndarray]) -> pd.DataFrame:
-    """One row per objective: each aggregate of ``stats.AGGREGATES`` with its CI, and the runs per task."""
+    """One row per objective: each aggregate of ``stats.AGGREGATES`` with its CI, and the runs per
+    task."""
     estimates = aggregates.set_index(["objective", "metric"])
-    return pd.DataFrame([
-        {"objective": o, **{m: _ci(*estimates.loc[(o, m)], 3) for m in stats.AGGREGATES}, "runs per task": len(matrices[o])}
-        for o in matrices
-    ])
+    return pd.DataFrame(
+        [
+            {
+                "objective": o,
+                **{m: _ci(*estimates.loc[(o, m)], 3) for m in stats.AGGREGATES},
+                "runs per task": len(matrices[o]),
+            }
+            for o in matrices
+        ]
+    )
 
 
 def _pair_table(matrices: dict[str, np.ndarray], reps: int, seed: int) -> pd.DataFrame:
     """Probability of improvement of every pair of objectives, with its CI."""
     pairs = stats.improvement(matrices, reps, seed)
-    shown = [_ci(p, lo, hi, 2) for p, lo, hi in zip(pairs.probability, pairs.ci_low, pairs.ci_high)]
+    shown = [
+        _ci(p, lo, hi, 2)
+        for p, lo, hi in zip(pairs.probability, pairs.ci_low, pairs.ci_high, strict=True)
+    ]
     return pd.DataFrame({"X": pairs.x, "Y": pairs.y, "P(X > Y) [95 % CI]": shown})
 
 
@@ -97,14 +119,22 @@ def _cost(runs: pd.DataFrame, objectives: list[str]) -> pd.DataFrame:
         timed = done.dropna(subset=["wall_time"])
         seconds = timed.wall_time.sum() if len(timed) else float("nan")
         params = sorted(done.params.dropna().astype(int).unique())
-        rows.append({
-            "objective": objective,
-            "runs": len(done),
-            "wall time per run (s)": shown(seconds / len(timed) if len(timed) else seconds, ",.0f"),
-            "env frames / s": shown(timed.env_frames.sum() / seconds, ".1f"),
-            "updates / s": shown(timed.updates.sum() / seconds, ".2f"),
-            "parameters": "n/a" if not params else f"{params[0]:,}" if len(params) == 1 else f"{params[0]:,}–{params[-1]:,}",
-        })
+        rows.append(
+            {
+                "objective": objective,
+                "runs": len(done),
+                "wall time per run (s)": shown(
+                    seconds / len(timed) if len(timed) else seconds, ",.0f"
+                ),
+                "env frames / s": shown(timed.env_frames.sum() / seconds, ".1f"),
+                "updates / s": shown(timed.updates.sum() / seconds, ".2f"),
+                "parameters": "n/a"
+                if not params
+                else f"{params[0]:,}"
+                if len(params) == 1
+                else f"{params[0]:,}–{params[-1]:,}",
+            }
+        )
     return pd.DataFrame(rows)
 
 
@@ -131,9 +161,13 @@ def build(suite_dir: str | Path, out_dir: str | Path, reps: int = 2000, seed: in
         raise ConfigError(str(err)) from None
     scores = final_scores(table)
     if scores.empty:
-        raise ConfigError(f"{suite_dir}: no finished run with an evaluation return; nothing to report")
+        raise ConfigError(
+            f"{suite_dir}: no finished run with an evaluation return; nothing to report"
+        )
     spec = read_suite(suite_dir / "suite.yaml") if (suite_dir / "suite.yaml").exists() else None
-    present = (set(scores.objective) | set(runs.objective)) - {BASELINE}  # failed-only objectives included
+    present = (set(scores.objective) | set(runs.objective)) - {
+        BASELINE
+    }  # failed-only objectives included
     objectives = [o.name for o in spec.objectives if o.name in present] if spec else sorted(present)
     tasks = sorted(scores.task.unique())
     refs = references(tasks, spec)
@@ -147,7 +181,9 @@ def build(suite_dir: str | Path, out_dir: str | Path, reps: int = 2000, seed: in
     if matrices:
         plot_aggregates(aggregates, out_dir / "aggregates.png", colour)
         taus = np.linspace(0.0, max(1.0, max(m.max() for m in matrices.values())), PROFILE_POINTS)
-        plot_profiles(stats.profile(matrices, taus, reps, seed), taus, out_dir / "profiles.png", colour)
+        plot_profiles(
+            stats.profile(matrices, taus, reps, seed), taus, out_dir / "profiles.png", colour
+        )
 
     fewest = int(scores.groupby(["task", "objective"]).size().min())
     counts = ", ".join(f"{n} {s}" for s, n in runs.status.value_counts().items())
@@ -161,77 +197,152 @@ def build(suite_dir: str | Path, out_dir: str | Path, reps: int = 2000, seed: in
         f"Seeds: {', '.join(map(str, sorted(scores.seed.unique())))}. "
         f"Runs: {counts} (of {len(runs)}, the random baseline included).",
         "",
-        "Statistics follow Agarwal et al., *Deep Reinforcement Learning at the Edge of the Statistical Precipice*, "
-        f"NeurIPS 2021 (rliable): 95 % percentile confidence intervals from a stratified bootstrap over seeds "
-        f"({reps} resamples, seed {seed}). The score of a run is its last evaluation return (deterministic policy).",
+        "Statistics follow Agarwal et al., *Deep Reinforcement Learning at the Edge of the "
+        "Statistical Precipice*, NeurIPS 2021 (rliable): 95 % percentile confidence intervals "
+        f"from a stratified bootstrap over seeds ({reps} resamples, seed {seed}). The score of a "
+        "run is its last evaluation return (deterministic policy).",
         "",
         "## Final return per task",
         "",
-        "Mean over seeds with its 95 % bootstrap CI; `random (reference)` is a uniform random policy."
-        + (f" With as few as {fewest} seeds a bootstrap CI cannot reach beyond the seeds' own range: read it as rough."
-           if fewest < FEW_SEEDS else ""),
+        "Mean over seeds with its 95 % bootstrap CI; `random (reference)` is a uniform random "
+        "policy."
+        + (
+            f" With as few as {fewest} seeds a bootstrap CI cannot reach beyond the seeds' own "
+            "range: read it as rough."
+            if fewest < FEW_SEEDS
+            else ""
+        ),
         "",
         _task_table(scores, objectives, reps, seed).to_markdown(index=False),
         "",
         "## Aggregate over tasks",
         "",
-        "Normalised score = (return − low) / (high − low) per task; interquartile mean (IQM), mean, median and "
-        "optimality gap (γ = 1, lower is better) over all runs and tasks, with 95 % CIs. "
-        "Only seeds finished on every task enter.",
+        "Normalised score = (return − low) / (high − low) per task; interquartile mean (IQM), "
+        "mean, median and optimality gap (γ = 1, lower is better) over all runs and tasks, with "
+        "95 % CIs. Only seeds finished on every task enter.",
         "",
         refs.to_markdown(index=False),
         "",
-        *([_aggregate_table(aggregates, matrices).to_markdown(index=False), "", "![aggregates](aggregates.png)"] if matrices
-          else ["No objective has a seed finished on every task."]),
-        *(["", f"Left out (no seed finished on every task): {', '.join(left_out)}."] if left_out else []),
+        *(
+            [
+                _aggregate_table(aggregates, matrices).to_markdown(index=False),
+                "",
+                "![aggregates](aggregates.png)",
+            ]
+            if matrices
+            else ["No objective has a seed finished on every task."]
+        ),
+        *(
+            ["", f"Left out (no seed finished on every task): {', '.join(left_out)}."]
+            if left_out
+            else []
+        ),
         "",
         "## Probability of improvement",
         "",
-        "P(X > Y): the probability that a run of X scores higher than a run of Y on a task (Mann–Whitney U, ties "
-        "count one half), averaged over tasks; P(Y > X) = 1 − P(X > Y).",
+        "P(X > Y): the probability that a run of X scores higher than a run of Y on a task "
+        "(Mann–Whitney U, ties count one half), averaged over tasks; P(Y > X) = 1 − P(X > Y).",
         "",
-        _pair_table(matrices, reps, seed).to_markdown(index=False) if len(matrices) > 1 else "Fewer than two objectives: no pairs.",
+        _pair_table(matrices, reps, seed).to_markdown(index=False)
+        if len(matrices) > 1
+        else "Fewer than two objectives: no pairs.",
         "",
         "## Learning curves",
         "",
-        "Evaluation return against env frames (physics steps, action repeat included): mean over seeds, band = "
-        "pointwise 95 % bootstrap CI; dashed: the random baseline.",
+        "Evaluation return against env frames (physics steps, action repeat included): mean over "
+        "seeds, band = pointwise 95 % bootstrap CI; dashed: the random baseline.",
         "",
         "![learning curves](curves.png)",
         "",
     ]
     if matrices:
-        lines += ["## Performance profiles", "", "Fraction of runs (all tasks) whose normalised score exceeds τ, "
-                  "with 95 % CI bands.", "", "![performance profiles](profiles.png)", ""]
-    lines += ["## Cost", "", "Over each objective's finished runs: mean wall time per run, and env frames and updates per "
-              "second of wall time (all its runs together); trainable parameters (world model, objective, actor, critic).",
-              "", _cost(runs, objectives).to_markdown(index=False, disable_numparse=True), ""]
-    run_dirs = [suite_dir / run_id(r.objective, r.task, r.seed) for r in runs.itertuples() if r.objective != BASELINE]
-    lines += [diagnostics_section(run_dirs, out_dir, partial(stats.per_task, reps=reps, seed=seed), str(table.suite.iloc[0])), ""]
+        lines += [
+            "## Performance profiles",
+            "",
+            "Fraction of runs (all tasks) whose normalised score exceeds τ, with 95 % CI bands.",
+            "",
+            "![performance profiles](profiles.png)",
+            "",
+        ]
+    lines += [
+        "## Cost",
+        "",
+        "Over each objective's finished runs: mean wall time per run, and env frames and updates "
+        "per second of wall time (all its runs together); trainable parameters (world model, "
+        "objective, actor, critic).",
+        "",
+        _cost(runs, objectives).to_markdown(index=False, disable_numparse=True),
+        "",
+    ]
+    run_dirs = [
+        suite_dir / run_id(r.objective, r.task, r.seed)
+        for r in runs.itertuples()
+        if r.objective != BASELINE
+    ]
+    lines += [
+        diagnostics_section(
+            run_dirs,
+            out_dir,
+            partial(stats.per_task, reps=reps, seed=seed),
+            str(table.suite.iloc[0]),
+        ),
+        "",
+    ]
     if len(failed):
-        lines += ["## Failed runs", "", failed[["objective", "task", "seed", "error"]].to_markdown(index=False), ""]
+        lines += [
+            "## Failed runs",
+            "",
+            failed[["objective", "task", "seed", "error"]].to_markdown(index=False),
+            "",
+        ]
     lines += _configuration(suite_dir, spec, runs, objectives)
     (out_dir / "report.md").write_text("\n".join(lines))
     return out_dir / "report.md"
 
 
-def _configuration(suite_dir: Path, spec: SuiteSpec | None, runs: pd.DataFrame, objectives: list[str]) -> list[str]:
+def _configuration(
+    suite_dir: Path, spec: SuiteSpec | None, runs: pd.DataFrame, objectives: list[str]
+) -> list[str]:
     """Markdown lines: the suite file, one run's resolved configuration, the package versions."""
     lines = ["## Configuration", ""]
     if spec:
-        lines += ["The suite file:", "", "```yaml", (suite_dir / "suite.yaml").read_text().rstrip(), "```", ""]
+        lines += [
+            "The suite file:",
+            "",
+            "```yaml",
+            (suite_dir / "suite.yaml").read_text().rstrip(),
+            "```",
+            "",
+        ]
     first = runs[(runs.status == "done") & runs.objective.isin(objectives)].iloc[:1]
     for row in first.itertuples():
         config = suite_dir / run_id(row.objective, row.task, row.seed) / CONFIG
         if config.exists():
-            lines += [f"Resolved configuration of run `{config.parent.name}` (runs differ only in objective, "
-                      "objective_config, task and seed):", "", "```yaml", config.read_text().rstrip(), "```", ""]
+            lines += [
+                f"Resolved configuration of run `{config.parent.name}` (runs differ only in "
+                "objective, objective_config, task and seed):",
+                "",
+                "```yaml",
+                config.read_text().rstrip(),
+                "```",
+                "",
+            ]
     if len(lines) == 2:
-        lines += ["Neither the suite file nor a finished run's configuration is in the suite directory.", ""]
+        lines += [
+            "Neither the suite file nor a finished run's configuration is in the suite directory.",
+            "",
+        ]
     recorded = suite_dir / "versions.json"
     versions = json.loads(recorded.read_text()) if recorded.exists() else package_versions()
-    lines += ["## Package versions", "",
-              "Recorded when the result store was written." if recorded.exists()
-              else "Not recorded with the runs; these are the versions of the process that wrote this report.", "",
-              pd.DataFrame(versions.items(), columns=["package", "version"]).to_markdown(index=False), ""]
+    lines += [
+        "## Package versions",
+        "",
+        "Recorded when the result store was written."
+        if recorded.exists()
+        else "Not recorded with the runs; these are the versions of the process that wrote this "
+        "report.",
+        "",
+        pd.DataFrame(versions.items(), columns=["package", "version"]).to_markdown(index=False),
+        "",
+    ]
     return lines

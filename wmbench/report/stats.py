@@ -55,13 +55,18 @@ def normalise(scores: pd.DataFrame, references: Mapping[str, tuple[float, float]
     """
     missing = sorted(set(scores.task) - set(references))
     if missing:
-        raise ValueError(f"no reference (low, high) for task(s) {', '.join(missing)}; add them to the suite's 'references'")
+        raise ValueError(
+            f"no reference (low, high) for task(s) {', '.join(missing)}; add them to the suite's "
+            "'references'"
+        )
     low = scores.task.map(lambda t: references[t][0])
     high = scores.task.map(lambda t: references[t][1])
     return scores.assign(score=(scores.value - low) / (high - low))
 
 
-def score_matrices(scores: pd.DataFrame, column: str = "score") -> tuple[dict[str, np.ndarray], list[str]]:
+def score_matrices(
+    scores: pd.DataFrame, column: str = "score"
+) -> tuple[dict[str, np.ndarray], list[str]]:
     """One ``[R, M]`` matrix per objective (rows: seeds done on every task; columns: sorted tasks).
 
     Args:
@@ -73,14 +78,22 @@ def score_matrices(scores: pd.DataFrame, column: str = "score") -> tuple[dict[st
         task is left out.
     """
     tasks = sorted(scores.task.unique())
-    wide = scores.pivot_table(index=["objective", "seed"], columns="task", values=column, aggfunc="first")
+    wide = scores.pivot_table(
+        index=["objective", "seed"], columns="task", values=column, aggfunc="first"
+    )
     wide = wide.reindex(columns=tasks).dropna()
-    matrices = {o: wide.loc[o].to_numpy(float) for o in wide.index.get_level_values("objective").unique()}
+    matrices = {
+        o: wide.loc[o].to_numpy(float) for o in wide.index.get_level_values("objective").unique()
+    }
     return matrices, tasks
 
 
-def interval(matrices: Mapping[str, np.ndarray], func: Callable[[np.ndarray], np.ndarray], reps: int,
-             seed: int) -> dict[str, np.ndarray]:
+def interval(
+    matrices: Mapping[str, np.ndarray],
+    func: Callable[[np.ndarray], np.ndarray],
+    reps: int,
+    seed: int,
+) -> dict[str, np.ndarray]:
     """Point estimate and stratified-bootstrap CI of ``func`` per matrix.
 
     Args:
@@ -94,9 +107,14 @@ def interval(matrices: Mapping[str, np.ndarray], func: Callable[[np.ndarray], np
         name to array ``[3, K]``: point estimate, lower and upper bound of the 95 % CI.
     """
     out = {}
-    for key, scores in matrices.items():  # each with the same seed: its CI does not depend on the others
+    for (
+        key,
+        scores,
+    ) in matrices.items():  # each with the same seed: its CI does not depend on the others
         with seeded(seed):
-            points, cis = rly.get_interval_estimates({"k": scores}, func, reps=reps, confidence_interval_size=CONFIDENCE)
+            points, cis = rly.get_interval_estimates(
+                {"k": scores}, func, reps=reps, confidence_interval_size=CONFIDENCE
+            )
         out[key] = np.vstack([np.atleast_1d(points["k"]), np.asarray(cis["k"]).reshape(2, -1)])
     return out
 
@@ -111,7 +129,9 @@ def per_task(scores: pd.DataFrame, reps: int, seed: int = 0, column: str = "valu
     Returns:
         Columns ``task, objective, mean, ci_low, ci_high, seeds``, sorted by task and objective.
     """
-    groups = {key: g[column].to_numpy(float)[:, None] for key, g in scores.groupby(["task", "objective"])}
+    groups = {
+        key: g[column].to_numpy(float)[:, None] for key, g in scores.groupby(["task", "objective"])
+    }
     estimates = interval(groups, lambda x: np.array([x.mean()]), reps, seed)
     rows = [(t, o, *estimates[(t, o)][:, 0], len(groups[(t, o)])) for t, o in sorted(groups)]
     return pd.DataFrame(rows, columns=["task", "objective", "mean", "ci_low", "ci_high", "seeds"])
@@ -127,7 +147,9 @@ def aggregates(matrices: Mapping[str, np.ndarray], reps: int, seed: int = 0) -> 
     Returns:
         Columns ``objective, metric, value, ci_low, ci_high`` (metrics in ``AGGREGATES`` order).
     """
-    estimates = interval(matrices, lambda x: np.array([f(x) for f in AGGREGATES.values()]), reps, seed)
+    estimates = interval(
+        matrices, lambda x: np.array([f(x) for f in AGGREGATES.values()]), reps, seed
+    )
     rows = [(o, m, *estimates[o][:, i]) for o in matrices for i, m in enumerate(AGGREGATES)]
     return pd.DataFrame(rows, columns=["objective", "metric", "value", "ci_low", "ci_high"])
 
@@ -148,7 +170,9 @@ def improvement(matrices: Mapping[str, np.ndarray], reps: int, seed: int = 0) ->
     pairs = {(x, y): [matrices[x], matrices[y]] for x, y in itertools.combinations(matrices, 2)}
     if not pairs:
         return pd.DataFrame(columns=["x", "y", "probability", "ci_low", "ci_high"])
-    estimates = interval(pairs, lambda x, y: np.array([metrics.probability_of_improvement(x, y)]), reps, seed)
+    estimates = interval(
+        pairs, lambda x, y: np.array([metrics.probability_of_improvement(x, y)]), reps, seed
+    )
     rows = [(x, y, *estimates[(x, y)][:, 0]) for x, y in pairs]
     return pd.DataFrame(rows, columns=["x", "y", "probability", "ci_low", "ci_high"])
 
@@ -163,10 +187,14 @@ def curve(values: np.ndarray, reps: int, seed: int = 0) -> np.ndarray:
     Returns:
         ``[3, P]``: mean, lower and upper bound.
     """
-    return interval({"curve": values[:, None, :]}, lambda x: x.mean(axis=(0, 1)), reps, seed)["curve"]
+    return interval({"curve": values[:, None, :]}, lambda x: x.mean(axis=(0, 1)), reps, seed)[
+        "curve"
+    ]
 
 
-def profile(matrices: Mapping[str, np.ndarray], taus: np.ndarray, reps: int, seed: int = 0) -> dict[str, np.ndarray]:
+def profile(
+    matrices: Mapping[str, np.ndarray], taus: np.ndarray, reps: int, seed: int = 0
+) -> dict[str, np.ndarray]:
     """Performance profile: fraction of runs (over all tasks) with score > τ, with 95 % CIs.
 
     Args:
@@ -178,5 +206,7 @@ def profile(matrices: Mapping[str, np.ndarray], taus: np.ndarray, reps: int, see
         objective to ``[3, N]``: fraction, lower and upper bound.
     """
     with seeded(seed):
-        fractions, cis = rly.create_performance_profile(dict(matrices), taus, reps=reps, confidence_interval_size=CONFIDENCE)
+        fractions, cis = rly.create_performance_profile(
+            dict(matrices), taus, reps=reps, confidence_interval_size=CONFIDENCE
+        )
     return {k: np.vstack([fractions[k], cis[k]]) for k in fractions}

@@ -9,10 +9,11 @@ task, seed, status`` (``done``, ``failed``, ``running`` or ``pending``), ``final
 missing for runs made before it was recorded, and for the random baseline) and ``error``.
 
 Each run directory holds ``config.yaml`` (resolved run config), ``metrics.csv`` (Lightning CSV
-logger) and ``status.json``; after ``wmbench diagnose``, also ``diagnostics/metrics.csv`` (one
-row of ``diagnose/*`` values in the same format, see ``wmbench.diagnostics.run``). ``versions.json`` beside the tables records ``package_versions()``
-of the process that wrote them. ``objective`` is the suite's label of the objective (a variant such as
-``contrastive-small`` when the suite overrides its configuration), else the registered name.
+logger) and ``status.json``; after ``wmbench diagnose``, also ``diagnostics/metrics.csv`` (one row
+of ``diagnose/*`` values in the same format, see ``wmbench.diagnostics.run``). ``versions.json``
+beside the tables records ``package_versions()`` of the process that wrote them. ``objective`` is
+the suite's label of the objective (a variant such as ``contrastive-small`` when the suite overrides
+its configuration), else the registered name.
 """
 
 from __future__ import annotations
@@ -28,9 +29,29 @@ import yaml
 from wmbench.rundir import CONFIG, DIAGNOSTICS, METRICS, read_status
 
 COLUMNS = ["suite", "objective", "task", "seed", "env_frames", "metric", "value", "wall_time"]
-VERSIONED = ("wmbench", "torch", "lightning", "numpy", "gymnasium", "dm-control", "mujoco", "pandas", "rliable")
+VERSIONED = (
+    "wmbench",
+    "torch",
+    "lightning",
+    "numpy",
+    "gymnasium",
+    "dm-control",
+    "mujoco",
+    "pandas",
+    "rliable",
+)
 RUN_COLUMNS = [
-    "suite", "objective", "task", "seed", "status", "final_return", "env_frames", "updates", "wall_time", "params", "error",
+    "suite",
+    "objective",
+    "task",
+    "seed",
+    "status",
+    "final_return",
+    "env_frames",
+    "updates",
+    "wall_time",
+    "params",
+    "error",
 ]
 
 
@@ -50,9 +71,18 @@ def run_table(run_dir: str | Path, suite: str, objective: str | None = None) -> 
     metrics = pd.read_csv(run_dir / METRICS)
     if (diagnostics := run_dir / DIAGNOSTICS / METRICS).exists():  # from `wmbench diagnose`
         metrics = pd.concat([metrics, pd.read_csv(diagnostics)], ignore_index=True)
-    wide = metrics.drop(columns=[c for c in ("epoch", "step", "updates") if c in metrics], errors="ignore")
-    long = wide.melt(id_vars=["env_frames", "wall_time"], var_name="metric", value_name="value").dropna(subset=["value"])
-    long = long.assign(suite=suite, objective=objective or cfg["objective"], task=cfg["env"]["task"], seed=cfg["seed"])
+    wide = metrics.drop(
+        columns=[c for c in ("epoch", "step", "updates") if c in metrics], errors="ignore"
+    )
+    long = wide.melt(
+        id_vars=["env_frames", "wall_time"], var_name="metric", value_name="value"
+    ).dropna(subset=["value"])
+    long = long.assign(
+        suite=suite,
+        objective=objective or cfg["objective"],
+        task=cfg["env"]["task"],
+        seed=cfg["seed"],
+    )
     return long[COLUMNS].reset_index(drop=True)
 
 
@@ -65,20 +95,28 @@ def collect(run_dirs: list[Path], suite: str, labels: list[str] | None = None) -
         labels: objective label of each run directory (default: the configs' objective names).
     """
     labels = labels or [None] * len(run_dirs)
-    frames = [run_table(d, suite, label) for d, label in zip(run_dirs, labels) if read_status(d).get("status") == "done"]
+    frames = [
+        run_table(d, suite, label)
+        for d, label in zip(run_dirs, labels, strict=True)
+        if read_status(d).get("status") == "done"
+    ]
     return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(columns=COLUMNS)
 
 
 def final_scores(table: pd.DataFrame, metric: str = "eval/return") -> pd.DataFrame:
     """Last value of ``metric`` per run: columns ``objective, task, seed, env_frames, value``."""
     rows = table[table.metric == metric].sort_values("env_frames")
-    return rows.groupby(["objective", "task", "seed"], as_index=False).last()[["objective", "task", "seed", "env_frames", "value"]]
+    return rows.groupby(["objective", "task", "seed"], as_index=False).last()[
+        ["objective", "task", "seed", "env_frames", "value"]
+    ]
 
 
 def comparison(scores: pd.DataFrame) -> pd.DataFrame:
-    """Objective × task table of final scores: ``mean``, ``std`` (over seeds, ddof=1) and ``seeds``."""
+    """Objective × task table of final scores: ``mean``, ``std`` (seeds, ddof=1), ``seeds``."""
     grouped = scores.groupby(["task", "objective"])["value"]
-    return pd.DataFrame({"mean": grouped.mean(), "std": grouped.std(), "seeds": grouped.count()}).reset_index()
+    return pd.DataFrame(
+        {"mean": grouped.mean(), "std": grouped.std(), "seeds": grouped.count()}
+    ).reset_index()
 
 
 def run_row(run_dir: Path, suite: str, objective: str, task: str, seed: int) -> dict:
@@ -87,9 +125,17 @@ def run_row(run_dir: Path, suite: str, objective: str, task: str, seed: int) -> 
     ``final_return`` is the status's ``eval_return``, which equals the last ``eval/return`` logged.
     """
     status = read_status(run_dir)
-    row = {"suite": suite, "objective": objective, "task": task, "seed": seed, "status": status.get("status", "pending")}
+    row = {
+        "suite": suite,
+        "objective": objective,
+        "task": task,
+        "seed": seed,
+        "status": status.get("status", "pending"),
+    }
     row["final_return"] = status.get("eval_return", float("nan"))
-    row.update({k: status.get(k, float("nan")) for k in ("env_frames", "updates", "wall_time", "params")})
+    row.update(
+        {k: status.get(k, float("nan")) for k in ("env_frames", "updates", "wall_time", "params")}
+    )
     row["error"] = status.get("error", "")
     return row
 
@@ -113,7 +159,8 @@ def package_versions() -> dict[str, str]:
 
 
 def save(suite_dir: Path, table: pd.DataFrame, runs: pd.DataFrame) -> None:
-    """Write ``results.{csv,parquet}``, ``runs.{csv,parquet}`` and ``versions.json`` into ``suite_dir``."""
+    """Write ``results.{csv,parquet}``, ``runs.{csv,parquet}`` and ``versions.json`` into
+    ``suite_dir``."""
     for name, frame in (("results", table), ("runs", runs)):
         frame.to_csv(suite_dir / f"{name}.csv", index=False)
         frame.to_parquet(suite_dir / f"{name}.parquet", index=False)
@@ -134,14 +181,24 @@ def load(suite_dir: str | Path) -> tuple[pd.DataFrame, pd.DataFrame]:
     def read(name: str) -> pd.DataFrame | None:
         if (suite_dir / f"{name}.parquet").exists():
             return pd.read_parquet(suite_dir / f"{name}.parquet")
-        return pd.read_csv(suite_dir / f"{name}.csv") if (suite_dir / f"{name}.csv").exists() else None
+        return (
+            pd.read_csv(suite_dir / f"{name}.csv") if (suite_dir / f"{name}.csv").exists() else None
+        )
 
     table = read("results")
     if table is None:
-        raise FileNotFoundError(f"{suite_dir} has no results.parquet or results.csv; run the suite first (wmbench suite run FILE)")
+        raise FileNotFoundError(
+            f"{suite_dir} has no results.parquet or results.csv; run the suite first (wmbench "
+            "suite run FILE)"
+        )
     runs = read("runs")
     if runs is None:
-        in_table = set(map(tuple, table[["objective", "task", "seed"]].drop_duplicates().itertuples(index=False)))
+        in_table = set(
+            map(
+                tuple,
+                table[["objective", "task", "seed"]].drop_duplicates().itertuples(index=False),
+            )
+        )
         rows = []
         for config in sorted(suite_dir.glob(f"*/{CONFIG}")):
             cfg = yaml.safe_load(config.read_text())

@@ -4,10 +4,10 @@ memory, and the actor process's loop.
 An actor process (one per ``train.actors``) builds its own env (seeded ``seed + 1000·i``) and a CPU
 ``DreamerModule``, then until the learner stops it: claims the next agent step from the limiter
 (``wmbench.runtime.schedule.RatioSchedule.steps_allowed``; steps before ``learning_starts`` take
-uniform random actions), copies the newest published weights if their version changed, acts with
-the encoder, RSSM posterior and actor (``AgentPolicy``), steps the env (``EnvSteps``) and sends the
-step's replay rows (``Step``) to the learner. It ignores SIGINT (the learner stops it), exits when its learner has died, and sends any exception
-to the learner as ``("error", i, traceback)``.
+uniform random actions), copies the newest published weights if their version changed, acts with the
+encoder, RSSM posterior and actor (``AgentPolicy``), steps the env (``EnvSteps``) and sends the
+step's replay rows (``Step``) to the learner. It ignores SIGINT (the learner stops it), exits when
+its learner has died, and sends any exception to the learner as ``("error", i, traceback)``.
 """
 
 from __future__ import annotations
@@ -28,17 +28,21 @@ from wmbench.runtime.schedule import RatioSchedule
 from wmbench.runtime.stream import AgentPolicy, EnvSteps, make_run_env
 
 ACTOR_SEED_STRIDE = 1000
-"""Actor i seeds its env, action space and torch with ``seed + ACTOR_SEED_STRIDE * i`` (actor 0: the run's seed)."""
+"""Actor i seeds its env, action space and torch with ``seed + ACTOR_SEED_STRIDE * i`` (actor 0: the
+run's seed)."""
 
 POLL_S = 0.1
-"""Longest single wait on the queue; every wait loop on either side re-checks for failures and stops this often."""
+"""Longest single wait on the queue; every wait loop on either side re-checks for failures and stops
+this often."""
 
 POLICY_PREFIXES = ("world_model.encoder.", "world_model.rssm.", "actor_critic.actor.")
-"""State-dict entries the actors need to act (``DreamerModule.act``): encoder, RSSM posterior, actor."""
+"""State-dict entries the actors need to act (``DreamerModule.act``): encoder, RSSM posterior,
+actor."""
 
 
 class SharedWeights:
-    """The policy's weights (``POLICY_PREFIXES``) in shared memory, stamped with the learner's update count.
+    """The policy's weights (``POLICY_PREFIXES``) in shared memory, stamped with the learner's
+    update count.
 
     Created by the learner from its module and handed to the actors at spawn; ``publish`` copies the
     learner's tensors in, ``pull`` copies them into an actor's module when the version changed.
@@ -53,7 +57,11 @@ class SharedWeights:
 
     def __init__(self, module: DreamerModule, context: Any) -> None:
         own = module.state_dict()
-        self.tensors = {k: v.detach().clone().share_memory_() for k, v in own.items() if k.startswith(POLICY_PREFIXES)}
+        self.tensors = {
+            k: v.detach().clone().share_memory_()
+            for k, v in own.items()
+            if k.startswith(POLICY_PREFIXES)
+        }
         self._sequence = context.Value("q", 0, lock=False)
         self._version = context.Value("q", module.updates, lock=False)
 
@@ -62,7 +70,8 @@ class SharedWeights:
         return int(self._version.value)
 
     def publish(self, module: DreamerModule) -> None:
-        """Copies the module's policy tensors in and sets the version to ``module.updates`` (learner only)."""
+        """Copies the module's policy tensors in and sets the version to ``module.updates`` (learner
+        only)."""
         own = module.state_dict()
         self._sequence.value += 1  # odd: being written
         with torch.no_grad():
@@ -72,10 +81,12 @@ class SharedWeights:
         self._sequence.value += 1
 
     def pull(self, module: DreamerModule, have: int | None) -> int:
-        """Copies the published tensors into ``module`` unless it already holds version ``have``; returns the version held.
+        """Copies the published tensors into ``module`` unless it already holds version ``have``;
+        returns the version held.
 
         Raises:
-            RuntimeError: No consistent copy within ``POLL_S * 50`` seconds (the learner died mid-publication).
+            RuntimeError: No consistent copy within ``POLL_S * 50`` seconds (the learner died
+                mid-publication).
         """
         if have == self.version:
             return have
@@ -95,7 +106,7 @@ class SharedWeights:
 
 
 class Step(NamedTuple):
-    """One agent step sent by an actor: its replay rows (a reset row first when an episode starts)."""
+    """One agent step sent by an actor: its replay rows (first a reset row at an episode start)."""
 
     actor: int
     rows: list[Row]  # a reset row first when an episode starts, then the step's row
@@ -116,8 +127,11 @@ class Control(NamedTuple):
 
 
 def actor_main(index: int, cfg: RunConfig, schedule: RatioSchedule, control: Control) -> None:
-    """Actor process: claim a step from the limiter, act, step the env, send the rows; until stopped."""
-    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C reaches the learner, which stops the actors
+    """Actor process: claim a step from the limiter, act, step the env, send the rows; until
+    stopped."""
+    signal.signal(
+        signal.SIGINT, signal.SIG_IGN
+    )  # Ctrl-C reaches the learner, which stops the actors
     torch.set_num_threads(1)
     try:
         _act(index, cfg, schedule, control)
@@ -158,7 +172,9 @@ def _act(index: int, cfg: RunConfig, schedule: RatioSchedule, control: Control) 
     env.action_space.seed(seed)
     steps = EnvSteps(env)
     action_dim = env.action_space.shape[0]
-    module = DreamerModule(cfg.agent, env.observation_space.shape, action_dim, objective_cls, objective_cfg)
+    module = DreamerModule(
+        cfg.agent, env.observation_space.shape, action_dim, objective_cls, objective_cfg
+    )
     policy = AgentPolicy(module, action_dim)
     version = control.weights.pull(module, None)
     wait_s = 0.0
@@ -176,5 +192,8 @@ def _act(index: int, cfg: RunConfig, schedule: RatioSchedule, control: Control) 
         else:
             action = policy(steps.obs, steps.steps == 0, explore=True)
         rows.append(row := steps.step(action))
-        _put(control, Step(index, rows, version, steps.episode_return if row.is_last else None, wait_s))
+        _put(
+            control,
+            Step(index, rows, version, steps.episode_return if row.is_last else None, wait_s),
+        )
     env.close()

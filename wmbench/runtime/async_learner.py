@@ -4,44 +4,45 @@ Wu et al., *DayDreamer: World Models for Physical Robot Learning*, CoRL 2022, Se
 process trains the world model and the actor-critic from replay while an actor process keeps
 stepping the environment with the newest policy weights it has received. Here::
 
-    actor i (train.actors processes, torch.multiprocessing spawn)      learner (this process)
-      own env (seed + 1000·i), own CPU DreamerModule          rows     one Replay per actor
-      acts with encoder + RSSM posterior + actor         ─────────▶   (replay/actor-<i>/ on disk)
-                                                          (queue)     AsyncReplayStream → Lightning fit
-      copies the weights when their version changes      ◀─────────   publishes every publish_every updates
-                                                     shared memory    (share_memory_() tensors + version)
+    actor i (train.actors processes, spawned)             learner (this process)
+      own env (seed + 1000·i), own CPU DreamerModule    rows     one Replay per actor
+      acts with encoder + RSSM posterior + actor   ─────────▶   (replay/actor-<i>/ on disk)
+                                                    (queue)     AsyncReplayStream → Lightning fit
+      copies the weights when their version        ◀─────────   publishes every publish_every
+      changes                                  shared memory    updates (share_memory_() tensors)
 
-The actor side (limiter bounds, shared weights, the actor's loop) is ``wmbench.runtime.async_actor``;
-this module is the learner's side. Each actor's rows go to its own replay, so every replay holds one
-stream of whole episodes (``wmbench.data.replay.Replay``'s invariant); a batch draws its B sequences from
-the actors' replays in proportion to their sizes.
+The actor side (limiter bounds, shared weights, the actor's loop) is
+``wmbench.runtime.async_actor``; this module is the learner's side. Each actor's rows go to its own
+replay, so every replay holds one stream of whole episodes (``wmbench.data.replay.Replay``'s
+invariant); a batch draws its B sequences from the actors' replays in proportion to their sizes.
 
-**Train ratio.** As in sync mode, the first ``learning_starts`` env frames are collected with uniform
-random actions, then one update is due every ``B·T / train_ratio`` collected agent steps.
+**Train ratio.** As in sync mode, the first ``learning_starts`` env frames are collected with
+uniform random actions, then one update is due every ``B·T / train_ratio`` collected agent steps.
 ``RatioSchedule`` (``wmbench.runtime.schedule``) holds the realised ratio (``async/train_ratio``:
 replayed agent steps per agent step collected after the prefill, in ``train.train_ratio``'s units)
-within ±5 % (``ASYNC_SLACK``): the
-learner starts an update only while the ratio stays at most 5 % above the target, and the actors take a step only
-while it keeps them at most 5 % ahead (but always as far as the next update needs). Steps are whole,
-so over the first few updates one step can be more than 5 %. Whichever side is faster waits;
-``async/learner_wait`` and ``async/actor_wait`` are the fractions of wall time each spent waiting.
-A run does the same number of updates as a sync run of the same configuration.
+within ±5 % (``ASYNC_SLACK``): the learner starts an update only while the ratio stays at most 5 %
+above the target, and the actors take a step only while it keeps them at most 5 % ahead (but always
+as far as the next update needs). Steps are whole, so over the first few updates one step can be
+more than 5 %. Whichever side is faster waits; ``async/learner_wait`` and ``async/actor_wait`` are
+the fractions of wall time each spent waiting. A run does the same number of updates as a sync run
+of the same configuration.
 
 **Evaluation** is done by the learner with its current weights when the env frames it has received
 pass the evaluation cadence (and at 0 and at the end), as in sync mode; its updates pause meanwhile
 and the actors run on up to the limiter's bound.
 
-**Logged** every ``agent.log_every`` updates, besides the sync mode's columns: ``async/train_ratio``,
-``async/policy_lag`` (learner updates since the weights that chose the newest received action were
-published), ``async/env_frames_per_s`` (all actors), ``async/updates_per_s``, ``async/learner_wait``,
-``async/actor_wait`` (mean over actors).
+**Logged** every ``agent.log_every`` updates, besides the sync mode's columns:
+``async/train_ratio``, ``async/policy_lag`` (learner updates since the weights that chose the newest
+received action were published), ``async/env_frames_per_s`` (all actors), ``async/updates_per_s``,
+``async/learner_wait``, ``async/actor_wait`` (mean over actors).
 
 **Failures.** An exception in an actor reaches the learner as ``ActorError`` with the actor's
 traceback (an actor that dies without one, e.g. killed, is reported with its exit code) when the
 learner next fetches a batch, i.e. between two updates. An exception in the learner, Ctrl-C or
 SIGTERM (Lightning stops at the next batch) stops the actors (``AsyncReplayStream.close``); an actor
 whose learner died (kill -9) exits by itself. Actors ignore SIGINT: the learner stops them. The
-learner takes no lock an actor could hold, so an actor killed mid-step cannot leave it waiting on one.
+learner takes no lock an actor could hold, so an actor killed mid-step cannot leave it waiting on
+one.
 
 **Resume.** Checkpoints hold the counters, the replays and the learner's model and optimizers, like
 sync ones, so a resumed run continues with the counters, replay and weights of the checkpoint and
@@ -63,22 +64,21 @@ import gymnasium as gym
 import numpy as np
 import torch
 import torch.multiprocessing as mp
-
-from wmbench.agents.module import DreamerModule
 from lightning.pytorch.loggers import Logger
 
+from wmbench.agents.module import DreamerModule
 from wmbench.data.replay import Replay
-from wmbench.errors import RunError
 from wmbench.data.replay_disk import ReplayDisk
+from wmbench.errors import RunError
+from wmbench.run_config import RunConfig
 from wmbench.runtime.async_actor import POLL_S, Control, SharedWeights, Step, actor_main
 from wmbench.runtime.schedule import ASYNC_SLACK, RatioSchedule
-from wmbench.run_config import RunConfig
 from wmbench.runtime.stream import Counters, StreamBase, set_global_rng_state
 from wmbench.types import Batch
 
 
 class ActorError(RunError):
-    """An actor process failed; the message holds its traceback (or its exit code if it left none)."""
+    """An actor process failed; the message holds its traceback (or exit code if it left none)."""
 
 
 class _Rates:
@@ -99,19 +99,22 @@ class _Rates:
             "async/env_frames_per_s": (env_frames - self.frames) / elapsed,
             "async/updates_per_s": (updates - self.updates) / elapsed,
             "async/learner_wait": (self.learner_wait - self.seen_learner_wait) / elapsed,
-            "async/actor_wait": (sum(self.actor_wait) - self.seen_actor_wait) / len(self.actor_wait) / elapsed,
+            "async/actor_wait": (sum(self.actor_wait) - self.seen_actor_wait)
+            / len(self.actor_wait)
+            / elapsed,
         }
         self.start(env_frames, updates)
         return rates
 
 
 class AsyncReplayStream(StreamBase):
-    """The learner's side: receives the actors' rows, holds the train ratio, yields replayed batches.
+    """The learner's side: receives the actors' rows, holds the train ratio, yields replayed
+    batches.
 
     Yields the same batches as ``wmbench.runtime.sync.ReplayStream`` (the sequences drawn from the
     actors' replays in proportion to their sizes). Starts the actors when iterated; ``close`` stops
-    them. Every wait (queue, limiter) is at most ``POLL_S`` long, so failures are seen and Lightning's
-    SIGTERM handling is never blocked for long.
+    them. Every wait (queue, limiter) is at most ``POLL_S`` long, so failures are seen and
+    Lightning's SIGTERM handling is never blocked for long.
 
     Args:
         cfg: the run's configuration (``cfg.train.mode == "async"``).
@@ -125,17 +128,31 @@ class AsyncReplayStream(StreamBase):
     """
 
     def __init__(
-        self, cfg: RunConfig, eval_env: gym.Env, module: DreamerModule, loggers: list[Logger], replay_dir: Path
+        self,
+        cfg: RunConfig,
+        eval_env: gym.Env,
+        module: DreamerModule,
+        loggers: list[Logger],
+        replay_dir: Path,
     ) -> None:
         super().__init__(cfg, eval_env, module, loggers)
         t = cfg.train
         self.module = module
         self.schedule = RatioSchedule.of(cfg, ASYNC_SLACK)
         shape, action_dim = eval_env.observation_space.shape, eval_env.action_space.shape[0]
-        self.replays = [Replay(t.replay_capacity // t.actors, shape, action_dim, seed=cfg.seed + i) for i in range(t.actors)]
-        self.disks = [ReplayDisk(Path(replay_dir) / f"actor-{i}", t.replay_chunk) for i in range(t.actors)]
-        self.episode_start = [0] * t.actors  # stream index of the first row of each actor's current episode
-        self.rng = np.random.default_rng(cfg.seed)  # draws each batch's split over the actors' replays
+        self.replays = [
+            Replay(t.replay_capacity // t.actors, shape, action_dim, seed=cfg.seed + i)
+            for i in range(t.actors)
+        ]
+        self.disks = [
+            ReplayDisk(Path(replay_dir) / f"actor-{i}", t.replay_chunk) for i in range(t.actors)
+        ]
+        self.episode_start = [
+            0
+        ] * t.actors  # stream index of the first row of each actor's current episode
+        self.rng = np.random.default_rng(
+            cfg.seed
+        )  # draws each batch's split over the actors' replays
         self.version = 0  # weights version that chose the newest received action
         self.processes: list[Any] = []
         self.control: Control | None = None
@@ -161,27 +178,40 @@ class AsyncReplayStream(StreamBase):
         context = mp.get_context("spawn")
         t = self.cfg.train
         self.control = Control(
-            # Only the actors lock the step count. The learner writes the update count and the stop flag
-            # alone and takes no lock that an actor killed while holding it would leave held forever.
-            SharedWeights(self.module, context), context.Value("q", self.counters.agent_steps), context.Value("q", self.batches, lock=False),
-            context.Queue(maxsize=64 * t.actors), context.Value("b", 0, lock=False), os.getpid(),
+            # Only the actors lock the step count. The learner writes the update count and the stop
+            # flag alone and takes no lock that an actor killed while holding it would leave held
+            # forever.
+            SharedWeights(self.module, context),
+            context.Value("q", self.counters.agent_steps),
+            context.Value("q", self.batches, lock=False),
+            context.Queue(maxsize=64 * t.actors),
+            context.Value("b", 0, lock=False),
+            os.getpid(),
         )
         if not t.threads:  # leave the actors a core each where there are enough
             torch.set_num_threads(max(1, (os.cpu_count() or 1) - t.actors))
         for i in range(t.actors):
-            process = context.Process(target=actor_main, args=(i, self.cfg, self.schedule, self.control),
-                                      name=f"wmbench-actor-{i}", daemon=True)
+            process = context.Process(
+                target=actor_main,
+                args=(i, self.cfg, self.schedule, self.control),
+                name=f"wmbench-actor-{i}",
+                daemon=True,
+            )
             process.start()
             self.processes.append(process)
         self.rates.start(self.counters.env_frames, self.batches)
 
     def _next_batch(self) -> Batch | None:
-        """Receives rows until the limiter lets the next update start; ``None`` once the budget is spent."""
+        """Receives rows until the limiter lets the next update start; ``None`` once the budget is
+        spent."""
         assert self.control is not None
         while True:
             self._receive(block=False)
             self._maybe_evaluate()
-            if self.batches < self.schedule.updates_allowed(self.counters.agent_steps) and self._sampleable():
+            if (
+                self.batches < self.schedule.updates_allowed(self.counters.agent_steps)
+                and self._sampleable()
+            ):
                 break
             if self.counters.agent_steps >= self.schedule.total_steps:
                 self._finish()
@@ -196,16 +226,20 @@ class AsyncReplayStream(StreamBase):
         extra = None
         if number % self.cfg.agent.log_every == 0:  # logged in the row of this batch's update
             extra = self.rates.take(self.counters.env_frames, number) | {
-                "async/train_ratio": self.cfg.train.train_ratio * self.schedule.ratio(number, self.counters.agent_steps),
+                "async/train_ratio": self.cfg.train.train_ratio
+                * self.schedule.ratio(number, self.counters.agent_steps),
                 "async/policy_lag": float(self.module.updates - self.version),
             }
         return self._sample(extra)
 
     def _receive(self, block: bool) -> None:
-        """Adds the queued steps to the replays (waiting up to ``POLL_S`` for the first if ``block``)."""
+        """Adds the queued steps to the replays (waiting up to ``POLL_S`` for the first if
+        ``block``)."""
         assert self.control is not None
         try:
-            item = self.control.queue.get(timeout=POLL_S) if block else self.control.queue.get_nowait()
+            item = (
+                self.control.queue.get(timeout=POLL_S) if block else self.control.queue.get_nowait()
+            )
         except queue.Empty:
             self._check_actors()
             return
@@ -245,7 +279,9 @@ class AsyncReplayStream(StreamBase):
                     self._add(self.control.queue.get(timeout=POLL_S))
                 except queue.Empty:
                     pass
-            raise ActorError(f"actor {i} exited with code {process.exitcode} without reporting an error")
+            raise ActorError(
+                f"actor {i} exited with code {process.exitcode} without reporting an error"
+            )
 
     def _sampleable(self) -> bool:
         return any(len(replay) >= self.cfg.train.seq_len for replay in self.replays)
@@ -254,29 +290,41 @@ class AsyncReplayStream(StreamBase):
         t = self.cfg.train
         sizes = np.array([len(r) if len(r) >= t.seq_len else 0 for r in self.replays], np.float64)
         counts = self.rng.multinomial(t.batch_size, sizes / sizes.sum())
-        parts = [replay.sample(n, t.seq_len) for replay, n in zip(self.replays, counts) if n]
+        parts = [
+            replay.sample(n, t.seq_len) for replay, n in zip(self.replays, counts, strict=True) if n
+        ]
         return self._batch({k: np.concatenate([p[k] for p in parts]) for k in parts[0]}, extra)
 
     def flush(self) -> None:
         """Writes the pending replay rows to disk (before a checkpoint)."""
-        for replay, disk in zip(self.replays, self.disks):
+        for replay, disk in zip(self.replays, self.disks, strict=True):
             disk.flush(replay)
 
     def state_dict(self) -> dict[str, Any]:
-        """Counters, evaluation schedule, replay rows up to each actor's current episode, RNG states.
+        """Counters, evaluation schedule, replay rows up to each actor's current episode, RNG
+        states.
 
         The actors' unfinished episodes are left out, of the replays and of the counters: a resumed
         actor starts a new episode (a replay holds one stream of whole episodes), and the steps left
         out are collected again, as in sync mode.
         """
-        rows = [start if replay.added and not replay.rows(replay.added - 1, replay.added)["is_last"][0] else replay.added
-                for replay, start in zip(self.replays, self.episode_start)]
-        unfinished = sum(replay.added - n - 1 for replay, n in zip(self.replays, rows) if replay.added > n)  # reset rows are no steps
+        rows = [
+            start
+            if replay.added and not replay.rows(replay.added - 1, replay.added)["is_last"][0]
+            else replay.added
+            for replay, start in zip(self.replays, self.episode_start, strict=True)
+        ]
+        unfinished = sum(
+            replay.added - n - 1
+            for replay, n in zip(self.replays, rows, strict=True)
+            if replay.added > n
+        )  # reset rows are no steps
         counters = Counters(self.counters.env_frames - unfinished * self.cfg.env.action_repeat,
                             self.counters.agent_steps - unfinished, self.counters.episodes)
         return self._stream_state(counters) | {
             "replay_rows": rows,
-            "sample_rng": [self.rng.bit_generator.state] + [replay.rng_state() for replay in self.replays],
+            "sample_rng": [self.rng.bit_generator.state]
+            + [replay.rng_state() for replay in self.replays],
         }
 
     def _restore(self, state: dict[str, Any]) -> None:
@@ -290,7 +338,7 @@ class AsyncReplayStream(StreamBase):
             disk.restore(replay, rows)
         self.episode_start = [replay.added for replay in self.replays]
         self.rng.bit_generator.state = state["sample_rng"][0]
-        for replay, rng in zip(self.replays, state["sample_rng"][1:]):
+        for replay, rng in zip(self.replays, state["sample_rng"][1:], strict=True):
             replay.set_rng_state(rng)
         set_global_rng_state(state["rng"])
 

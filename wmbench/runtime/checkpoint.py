@@ -1,4 +1,5 @@
-"""Whole-run checkpoints: written atomically, every N env frames and at the end; read back to resume.
+"""Whole-run checkpoints: written atomically, every N env frames and at the end; read back to
+resume.
 
 ``checkpoints/last.ckpt`` is a Lightning checkpoint (model with slow critic, the three Adam states,
 loop progress, ``updates``) plus, under ``callbacks["RunCheckpoint"]``, everything else a run needs
@@ -27,7 +28,15 @@ from lightning.pytorch.plugins.io import TorchCheckpointIO
 import wmbench
 from wmbench.configio import ConfigError, load_yaml, to_dict
 from wmbench.run_config import RunConfig
-from wmbench.rundir import CHECKPOINT, CONFIG, METRICS, RUN_FORMAT, atomic_write, metric_rows, read_status
+from wmbench.rundir import (
+    CHECKPOINT,
+    CONFIG,
+    METRICS,
+    RUN_FORMAT,
+    atomic_write,
+    metric_rows,
+    read_status,
+)
 from wmbench.runtime.stream import StreamBase
 
 
@@ -37,7 +46,9 @@ class AtomicCheckpointIO(TorchCheckpointIO):
     A kill during the write leaves the previous checkpoint in place (and a stray ``.tmp``).
     """
 
-    def save_checkpoint(self, checkpoint: dict[str, Any], path: str | os.PathLike, storage_options: Any = None) -> None:
+    def save_checkpoint(
+        self, checkpoint: dict[str, Any], path: str | os.PathLike, storage_options: Any = None
+    ) -> None:
         path = Path(path)
         path.parent.mkdir(parents=True, exist_ok=True)
         atomic_write(path, lambda f: torch.save(checkpoint, f))
@@ -56,19 +67,23 @@ def read_checkpoint(run_dir: str | os.PathLike) -> dict[str, Any] | None:
     try:
         checkpoint = torch.load(path, map_location="cpu", weights_only=False)
     except Exception as err:  # noqa: BLE001 - any unreadable file gets the same advice
-        raise ConfigError(f"{path} cannot be read ({type(err).__name__}: {err}); delete {run_dir} to start the run over") from None
+        raise ConfigError(
+            f"{path} cannot be read ({type(err).__name__}: {err}); delete {run_dir} to start the "
+            "run over"
+        ) from None
     found = checkpoint.get("wmbench_format", 1) if isinstance(checkpoint, dict) else None
     if found != RUN_FORMAT:
         raise ConfigError(
             f"{run_dir} was written by another wmbench version (run format {found}, this wmbench "
-            f"{wmbench.__version__} reads format {RUN_FORMAT}) and cannot be resumed; delete it to start the run "
-            "over, or finish it with the wmbench version that wrote it"
+            f"{wmbench.__version__} reads format {RUN_FORMAT}) and cannot be resumed; delete it to "
+            "start the run over, or finish it with the wmbench version that wrote it"
         )
     return checkpoint
 
 
 def check_run_dir(cfg: RunConfig, run_dir: Path, resume: bool) -> dict[str, Any] | None:
-    """Checks that ``run_dir`` may be trained into with ``cfg``; returns its checkpoint to resume from, if any.
+    """Checks that ``run_dir`` may be trained into with ``cfg``; returns its checkpoint to resume
+    from, if any.
 
     Raises:
         ConfigError: ``run_dir`` holds a finished run; holds a checkpoint but ``resume`` is false;
@@ -87,7 +102,10 @@ def check_run_dir(cfg: RunConfig, run_dir: Path, resume: bool) -> dict[str, Any]
         )
     saved = load_yaml(run_dir / CONFIG)
     if saved != to_dict(cfg):
-        raise ConfigError(f"{run_dir} was made with another configuration; resume it with its own config.yaml or delete it")
+        raise ConfigError(
+            f"{run_dir} was made with another configuration; resume it with its own config.yaml or "
+            "delete it"
+        )
     return checkpoint
 
 
@@ -127,15 +145,21 @@ class RunCheckpoint(Callback):
         self.stream.load_state_dict(state["stream"])
         self.next_checkpoint, self.metrics_rows = state["next_checkpoint"], state["metrics_rows"]
 
-    def on_save_checkpoint(self, trainer: L.Trainer, pl_module: L.LightningModule, checkpoint: dict[str, Any]) -> None:
+    def on_save_checkpoint(
+        self, trainer: L.Trainer, pl_module: L.LightningModule, checkpoint: dict[str, Any]
+    ) -> None:
         checkpoint["wmbench_format"] = RUN_FORMAT
         checkpoint["wmbench_version"] = wmbench.__version__
 
-    def on_load_checkpoint(self, trainer: L.Trainer, pl_module: L.LightningModule, checkpoint: dict[str, Any]) -> None:
+    def on_load_checkpoint(
+        self, trainer: L.Trainer, pl_module: L.LightningModule, checkpoint: dict[str, Any]
+    ) -> None:
         frames = checkpoint["callbacks"][self.state_key]["stream"]["counters"]["env_frames"]
         self.last = f"{self.path} (update {checkpoint['wmbench_updates']}, env_frames {frames})"
 
-    def on_train_batch_end(self, trainer: L.Trainer, pl_module: L.LightningModule, *args: Any) -> None:
+    def on_train_batch_end(
+        self, trainer: L.Trainer, pl_module: L.LightningModule, *args: Any
+    ) -> None:
         if self.stream.counters.env_frames >= self.next_checkpoint:
             self.save(trainer)
 

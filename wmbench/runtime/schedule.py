@@ -41,15 +41,19 @@ class RatioSchedule:
 
     @classmethod
     def of(cls, cfg: RunConfig, slack: float = 0.0) -> RatioSchedule:
-        """The schedule of ``cfg``: ``ceil(min(learning_starts, env_frames) / action_repeat)`` prefill
-        steps of ``ceil(env_frames / action_repeat)``."""
+        """The schedule of ``cfg``: ``ceil(min(learning_starts, env_frames) / action_repeat)``
+        prefill steps of ``ceil(env_frames / action_repeat)``."""
         t, repeat = cfg.train, cfg.env.action_repeat
-        return cls(math.ceil(min(t.learning_starts, t.env_frames) / repeat), math.ceil(t.env_frames / repeat),
-                   t.batch_size * t.seq_len / t.train_ratio, slack)
+        return cls(
+            math.ceil(min(t.learning_starts, t.env_frames) / repeat),
+            math.ceil(t.env_frames / repeat),
+            t.batch_size * t.seq_len / t.train_ratio,
+            slack,
+        )
 
     @property
     def updates(self) -> int:
-        """Updates of the whole budget: ``floor((total_steps - prefill_steps) / steps_per_update)``."""
+        """Updates of the budget: ``floor((total_steps - prefill_steps) / steps_per_update)``."""
         return self.updates_allowed(self.total_steps)
 
     def updates_allowed(self, steps: int) -> int:
@@ -63,15 +67,19 @@ class RatioSchedule:
         return max(0, math.floor(min(due * (1 + self.slack), final) + 1e-9))
 
     def steps_allowed(self, updates: int) -> int:
-        """Most steps that may be collected (all actors together) while ``updates`` updates have started.
+        """Most steps that may be collected (all actors together) while ``updates`` updates have
+        started.
 
         ``(1 + slack)`` times the steps the started updates are due for, but at least what the
         next update needs (so neither side can block the other).
         """
         spu = self.steps_per_update
-        lead = math.ceil(max(updates * spu * (1 + self.slack), (updates + 1) * spu / (1 + self.slack)) - 1e-9)
+        lead = math.ceil(
+            max(updates * spu * (1 + self.slack), (updates + 1) * spu / (1 + self.slack)) - 1e-9
+        )
         return min(self.total_steps, self.prefill_steps + lead)
 
     def ratio(self, updates: int, steps: int) -> float:
-        """Realised train ratio over the steps collected after the prefill, relative to the target (1 = on it)."""
+        """Realised train ratio over the steps collected after the prefill, relative to the target
+        (1 = on it)."""
         return updates * self.steps_per_update / max(1, steps - self.prefill_steps)

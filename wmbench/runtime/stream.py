@@ -32,13 +32,19 @@ from wmbench.run_config import RunConfig
 from wmbench.types import Batch, RSSMState
 
 EVAL_ENV_SEED_OFFSET = 1_000_000
-"""The evaluation env is seeded ``run seed + EVAL_ENV_SEED_OFFSET`` (the training env: the run seed)."""
+"""The evaluation env is seeded ``run seed + EVAL_ENV_SEED_OFFSET`` (the training env: the run
+seed)."""
 
 
 def make_run_env(cfg: RunConfig, seed: int) -> gym.Env:
     """The run's environment (``cfg.env``) seeded with ``seed``."""
-    return make_env(cfg.env.task, seed=seed, image_size=cfg.env.image_size, action_repeat=cfg.env.action_repeat,
-                    render_quality=cfg.env.render_quality)
+    return make_env(
+        cfg.env.task,
+        seed=seed,
+        image_size=cfg.env.image_size,
+        action_repeat=cfg.env.action_repeat,
+        render_quality=cfg.env.render_quality,
+    )
 
 
 def make_eval_env(cfg: RunConfig) -> gym.Env:
@@ -56,7 +62,11 @@ def eval_episode_seed(seed: int, env_frames: int) -> int:
 
 def global_rng_state() -> dict[str, Any]:
     """States of the torch (CPU), numpy and python global generators."""
-    return {"torch": torch.get_rng_state(), "numpy": np.random.get_state(), "python": random.getstate()}
+    return {
+        "torch": torch.get_rng_state(),
+        "numpy": np.random.get_state(),
+        "python": random.getstate(),
+    }
 
 
 def set_global_rng_state(state: dict[str, Any]) -> None:
@@ -96,7 +106,9 @@ class EnvSteps:
         """Starts an episode (``env.reset(seed=seed)``); returns its first row."""
         self.obs, self.info = self.env.reset(seed=seed)
         self.steps, self.episode_return = 0, 0.0
-        return Row(self.obs, np.zeros(self.env.action_space.shape, np.float32), 0.0, True, False, False)
+        return Row(
+            self.obs, np.zeros(self.env.action_space.shape, np.float32), 0.0, True, False, False
+        )
 
     def step(self, action: np.ndarray) -> Row:
         """Steps the env with ``action`` (float32 ``[A]``); returns the new row."""
@@ -125,14 +137,20 @@ class AgentPolicy:
         was_training = self.module.training
         self.module.eval()
         action, self.state = self.module.act(
-            torch.as_tensor(image[None]), self.prev_action, torch.tensor([is_first]), self.state, explore
+            torch.as_tensor(image[None]),
+            self.prev_action,
+            torch.tensor([is_first]),
+            self.state,
+            explore,
         )
         self.module.train(was_training)
         self.prev_action = action
         return action[0].numpy()
 
 
-def evaluate(env: gym.Env, act: Callable[[np.ndarray, bool], np.ndarray], episodes: int, seed: int) -> float:
+def evaluate(
+    env: gym.Env, act: Callable[[np.ndarray, bool], np.ndarray], episodes: int, seed: int
+) -> float:
     """Mean undiscounted return over ``episodes`` full episodes.
 
     Args:
@@ -178,7 +196,9 @@ class StreamBase(IterableDataset):
         loggers: where the rows go.
     """
 
-    def __init__(self, cfg: RunConfig, eval_env: gym.Env, module: DreamerModule, loggers: list[Logger]) -> None:
+    def __init__(
+        self, cfg: RunConfig, eval_env: gym.Env, module: DreamerModule, loggers: list[Logger]
+    ) -> None:
         self.cfg = cfg
         self.eval_env = eval_env
         self.module = module
@@ -190,7 +210,9 @@ class StreamBase(IterableDataset):
         self.last_eval: float | None = None
         self.finished = False
         self.batches = 0  # batches handed out (updates started), over all sessions
-        self.stamps: dict[int, dict[str, float]] = {}  # batch number -> the row values of its update
+        self.stamps: dict[
+            int, dict[str, float]
+        ] = {}  # batch number -> the row values of its update
         self.resume_state: dict[str, Any] | None = None
         self.bar = tqdm(
             total=cfg.train.env_frames,
@@ -202,30 +224,39 @@ class StreamBase(IterableDataset):
         )
 
     def _stamp(self) -> dict[str, float]:
-        return {"env_frames": float(self.counters.env_frames), "wall_time": time.time() - self.started}
+        return {
+            "env_frames": float(self.counters.env_frames),
+            "wall_time": time.time() - self.started,
+        }
 
     def log(self, metrics: dict[str, float], stamp: dict[str, float] | None = None) -> None:
-        """Writes one metrics row to every logger at step ``module.updates``: ``metrics`` plus ``stamp``
-        (default: the current ``env_frames`` and ``wall_time``)."""
+        """Writes one metrics row to every logger at step ``module.updates``: ``metrics`` plus
+        ``stamp`` (default: the current ``env_frames`` and ``wall_time``)."""
         row = {**metrics, **(self._stamp() if stamp is None else stamp)}
         for logger in self.loggers:
             logger.log_metrics(row, step=self.module.updates)
 
     def _batch(self, arrays: dict[str, np.ndarray], extra: dict[str, float] | None = None) -> Batch:
-        """Hands out the next batch: notes its stamp (plus ``extra`` values for its update's row)."""
+        """Hands out the next batch; notes its stamp (and ``extra`` values for its update's row)."""
         self.batches += 1
         self.stamps[self.batches] = self._stamp() | (extra or {})
         return Batch.from_arrays(arrays)
 
     def update_done(self, row: dict[str, float] | None) -> None:
-        """After update ``module.updates``: writes its metrics ``row`` (if it logs) with its batch's stamp."""
+        """After update ``module.updates``: writes its metrics ``row`` (if it logs) with its batch's
+        stamp."""
         stamp = self.stamps.pop(self.module.updates)
         if row is not None:
             self.log(row, stamp)
 
     def _episode_done(self, episode_return: float) -> None:
         self.counters.episodes += 1
-        self.log({"train/episode_return": episode_return, "train/episodes": float(self.counters.episodes)})
+        self.log(
+            {
+                "train/episode_return": episode_return,
+                "train/episodes": float(self.counters.episodes),
+            }
+        )
         self.bar.set_postfix(ret=f"{episode_return:.1f}", eval=self.last_eval)
 
     def _count_step(self) -> None:
@@ -264,7 +295,7 @@ class StreamBase(IterableDataset):
         raise NotImplementedError
 
     def state_dict(self) -> dict[str, Any]:
-        """Everything needed to continue the stream (taken between two batches, see the subclasses)."""
+        """Everything needed to continue the stream (taken between two batches; see subclasses)."""
         raise NotImplementedError
 
     def _stream_state(self, counters: Counters) -> dict[str, Any]:
@@ -281,15 +312,21 @@ class StreamBase(IterableDataset):
         }
 
     def _restore_stream_state(self, state: dict[str, Any]) -> None:
-        """Restores what ``_stream_state`` saved, except the global RNG states (restored last, by the caller)."""
+        """Restores what ``_stream_state`` saved, except the global RNG states (restored last, by
+        the caller)."""
         self.counters = Counters(**state["counters"])
         self.batches = state["batches"]
-        self.finished, self.next_eval, self.last_eval = state["finished"], state["next_eval"], state["last_eval"]
+        self.finished, self.next_eval, self.last_eval = (
+            state["finished"],
+            state["next_eval"],
+            state["last_eval"],
+        )
         self.started = time.time() - state["wall_time"]
         self.bar.update(self.counters.env_frames)
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
-        """Keeps ``state`` to be restored when iteration starts (the env and replay are rebuilt then)."""
+        """Keeps ``state`` to be restored when iteration starts (the env and replay are rebuilt
+        then)."""
         self.resume_state = state
 
     def close(self) -> None:

@@ -1,12 +1,12 @@
 """Synchronous training: collect env steps, then update, at a fixed train ratio.
 
-The Lightning Trainer drives the updates; its data loader is ``ReplayStream``, an ``IterableDataset``
-that, before handing out each replayed batch, steps the environment until the next update is due
-(``wmbench.runtime.schedule.RatioSchedule`` with no slack: one update every ``B·T / train_ratio``
-collected agent steps after the random prefill). The stream ends when the budget of ``env_frames``
-is spent, which ends Lightning's single epoch. Everything runs in one process (``num_workers=0``),
-so the same seed gives the same run; the replay's rows go to disk as they come
-(``wmbench.data.replay_disk``) and checkpoints hold the stream's whole state
+The Lightning Trainer drives the updates; its data loader is ``ReplayStream``, an
+``IterableDataset`` that, before handing out each replayed batch, steps the environment until the
+next update is due (``wmbench.runtime.schedule.RatioSchedule`` with no slack: one update every
+``B·T / train_ratio`` collected agent steps after the random prefill). The stream ends when the
+budget of ``env_frames`` is spent, which ends Lightning's single epoch. Everything runs in one
+process (``num_workers=0``), so the same seed gives the same run; the replay's rows go to disk as
+they come (``wmbench.data.replay_disk``) and checkpoints hold the stream's whole state
 (``wmbench.runtime.checkpoint``), so a killed run resumes to the same end.
 """
 
@@ -44,7 +44,12 @@ class ReplayStream(StreamBase):
     """
 
     def __init__(
-        self, cfg: RunConfig, env: gym.Env, eval_env: gym.Env, module: DreamerModule, loggers: list[Logger],
+        self,
+        cfg: RunConfig,
+        env: gym.Env,
+        eval_env: gym.Env,
+        module: DreamerModule,
+        loggers: list[Logger],
         replay_dir: Path,
     ) -> None:
         super().__init__(cfg, eval_env, module, loggers)
@@ -52,9 +57,16 @@ class ReplayStream(StreamBase):
         self.steps = EnvSteps(env)
         self.schedule = RatioSchedule.of(cfg)
         self.policy = AgentPolicy(module, env.action_space.shape[0])
-        self.replay = Replay(cfg.train.replay_capacity, env.observation_space.shape, env.action_space.shape[0], seed=cfg.seed)
+        self.replay = Replay(
+            cfg.train.replay_capacity,
+            env.observation_space.shape,
+            env.action_space.shape[0],
+            seed=cfg.seed,
+        )
         self.replay_disk = ReplayDisk(replay_dir, cfg.train.replay_chunk)
-        self.episode_rng: dict[str, Any] | None = None  # env generator state before the episode's reset
+        self.episode_rng: dict[str, Any] | None = (
+            None  # env generator state before the episode's reset
+        )
         self.episode_actions: list[np.ndarray] = []
         self.sample_rng: dict[str, Any] | None = None  # replay sampler state before the last batch
 
@@ -72,7 +84,8 @@ class ReplayStream(StreamBase):
 
     def _collect_step(self, random: bool) -> None:
         if not self.steps.in_episode:
-            # make_env seeded the env with the run's seed; later episodes continue its random stream.
+            # make_env seeded the env with the run's seed; later episodes continue its random
+            # stream.
             self.episode_rng, self.episode_actions = self.env.unwrapped.rng_state(), []
             self._add(self.steps.reset())
         if random:
@@ -92,7 +105,8 @@ class ReplayStream(StreamBase):
         return self._batch(self.replay.sample(t.batch_size, t.seq_len))
 
     def _next_batch(self) -> Batch | None:
-        """Collects until the next update is due and samples its batch; ``None`` once the budget is spent."""
+        """Collects until the next update is due and samples its batch; ``None`` once the budget is
+        spent."""
         while self.batches >= self.schedule.updates_allowed(self.counters.agent_steps):
             if self.counters.agent_steps >= self.schedule.total_steps:
                 self._finish()
@@ -104,7 +118,9 @@ class ReplayStream(StreamBase):
     def __iter__(self) -> Iterator[Batch]:
         if self.resume_state is not None:
             if self._restore(self.resume_state):
-                self.batches -= 1  # handed out again: the batch Lightning had fetched ahead at the checkpoint
+                self.batches -= (
+                    1  # handed out again: the batch Lightning had fetched ahead at the checkpoint
+                )
                 yield self._sample()
             self.resume_state = None
         elif not self.finished:
@@ -132,21 +148,25 @@ class ReplayStream(StreamBase):
         """
         return self._stream_state(self.counters) | {
             "in_episode": self.steps.in_episode,
-            "episode_rng": self.episode_rng if self.steps.in_episode else self.env.unwrapped.rng_state(),
+            "episode_rng": self.episode_rng
+            if self.steps.in_episode
+            else self.env.unwrapped.rng_state(),
             "episode_actions": np.stack(self.episode_actions) if self.episode_actions else None,
             "action_space_rng": self.env.action_space.np_random.bit_generator.state,
             "replay_rows": self.replay.added,
             "sample_rng": self.sample_rng,
-            "policy": {"state": None if self.policy.state is None else asdict(self.policy.state),
-                       "prev_action": self.policy.prev_action},
+            "policy": {
+                "state": None if self.policy.state is None else asdict(self.policy.state),
+                "prev_action": self.policy.prev_action,
+            },
         }
 
     def _restore(self, state: dict[str, Any]) -> bool:
         """Restores a ``state_dict``; returns whether a batch was pending (to be sampled again).
 
         Raises:
-            RuntimeError: The replay chunks do not cover the checkpoint, or the env did not reproduce
-                the current episode.
+            RuntimeError: The replay chunks do not cover the checkpoint, or the env did not
+                reproduce the current episode.
         """
         self._restore_stream_state(state)
         self.replay_disk.restore(self.replay, state["replay_rows"])
@@ -172,6 +192,7 @@ class ReplayStream(StreamBase):
         if not np.array_equal(self.steps.obs, stored):
             raise RuntimeError(
                 f"{self.cfg.env.task} did not reproduce its episode on resume (the frame after "
-                f"{len(self.episode_actions)} replayed actions differs from the stored one); the env is not "
-                "deterministic on this machine, so this run cannot be resumed exactly: start it over"
+                f"{len(self.episode_actions)} replayed actions differs from the stored one); the "
+                "env is not deterministic on this machine, so this run cannot be resumed exactly: "
+                "start it over"
             )

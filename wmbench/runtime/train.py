@@ -33,7 +33,13 @@ from wmbench.run_config import RunConfig, prepare
 from wmbench.rundir import BASELINE, CHECKPOINT, CONFIG, METRICS, REPLAY, atomic_write, write_status
 from wmbench.runtime.async_learner import AsyncReplayStream
 from wmbench.runtime.checkpoint import AtomicCheckpointIO, RunCheckpoint, check_run_dir
-from wmbench.runtime.stream import StreamBase, eval_episode_seed, evaluate, make_eval_env, make_run_env
+from wmbench.runtime.stream import (
+    StreamBase,
+    eval_episode_seed,
+    evaluate,
+    make_eval_env,
+    make_run_env,
+)
 from wmbench.runtime.sync import ReplayStream
 
 log = logging.getLogger("wmbench")
@@ -52,8 +58,8 @@ def continue_csv(logger: CSVLogger, rows: int) -> None:
     """Keeps the first ``rows`` rows of ``logger``'s ``metrics.csv`` and makes it append after them.
 
     Rows logged after the checkpoint (by a killed run) are dropped: the resumed run logs them again.
-    Lightning's CSV writer deletes an existing file when it starts, so the kept rows are set aside as
-    ``metrics.csv.kept`` while it starts (a kill in between is recovered from that file).
+    Lightning's CSV writer deletes an existing file when it starts, so the kept rows are set aside
+    as ``metrics.csv.kept`` while it starts (a kill in between is recovered from that file).
     """
     path = Path(logger.log_dir) / METRICS
     kept = path.with_name(METRICS + ".kept")
@@ -77,8 +83,8 @@ def continue_csv(logger: CSVLogger, rows: int) -> None:
 def _make_loggers(cfg: RunConfig, run_dir: Path, resume: dict[str, Any] | None) -> list[Logger]:
     """CSV always (the result store reads ``metrics.csv``); wandb in offline mode when asked.
 
-    With ``resume`` (the ``RunCheckpoint`` state of a checkpoint) both continue the checkpoint's run:
-    the CSV after its rows, wandb under its run id.
+    With ``resume`` (the ``RunCheckpoint`` state of a checkpoint) both continue the checkpoint's
+    run: the CSV after its rows, wandb under its run id.
     """
     csv_logger = CSVLogger(save_dir=str(run_dir), name="", version="")
     if resume is not None:
@@ -88,8 +94,16 @@ def _make_loggers(cfg: RunConfig, run_dir: Path, resume: dict[str, Any] | None) 
         from lightning.pytorch.loggers import WandbLogger
 
         wandb_id = resume and resume["wandb_id"]
-        loggers.append(WandbLogger(save_dir=str(run_dir), project="wmbench", name=run_dir.name, offline=True,
-                                   id=wandb_id, resume="allow" if wandb_id else None))
+        loggers.append(
+            WandbLogger(
+                save_dir=str(run_dir),
+                project="wmbench",
+                name=run_dir.name,
+                offline=True,
+                id=wandb_id,
+                resume="allow" if wandb_id else None,
+            )
+        )
     return loggers
 
 
@@ -100,7 +114,9 @@ class UpdateRows(Callback):
     def __init__(self, stream: StreamBase) -> None:
         self.stream = stream
 
-    def on_train_batch_end(self, trainer: L.Trainer, pl_module: L.LightningModule, outputs: Any, *args: Any) -> None:
+    def on_train_batch_end(
+        self, trainer: L.Trainer, pl_module: L.LightningModule, outputs: Any, *args: Any
+    ) -> None:
         self.stream.update_done(outputs or None)
 
 
@@ -115,10 +131,10 @@ def train(cfg: RunConfig, run_dir: str | Path, resume: bool = False) -> dict[str
 
     Writes ``config.yaml`` (resolved), ``metrics.csv`` (Lightning CSV logger: ``train/*`` every
     ``agent.log_every`` updates, ``train/episode_return`` per episode and ``eval/return`` at every
-    evaluation, each row with ``env_frames`` and ``wall_time`` in seconds), ``replay/`` (the replay's
-    rows in chunk files, see ``wmbench.data.replay_disk``), ``checkpoints/last.ckpt`` (every
-    ``train.checkpoint_every`` env frames and at the end; see ``wmbench.runtime.checkpoint``) and
-    ``status.json`` (``running``; ``done`` with the summary; or ``failed`` with the error); the
+    evaluation, each row with ``env_frames`` and ``wall_time`` in seconds), ``replay/`` (the
+    replay's rows in chunk files, see ``wmbench.data.replay_disk``), ``checkpoints/last.ckpt``
+    (every ``train.checkpoint_every`` env frames and at the end; see ``wmbench.runtime.checkpoint``)
+    and ``status.json`` (``running``; ``done`` with the summary; or ``failed`` with the error); the
     names are ``wmbench.rundir``'s.
 
     Resuming continues from the checkpoint with its counters, replay, RNG states and the batches
@@ -133,8 +149,8 @@ def train(cfg: RunConfig, run_dir: str | Path, resume: bool = False) -> dict[str
 
     Returns:
         The summary: final ``eval_return``, ``env_frames``, ``agent_steps``, ``updates``,
-        ``replay_rows`` (rows ever added to the replay, all on disk), ``wall_time`` (s, all sessions),
-        ``cpu_time`` (s, this process), ``params`` (trainable parameters).
+        ``replay_rows`` (rows ever added to the replay, all on disk), ``wall_time`` (s, all
+        sessions), ``cpu_time`` (s, this process), ``params`` (trainable parameters).
 
     Raises:
         UnknownObjectiveError, ConfigError, UnknownTaskError: invalid configuration or run directory
@@ -160,8 +176,18 @@ def train(cfg: RunConfig, run_dir: str | Path, resume: bool = False) -> dict[str
     except BaseException as err:
         info = {}
         if isinstance(err, NonFiniteLossError):
-            info = {"updates": err.updates, "non_finite": err.names, "last_checkpoint": err.last_checkpoint}
-        write_status(run_dir, "failed", error=f"{type(err).__name__}: {err}", **info, traceback=traceback.format_exc())
+            info = {
+                "updates": err.updates,
+                "non_finite": err.names,
+                "last_checkpoint": err.last_checkpoint,
+            }
+        write_status(
+            run_dir,
+            "failed",
+            error=f"{type(err).__name__}: {err}",
+            **info,
+            traceback=traceback.format_exc(),
+        )
         raise
     write_status(run_dir, "done", **summary)
     return summary
@@ -184,7 +210,9 @@ def _train(cfg: RunConfig, run_dir: Path, objective_cls: type, objective_cfg: An
     if cfg.train.mode == "async":
         stream: StreamBase = AsyncReplayStream(cfg, eval_env, module, loggers, run_dir / REPLAY)
     else:
-        stream = ReplayStream(cfg, make_run_env(cfg, seed=cfg.seed), eval_env, module, loggers, run_dir / REPLAY)
+        stream = ReplayStream(
+            cfg, make_run_env(cfg, seed=cfg.seed), eval_env, module, loggers, run_dir / REPLAY
+        )
     checkpointer = RunCheckpoint(stream, run_dir / CHECKPOINT, cfg.train.checkpoint_every)
     trainer = L.Trainer(
         accelerator="cpu",
@@ -203,8 +231,12 @@ def _train(cfg: RunConfig, run_dir: Path, objective_cls: type, objective_cfg: An
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", message=".*does not have many workers.*")
         try:
-            trainer.fit(module, train_dataloaders=DataLoader(stream, batch_size=None),
-                        ckpt_path=None if checkpoint is None else run_dir / CHECKPOINT, weights_only=False)
+            trainer.fit(
+                module,
+                train_dataloaders=DataLoader(stream, batch_size=None),
+                ckpt_path=None if checkpoint is None else run_dir / CHECKPOINT,
+                weights_only=False,
+            )
         except NonFiniteLossError as err:
             raise NonFiniteLossError(err.updates, err.names, checkpointer.last) from None
         finally:
@@ -225,7 +257,8 @@ def _train(cfg: RunConfig, run_dir: Path, objective_cls: type, objective_cfg: An
 
 
 def random_baseline(cfg: RunConfig, run_dir: str | Path) -> float:
-    """Evaluate a uniform random policy on ``cfg.env`` and store it as a run of objective ``random``.
+    """Evaluate a uniform random policy on ``cfg.env`` and store it as a run of objective
+    ``random``.
 
     Episodes reset with the seeds of a trained run's first evaluation (``eval_episode_seed``) in
     the run's evaluation environment (``make_eval_env``). Writes ``config.yaml``,
@@ -245,6 +278,8 @@ def random_baseline(cfg: RunConfig, run_dir: str | Path) -> float:
     data = to_dict(cfg)
     data["objective"] = BASELINE
     (run_dir / CONFIG).write_text(yaml.safe_dump(data, sort_keys=False))
-    (run_dir / METRICS).write_text(f"env_frames,wall_time,eval/return\n0,{time.time() - started},{value}\n")
+    (run_dir / METRICS).write_text(
+        f"env_frames,wall_time,eval/return\n0,{time.time() - started},{value}\n"
+    )
     write_status(run_dir, "done", eval_return=value)
     return value

@@ -1,4 +1,5 @@
-"""What a suite will cost before it runs (``--dry-run``) and where its runs stand (``suite status``)."""
+"""What a suite will cost before it runs (``--dry-run``) and where its runs stand
+(``suite status``)."""
 
 from __future__ import annotations
 
@@ -32,11 +33,21 @@ def dry_run(path: str | Path) -> pd.DataFrame:
     """
     _, runs = load_suite(path)
     rows = [
-        (r.run_id, r.label, r.config.env.task, r.config.seed, r.config.train.env_frames, planned_updates(r.config),
-         1 + math.ceil(r.config.train.env_frames / r.config.train.eval_every))
+        (
+            r.run_id,
+            r.label,
+            r.config.env.task,
+            r.config.seed,
+            r.config.train.env_frames,
+            planned_updates(r.config),
+            1 + math.ceil(r.config.train.env_frames / r.config.train.eval_every),
+        )
         for r in runs
     ]
-    return pd.DataFrame(rows, columns=["run_id", "objective", "task", "seed", "env_frames", "updates", "evaluations"])
+    return pd.DataFrame(
+        rows,
+        columns=["run_id", "objective", "task", "seed", "env_frames", "updates", "evaluations"],
+    )
 
 
 def status(path: str | Path, out: str | Path = "runs") -> pd.DataFrame:
@@ -51,7 +62,10 @@ def status(path: str | Path, out: str | Path = "runs") -> pd.DataFrame:
     """
     spec, runs = load_suite(path)
     suite_dir = Path(out) / spec.name
-    rows = [run_row(suite_dir / r.run_id, spec.name, r.label, r.config.env.task, r.config.seed) for r in runs]
+    rows = [
+        run_row(suite_dir / r.run_id, spec.name, r.label, r.config.env.task, r.config.seed)
+        for r in runs
+    ]
     return runs_frame(rows).set_axis([r.run_id for r in runs])
 
 
@@ -61,5 +75,7 @@ def progress(statuses: dict[str, str]) -> str:
     Args:
         statuses: run id to ``done``, ``running``, ``failed`` or ``pending``.
     """
-    counts = {k: sum(v == k for v in statuses.values()) for k in ("done", "running", "failed", "pending")}
+    counts = {
+        k: sum(v == k for v in statuses.values()) for k in ("done", "running", "failed", "pending")
+    }
     return "runs: " + ", ".join(f"{n} {k}" for k, n in counts.items()) + f" (of {len(statuses)})"

@@ -20,7 +20,8 @@ from wmbench.suite.worker import run_one
 
 def run_on_ray(todo: list[Run], suite_dir: Path, address: str | None, statuses: dict[str, str],
                finished: Callable[[str, str | None], None]) -> None:
-    """Run ``todo`` as Ray tasks; call ``finished(run_id, error)`` as each ends (``error`` None on success).
+    """Run ``todo`` as Ray tasks; call ``finished(run_id, error)`` as each ends (``error`` None on
+    success).
 
     ``statuses`` (run id to status) is kept current for the progress line: an unfinished run counts
     as running once its ``status.json`` says so.
@@ -31,7 +32,9 @@ def run_on_ray(todo: list[Run], suite_dir: Path, address: str | None, statuses: 
     try:
         import ray
     except ImportError:
-        raise ConfigError("--launcher ray needs Ray; install it with: pip install 'wmbench[ray]'") from None
+        raise ConfigError(
+            "--launcher ray needs Ray; install it with: pip install 'wmbench[ray]'"
+        ) from None
     started_here = not ray.is_initialized()
     if started_here:
         ray.init(address=address, include_dashboard=False, logging_level="WARNING")
@@ -40,7 +43,9 @@ def run_on_ray(todo: list[Run], suite_dir: Path, address: str | None, statuses: 
         pending = {}
         for run in todo:
             cpus = run.config.train.threads or 1
-            pending[task.options(num_cpus=cpus).remote(run, suite_dir / run.run_id, cpus)] = run.run_id
+            pending[task.options(num_cpus=cpus).remote(run, suite_dir / run.run_id, cpus)] = (
+                run.run_id
+            )
         while pending:
             (ref,), _ = ray.wait(list(pending), num_returns=1)
             run_id = pending.pop(ref)
@@ -50,7 +55,11 @@ def run_on_ray(todo: list[Run], suite_dir: Path, address: str | None, statuses: 
                 error = f"{type(err).__name__}: {err}"
                 mark_failed(suite_dir / run_id, error)
             for other in pending.values():
-                statuses[other] = "running" if read_status(suite_dir / other).get("status") == "running" else "pending"
+                statuses[other] = (
+                    "running"
+                    if read_status(suite_dir / other).get("status") == "running"
+                    else "pending"
+                )
             finished(run_id, error)
     finally:
         if started_here:

@@ -12,9 +12,9 @@ Output layout::
 
 A finished run (``status.json`` says ``done``) is skipped when the suite is run again; an unfinished
 one (killed, interrupted or failed) continues from its checkpoint, or starts over if it has none; a
-failing run is recorded as ``failed`` with its error and the others go on. A progress line counts the runs
-done, running, failed and pending after each run. ``wmbench report`` turns the store into the
-comparison report (``wmbench.report.markdown``).
+failing run is recorded as ``failed`` with its error and the others go on. A progress line counts
+the runs done, running, failed and pending after each run. ``wmbench report`` turns the store into
+the comparison report (``wmbench.report.markdown``).
 """
 
 from __future__ import annotations
@@ -43,27 +43,33 @@ log = logging.getLogger("wmbench")
 
 
 def _check_not_stale(runs: list[Run], suite_dir: Path, path: str | Path) -> None:
-    """Refuse to reuse finished or resumable runs whose saved configuration differs from the suite's.
+    """Refuse to reuse finished or resumable runs whose saved configuration differs from the
+    suite's.
 
     Raises:
         ConfigError: naming the runs and the fix; or a resumable run's checkpoint has another
             run-directory format (see ``wmbench.runtime.checkpoint.read_checkpoint``).
     """
     kept = [
-        r for r in runs
-        if read_status(suite_dir / r.run_id).get("status") == "done" or (suite_dir / r.run_id / CHECKPOINT).exists()
+        r
+        for r in runs
+        if read_status(suite_dir / r.run_id).get("status") == "done"
+        or (suite_dir / r.run_id / CHECKPOINT).exists()
     ]
     for r in kept:
         if read_status(suite_dir / r.run_id).get("status") != "done":
             read_checkpoint(suite_dir / r.run_id)
     stale = [
-        r.run_id for r in kept if yaml.safe_load((suite_dir / r.run_id / CONFIG).read_text()) != to_dict(r.config)
+        r.run_id
+        for r in kept
+        if yaml.safe_load((suite_dir / r.run_id / CONFIG).read_text()) != to_dict(r.config)
     ]
     if stale:
         raise ConfigError(
-            f"{len(stale)} finished or resumable run(s) in {suite_dir} were made with another configuration than {path} "
-            f"gives now ({', '.join(stale[:3])}{', ...' if len(stale) > 3 else ''}); give the suite a new name, "
-            "use another --out, or delete those run directories"
+            f"{len(stale)} finished or resumable run(s) in {suite_dir} were made with another "
+            f"configuration than {path} gives now "
+            f"({', '.join(stale[:3])}{', ...' if len(stale) > 3 else ''}); give the suite a new "
+            "name, use another --out, or delete those run directories"
         )
 
 
@@ -111,25 +117,32 @@ def run_suite(path: str | Path, out: str | Path = "runs", workers: int = 1, laun
         launcher: ``local`` or ``ray`` (each run a Ray task, see ``wmbench.suite.ray_launcher``).
         address: Ray cluster address for ``ray.init``; None starts a local Ray instance.
 
-    Finished runs are skipped and unfinished ones resumed from their checkpoints; a run that raises is recorded as failed and the others go on. Only
-    this suite's runs (and its baseline) enter the store (see ``wmbench.report.store``), which is
-    written with a copy of the suite file (``suite.yaml``) and the package versions.
+    Finished runs are skipped and unfinished ones resumed from their checkpoints; a run that raises
+    is recorded as failed and the others go on. Only this suite's runs (and its baseline) enter the
+    store (see ``wmbench.report.store``), which is written with a copy of the suite file
+    (``suite.yaml``) and the package versions.
 
     Returns:
         ``(comparison_table, failed_run_ids)``.
 
     Raises:
         ConfigError: the suite is invalid, or finished or resumable runs in its directory were made
-            with another configuration or another run-directory format (raised before any run starts).
+            with another configuration or another run-directory format (raised before any run
+            starts).
     """
     spec, runs = load_suite(path)
     suite_dir = Path(out) / spec.name
     _check_not_stale(runs, suite_dir, path)
     suite_dir.mkdir(parents=True, exist_ok=True)
     (suite_dir / "suite.yaml").write_text(Path(path).read_text())
-    statuses = {r.run_id: "done" if read_status(suite_dir / r.run_id).get("status") == "done" else "pending" for r in runs}
+    statuses = {
+        r.run_id: "done" if read_status(suite_dir / r.run_id).get("status") == "done" else "pending"
+        for r in runs
+    }
     todo = [r for r in runs if statuses[r.run_id] != "done"]
-    log.info("suite %s: %d runs, %d to do, output in %s", spec.name, len(runs), len(todo), suite_dir)
+    log.info(
+        "suite %s: %d runs, %d to do, output in %s", spec.name, len(runs), len(todo), suite_dir
+    )
 
     def finished(run_id_: str, error: str | None) -> None:
         statuses[run_id_] = "done" if error is None else "failed"
@@ -158,18 +171,25 @@ def run_suite(path: str | Path, out: str | Path = "runs", workers: int = 1, laun
     result = comparison(final_scores(table))
     (suite_dir / "comparison.md").write_text(format_comparison(result, spec.name))
     plot_curves(table, suite_dir / "curves.png")
-    log.info("wrote the result store (results, runs), comparison.md and curves.png in %s", suite_dir)
+    log.info(
+        "wrote the result store (results, runs), comparison.md and curves.png in %s", suite_dir
+    )
     return result, failed
 
 
 def format_comparison(result: pd.DataFrame, suite: str) -> str:
     """Markdown of the comparison table (final evaluation return, mean ± std over seeds)."""
     shown = result.assign(
-        **{"final eval return": [f"{m:.1f} ± {s:.1f}" if s == s else f"{m:.1f}" for m, s in zip(result["mean"], result["std"])]}
+        **{
+            "final eval return": [
+                f"{m:.1f} ± {s:.1f}" if s == s else f"{m:.1f}"
+                for m, s in zip(result["mean"], result["std"], strict=True)
+            ]
+        }
     )[["task", "objective", "final eval return", "seeds"]]
     return (
-        f"# Suite `{suite}`\n\nFinal evaluation return (deterministic policy) of each run, mean ± std over "
-        f"seeds (std with ddof=1); `random` is a uniform random policy.\n\n"
+        f"# Suite `{suite}`\n\nFinal evaluation return (deterministic policy) of each run, mean ± "
+        "std over seeds (std with ddof=1); `random` is a uniform random policy.\n\n"
         + shown.to_markdown(index=False)
         + "\n"
     )

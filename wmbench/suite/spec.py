@@ -135,7 +135,12 @@ def read_suite(path: str | Path) -> SuiteSpec:
 
 def _run_data(spec: SuiteSpec, objective: ObjectiveSpec, task: str, seed: int) -> dict[str, Any]:
     """The ``RunConfig`` mapping of one run: the shared config plus this cell's keys."""
-    data = {**spec.config, "objective": objective.registered, "objective_config": objective.objective_config, "seed": seed}
+    data = {
+        **spec.config,
+        "objective": objective.registered,
+        "objective_config": objective.objective_config,
+        "seed": seed,
+    }
     env, train = spec.config.get("env", {}), spec.config.get("train", {})
     data["env"] = {**env, "task": task} if isinstance(env, dict) else env
     cadence = {"eval_every": spec.evaluation.every, "eval_episodes": spec.evaluation.episodes}
@@ -166,28 +171,47 @@ def load_suite(path: str | Path) -> tuple[SuiteSpec, list[Run]]:
             problems.append(message)
 
     names = [o.name for o in spec.objectives]
-    for key, value in [("suite.name", spec.name)] + [(f"suite.objectives[{i}].name", n) for i, n in enumerate(names)]:
+    for key, value in [("suite.name", spec.name)] + [
+        (f"suite.objectives[{i}].name", n) for i, n in enumerate(names)
+    ]:
         if not SUITE_NAME.fullmatch(value):
-            problem(f"{key}: {value!r} must be letters, digits, '.', '_' or '-' (it names a directory)")
+            problem(
+                f"{key}: {value!r} must be letters, digits, '.', '_' or '-' (it names a directory)"
+            )
     for i, name in enumerate(names):
         if name == BASELINE:
-            problem(f"suite.objectives[{i}].name: {name!r} is reserved for the random-policy baseline; choose another label")
+            problem(
+                f"suite.objectives[{i}].name: {name!r} is reserved for the random-policy baseline; "
+                "choose another label"
+            )
     for key in ("objective", "objective_config", "seed"):
         if key in spec.config:
-            where = "the suite's 'seeds' list" if key == "seed" else "an entry of the suite's 'objectives' list"
+            where = (
+                "the suite's 'seeds' list"
+                if key == "seed"
+                else "an entry of the suite's 'objectives' list"
+            )
             problem(f"config.{key}: set it in {where}, not in config")
     for key, field_ in (("every", "eval_every"), ("episodes", "eval_episodes")):
         if getattr(spec.evaluation, key) is not None and field_ in (spec.config.get("train") or {}):
-            problem(f"suite.evaluation.{key} and config.train.{field_} both set the evaluation cadence; keep one")
+            problem(
+                f"suite.evaluation.{key} and config.train.{field_} both set the evaluation "
+                "cadence; keep one"
+            )
     for key, values in (("objectives", names), ("tasks", spec.tasks), ("seeds", spec.seeds)):
         if not values:
             problem(f"suite.{key}: must list at least one entry")
         if len(set(values)) != len(values):
-            problem(f"suite.{key}: lists an entry twice{' (give each variant its own name)' if key == 'objectives' else ''}")
+            problem(
+                f"suite.{key}: lists an entry "
+                f"twice{' (give each variant its own name)' if key == 'objectives' else ''}"
+            )
     for task in sorted(set(spec.references) - set(spec.tasks)):
         problem(f"suite.references.{task}: not one of the suite's tasks ({', '.join(spec.tasks)})")
     valid = set()
-    for name, check in [(o.registered, registry.get) for o in spec.objectives] + [(t, check_task) for t in spec.tasks]:
+    for name, check in [(o.registered, registry.get) for o in spec.objectives] + [
+        (t, check_task) for t in spec.tasks
+    ]:
         try:
             check(name)
             valid.add(name)
@@ -198,13 +222,17 @@ def load_suite(path: str | Path) -> tuple[SuiteSpec, list[Run]]:
         for task in spec.tasks:
             for seed in spec.seeds:
                 try:
-                    cfg = from_dict(RunConfig, _run_data(spec, objective, task, seed), where=f"{path}: config")
+                    cfg = from_dict(
+                        RunConfig, _run_data(spec, objective, task, seed), where=f"{path}: config"
+                    )
                     if objective.registered in valid and task in valid and seed == spec.seeds[0]:
                         try:
                             prepare(cfg)  # the objective's own config
                         except ConfigError as err:
                             where = f"suite.objectives[{i}].objective_config"
-                            raise ConfigError(str(err).replace("objective_config", where, 1)) from None
+                            raise ConfigError(
+                                str(err).replace("objective_config", where, 1)
+                            ) from None
                     runs.append(Run(run_id(objective.name, task, seed), cfg, objective.name))
                 except ValueError as err:
                     problem(str(err))

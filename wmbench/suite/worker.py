@@ -11,7 +11,8 @@ from wmbench.suite.spec import Run
 
 
 def run_one(run: Run, run_dir: Path, threads: int = 0) -> str | None:
-    """Train (or resume) one run; returns ``None`` on success, else the error (already in its status.json).
+    """Train (or resume) one run; returns ``None`` on success, else the error (already in its
+    status.json).
 
     ``threads`` > 0 sets torch's intra-op threads of this (worker) process unless the run's config
     fixes them.
