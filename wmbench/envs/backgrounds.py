@@ -22,12 +22,14 @@ Reproducibility: the clips are a fixed function of (task domain, image size) —
 process with the source tasks seeded by ``SOURCE_SEED`` and cached — and each episode's clip and
 start frame come from a generator seeded by the env seed (re-seeded by ``reset(seed=...)``). The
 background therefore never depends on the agent's actions: every objective sees the same
-background sequence at a given seed.
+background sequence at a given seed. ``DMCEnv.rng_state`` includes the background's generator and
+position, so a resumed run replays its current episode with the same background.
 """
 
 from __future__ import annotations
 
 import functools
+from typing import Any
 
 import numpy as np
 
@@ -159,6 +161,15 @@ class VideoBackground:
         """Starts an episode: picks a clip and a start frame uniformly at random."""
         self._clip = int(self._rng.integers(len(self._clips)))
         self._frame = int(self._rng.integers(self._clips.shape[1]))
+
+    def state(self) -> dict[str, Any]:
+        """The generator's state and the current clip and frame (plain ints and dicts)."""
+        return {"rng": self._rng.bit_generator.state, "clip": self._clip, "frame": self._frame}
+
+    def set_state(self, state: dict[str, Any]) -> None:
+        """Restores a ``state()``: the next ``reset`` draws the clip and start frame drawn then."""
+        self._rng.bit_generator.state = state["rng"]
+        self._clip, self._frame = state["clip"], state["frame"]
 
     def next_frame(self) -> np.ndarray:
         """Returns the episode's next background frame, uint8 ``[S, S, 3]`` (looping at the clip's

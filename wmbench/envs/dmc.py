@@ -137,15 +137,17 @@ class DMCEnv(gymnasium.Env):
         return self._observation(), self._info()
 
     def rng_state(self) -> dict[str, Any]:
-        """Returns the state of the task's ``RandomState`` (initial states, and any noise the task
-        draws).
+        """Returns the state of everything random in the env: the task's ``RandomState`` (initial
+        states, and any noise the task draws) and, with the video background, the background's
+        generator and position (which clip and start frame the next ``reset`` draws).
 
         With :meth:`set_rng_state` and the episode's actions this recreates an episode exactly on
         the same machine and MuJoCo build (MuJoCo's physics is deterministic there, not across
         builds).
 
         Returns:
-            ``{"keys": list of 624 ints, "pos", "has_gauss": int, "cached_gaussian": float}``.
+            ``{"keys": list of 624 ints, "pos", "has_gauss": int, "cached_gaussian": float,
+            "background": VideoBackground.state() or None}``.
         """
         _, keys, pos, has_gauss, cached_gaussian = self._env.task.random.get_state()
         return {
@@ -153,11 +155,14 @@ class DMCEnv(gymnasium.Env):
             "pos": int(pos),
             "has_gauss": int(has_gauss),
             "cached_gaussian": float(cached_gaussian),
+            "background": None if self._background is None else self._background.state(),
         }
 
     def set_rng_state(self, state: dict[str, Any]) -> None:
         """Restores a state from :meth:`rng_state`; the next ``reset`` draws as it did then."""
         keys = np.asarray(state["keys"], dtype=np.uint32)
+        if self._background is not None:
+            self._background.set_state(state["background"])
         self._env.task.random.set_state(
             ("MT19937", keys, state["pos"], state["has_gauss"], state["cached_gaussian"])
         )
