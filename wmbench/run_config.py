@@ -158,14 +158,14 @@ class RunConfig:
         needed = t.seq_len * t.actors  # a sequence in each actor's replay
         if prefill < needed:
             per_actor = f" times train.actors={t.actors}" if t.actors > 1 else ""
-            fix = f"set train.learning_starts >= {(needed - 1) * repeat + 1}"
-            if t.env_frames < t.learning_starts:
-                fix += f" and train.env_frames >= {(needed - 1) * repeat + 1}"
+            least = (needed - 1) * repeat + 1
+            short = [name for name in ("learning_starts", "env_frames") if getattr(t, name) < least]
+            fix = " and ".join(f"train.{name} >= {least}" for name in short)
             raise ValueError(
                 f"the random prefill (train.learning_starts={t.learning_starts}, "
                 f"train.env_frames={t.env_frames}) is {prefill} agent steps at "
                 f"env.action_repeat={repeat}, fewer than train.seq_len={t.seq_len}{per_actor}: "
-                f"{fix}"
+                f"set {fix}"
             )
 
 
