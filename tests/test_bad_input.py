@@ -150,3 +150,30 @@ def test_bad_input_gets_one_clear_error_before_compute(case, tmp_path, monkeypat
     assert err.startswith("wmbench: error: ") and err.count("\n") == 1
     assert message in err
     assert not list(tmp_path.rglob("metrics.csv")) and not list(tmp_path.rglob("replay"))
+
+
+@pytest.mark.parametrize(
+    "settings, message",
+    [
+        ({"MUJOCO_GL": "egl", "PYOPENGL_PLATFORM": "osmesa"},
+         "MUJOCO_GL=egl but PYOPENGL_PLATFORM=osmesa: they must name the same backend; "
+         "set PYOPENGL_PLATFORM=egl or unset it"),
+        ({"MUJOCO_GL": "osmesa", "PYOPENGL_PLATFORM": "egl"},
+         "MUJOCO_GL=osmesa but PYOPENGL_PLATFORM=egl"),
+        ({"MUJOCO_GL": "egl", "MUJOCO_EGL_DEVICE_ID": "99"},
+         "set MUJOCO_EGL_DEVICE_ID to an EGL device of this machine, or unset it"),
+    ],
+    ids=["egl-osmesa", "osmesa-egl", "no-such-egl-device"],
+)
+def test_gl_settings_that_cannot_work_get_one_clear_error(settings, message, tmp_path, monkeypatch,
+                                                         capsys):
+    for name, value in settings.items():
+        monkeypatch.setenv(name, value)
+    gl.ensure_mujoco_gl.cache_clear()
+    try:
+        code = main(train_args(tmp_path, "--task", "dmc:cartpole-balance"))
+    finally:
+        gl.ensure_mujoco_gl.cache_clear()
+    err = capsys.readouterr().err
+    assert code == 2 and err.startswith("wmbench: error: ") and err.count("\n") == 1, err
+    assert message in err

@@ -307,17 +307,22 @@ def test_make_env_rejects_bad_arguments(kwargs, allowed):
 # ---------------------------------------------------------------- GL backend
 
 
-def test_ensure_mujoco_gl_keeps_user_choice(monkeypatch):
+def test_ensure_mujoco_gl_probes_and_keeps_a_working_user_choice(monkeypatch):
     monkeypatch.setenv("MUJOCO_GL", "osmesa")
-    monkeypatch.setattr(gl, "_backend_works", lambda backend: pytest.fail("must not probe"))
+    monkeypatch.setenv("PYOPENGL_PLATFORM", "osmesa")
+    probed = []
+    monkeypatch.setattr(gl, "_probe", lambda backend, platform: probed.append((backend, platform)))
     assert gl.ensure_mujoco_gl.__wrapped__() == "osmesa"
+    assert probed == [("osmesa", "osmesa")]  # with the user's own PYOPENGL_PLATFORM
 
 
 def test_ensure_mujoco_gl_takes_first_working_backend(monkeypatch):
     monkeypatch.delenv("MUJOCO_GL", raising=False)
     monkeypatch.delenv("PYOPENGL_PLATFORM", raising=False)
     probed = []
-    monkeypatch.setattr(gl, "_backend_works", lambda b: probed.append(b) or b == "osmesa")
+    monkeypatch.setattr(
+        gl, "_probe", lambda b, p: probed.append(b) or (None if b == "osmesa" else "no EGL")
+    )
     assert gl.ensure_mujoco_gl.__wrapped__() == "osmesa"
     assert probed == ["egl", "osmesa"]
     assert os.environ["MUJOCO_GL"] == "osmesa" and os.environ["PYOPENGL_PLATFORM"] == "osmesa"
@@ -325,8 +330,13 @@ def test_ensure_mujoco_gl_takes_first_working_backend(monkeypatch):
 
 def test_ensure_mujoco_gl_names_the_fix_when_nothing_works(monkeypatch):
     monkeypatch.delenv("MUJOCO_GL", raising=False)
-    monkeypatch.setattr(gl, "_backend_works", lambda backend: False)
+    monkeypatch.setattr(gl, "_probe", lambda backend, platform: f"no {backend}")
     with pytest.raises(gl.RendererUnavailableError, match="apt-get install -y libegl1 libopengl0"):
+        gl.ensure_mujoco_gl.__wrapped__()
+    monkeypatch.setattr(gl, "_probe", lambda backend, platform: "unavailable")
+    monkeypatch.setenv("MUJOCO_GL", "osmesa")
+    monkeypatch.delenv("PYOPENGL_PLATFORM", raising=False)
+    with pytest.raises(gl.RendererUnavailableError, match="MUJOCO_GL=osmesa cannot create"):
         gl.ensure_mujoco_gl.__wrapped__()
 
 
