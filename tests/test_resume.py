@@ -319,3 +319,29 @@ def test_a_video_background_run_stopped_in_its_second_episode_resumes_to_the_end
     assert stream["in_episode"] and stream["counters"]["episodes"] == 1
     summary = train(cfg, tmp_path / "run", resume=True)
     assert (summary["updates"], summary["env_frames"]) == (16, 1104)
+
+
+def test_resume_restores_the_thread_count_the_run_started_with(tmp_path, monkeypatch):
+    """Results depend on torch's thread count; a resumed run (a new process, with torch's default
+    count, or a suite worker's) uses the one recorded at the start, as a run never stopped does."""
+    cfg = tiny_config(env_frames=16, checkpoint_every=1)  # train.threads 0: the process's count
+    assert torch.get_num_threads() == 1  # conftest
+    with monkeypatch.context() as patch:
+        crash_at_update(patch, 4)
+        with pytest.raises(RuntimeError, match="simulated crash"):
+            train(cfg, tmp_path / "run")
+    assert json.loads((tmp_path / "run" / "status.json").read_text())["threads"] == 1
+    seen = []
+    original = DreamerModule.training_step
+    def training_step(self, *args):
+        seen.append(torch.get_num_threads())
+        return original(self, *args)
+
+    monkeypatch.setattr(DreamerModule, "training_step", training_step)
+    torch.set_num_threads(2)
+    try:
+        train(cfg, tmp_path / "run", resume=True)
+    finally:
+        torch.set_num_threads(1)
+    assert seen and set(seen) == {1}
+    assert json.loads((tmp_path / "run" / "status.json").read_text())["threads"] == 1

@@ -62,7 +62,6 @@ from typing import Any
 
 import gymnasium as gym
 import numpy as np
-import torch
 import torch.multiprocessing as mp
 from lightning.pytorch.loggers import Logger
 
@@ -188,8 +187,6 @@ class AsyncReplayStream(StreamBase):
             context.Value("b", 0, lock=False),
             os.getpid(),
         )
-        if not t.threads:  # leave the actors a core each where there are enough
-            torch.set_num_threads(max(1, (os.cpu_count() or 1) - t.actors))
         for i in range(t.actors):
             process = context.Process(
                 target=actor_main,

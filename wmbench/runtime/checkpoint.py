@@ -6,8 +6,9 @@ loop progress, ``updates``) plus, under ``callbacks["RunCheckpoint"]``, everythi
 to continue exactly: the replay stream's state (counters, batches handed out, RNG states of torch,
 numpy, python, the replay sampler and the env, the current episode's actions), the number of
 ``metrics.csv`` rows written, the wandb run id and the next checkpoint's env frame. Top-level
-``wmbench_format`` is the run-directory format (``wmbench.rundir.RUN_FORMAT``); another format is
-refused.
+``wmbench_format`` is the run-directory format (``wmbench.rundir.RUN_FORMAT``; another format is
+refused) and ``wmbench_threads`` torch's thread count (a resumed run trains with it again, see
+``wmbench.runtime.train.run_threads``).
 
 Before each checkpoint the loggers and the replay chunks (``wmbench.data.replay_disk``) are flushed,
 so a checkpoint never refers to rows or metrics held only in memory.
@@ -149,6 +150,7 @@ class RunCheckpoint(Callback):
         self, trainer: L.Trainer, pl_module: L.LightningModule, checkpoint: dict[str, Any]
     ) -> None:
         checkpoint["wmbench_format"] = RUN_FORMAT
+        checkpoint["wmbench_threads"] = torch.get_num_threads()  # restored on resume
         checkpoint["wmbench_version"] = wmbench.__version__
 
     def on_load_checkpoint(

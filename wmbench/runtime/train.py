@@ -134,8 +134,8 @@ def train(cfg: RunConfig, run_dir: str | Path, resume: bool = False) -> dict[str
     evaluation, each row with ``env_frames`` and ``wall_time`` in seconds), ``replay/`` (the
     replay's rows in chunk files, see ``wmbench.data.replay_disk``), ``checkpoints/last.ckpt``
     (every ``train.checkpoint_every`` env frames and at the end; see ``wmbench.runtime.checkpoint``)
-    and ``status.json`` (``running``; ``done`` with the summary; or ``failed`` with the error); the
-    names are ``wmbench.rundir``'s.
+    and ``status.json`` (``running``; ``done`` with the summary; or ``failed`` with the error; each
+    with ``threads``, see ``run_threads``); the names are ``wmbench.rundir``'s.
 
     Resuming continues from the checkpoint with its counters, replay, RNG states and the batches
     handed out, and appends to ``metrics.csv`` after the rows it had written: on CPU the run ends
@@ -170,7 +170,9 @@ def train(cfg: RunConfig, run_dir: str | Path, resume: bool = False) -> dict[str
         for name in (METRICS, METRICS + ".kept"):
             (run_dir / name).unlink(missing_ok=True)
     (run_dir / CONFIG).write_text(yaml.safe_dump(to_dict(cfg), sort_keys=False))
-    write_status(run_dir, "running")
+    threads, process_threads = run_threads(cfg, checkpoint), torch.get_num_threads()
+    torch.set_num_threads(threads)  # for this run only: restored below
+    write_status(run_dir, "running", threads=threads)
     try:
         summary = _train(cfg, run_dir, objective_cls, objective_cfg, checkpoint)
     except BaseException as err:
@@ -186,17 +188,35 @@ def train(cfg: RunConfig, run_dir: str | Path, resume: bool = False) -> dict[str
             "failed",
             error=f"{type(err).__name__}: {err}",
             **info,
+            threads=threads,
             traceback=traceback.format_exc(),
         )
         raise
-    write_status(run_dir, "done", **summary)
+    finally:
+        torch.set_num_threads(process_threads)
+    write_status(run_dir, "done", **summary, threads=threads)
     return summary
+
+
+def run_threads(cfg: RunConfig, checkpoint: dict[str, Any] | None) -> int:
+    """The torch intra-op thread count a run trains with.
+
+    ``train.threads`` if set; else the count the run started with, recorded in its checkpoint
+    (results depend on it, so a resumed run, in a new process or a suite worker, computes as a run
+    never stopped); else, in async mode, the CPUs left after one per actor; else this process's
+    count (torch's default, or a suite worker's share).
+    """
+    if cfg.train.threads:
+        return cfg.train.threads
+    if checkpoint is not None and "wmbench_threads" in checkpoint:
+        return checkpoint["wmbench_threads"]
+    if cfg.train.mode == "async":
+        return max(1, (os.cpu_count() or 1) - cfg.train.actors)
+    return torch.get_num_threads()
 
 
 def _train(cfg: RunConfig, run_dir: Path, objective_cls: type, objective_cfg: Any,
            checkpoint: dict[str, Any] | None) -> dict[str, Any]:
-    if cfg.train.threads:
-        torch.set_num_threads(cfg.train.threads)
     L.seed_everything(cfg.seed, workers=True, verbose=False)
     cpu_started = time.process_time()
     eval_env = make_eval_env(cfg)
