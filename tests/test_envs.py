@@ -1,6 +1,10 @@
 """Tests for wmbench.envs: dm_control pixels, the toy task, action repeat, names, GL choice."""
 
 import os
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
 
 import dm_env
 import gymnasium
@@ -375,3 +379,32 @@ def test_rng_state_and_the_actions_recreate_an_episode_in_a_fresh_env(task):
     np.testing.assert_array_equal(replayed, last)
     env.close()
     fresh.close()
+
+
+# ---------------------------------------------------------------- dependencies
+
+def test_the_gymnasium_requirement_has_repeat_action():
+    """gymnasium.wrappers.RepeatAction first appeared in gymnasium 1.3.0 (not in 1.2.3)."""
+    import tomllib
+    from packaging.requirements import Requirement
+
+    pyproject = tomllib.loads((Path(__file__).parents[1] / "pyproject.toml").read_text())
+    gym = next(Requirement(r) for r in pyproject["project"]["dependencies"] if r.startswith("gym"))
+    assert "1.2.3" not in gym.specifier and "1.3.0" in gym.specifier
+
+
+def test_an_old_gymnasium_gets_one_clear_error(tmp_path):
+    script = tmp_path / "old_gym.py"
+    script.write_text(textwrap.dedent("""
+        import sys
+        import gymnasium.wrappers
+        del gymnasium.wrappers.RepeatAction  # as in gymnasium < 1.3
+        from wmbench.cli import main
+        sys.exit(main(["train", "--task", "toy:reach", "--out", sys.argv[1]]))
+    """))
+    env = dict(os.environ, PYTHONPATH=str(Path(__file__).parents[1]))
+    done = subprocess.run([sys.executable, str(script), str(tmp_path)], capture_output=True,
+                          text=True, env=env, timeout=300)
+    assert done.returncode == 2, done.stderr
+    assert done.stderr.startswith("wmbench: error: wmbench needs gymnasium >= 1.3")
+    assert done.stderr.count("\n") == 1 and "pip install 'gymnasium>=1.3'" in done.stderr

@@ -7,9 +7,19 @@ times, returns the sum of the inner rewards as a Python float, and stops early a
 the first inner step that is terminated or truncated, so rewards never leak across
 an episode boundary. The observation, flags and info are those of the last inner
 step. It raises TypeError if ``num_repeats`` is not an integer and ValueError if it
-is below 1.
+is below 1. With an older gymnasium, importing this module raises ``UsageError`` naming the fix.
 """
 
-from gymnasium.wrappers import RepeatAction as ActionRepeat
+from importlib.metadata import version
+
+from wmbench.errors import UsageError
+
+try:
+    from gymnasium.wrappers import RepeatAction as ActionRepeat
+except ImportError:  # gymnasium < 1.3
+    raise UsageError(
+        "wmbench needs gymnasium >= 1.3 (for gymnasium.wrappers.RepeatAction), this environment "
+        f"has gymnasium {version('gymnasium')}: pip install 'gymnasium>=1.3'"
+    ) from None
 
 __all__ = ["ActionRepeat"]
