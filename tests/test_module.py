@@ -5,6 +5,7 @@ from __future__ import annotations
 import warnings
 
 import lightning as L
+import numpy as np
 import pandas as pd
 import pytest
 import torch
@@ -14,8 +15,11 @@ from conftest import IMAGE_SHAPE, A, random_batch, tiny_agent_config, tiny_run_d
 from wmbench import objectives
 from wmbench.agents.module import DreamerModule
 from wmbench.configio import from_dict
+from wmbench.envs import make_env
+from wmbench.envs.toy import EPISODE_STEPS
 from wmbench.objectives.registry import BUILTIN
 from wmbench.run_config import RunConfig
+from wmbench.runtime.stream import AgentPolicy, evaluate
 from wmbench.runtime.train import train
 
 
@@ -143,3 +147,29 @@ def test_same_seed_same_metrics_different_seed_different(tmp_path):
     assert not a["train/loss/world_model"].dropna().reset_index(drop=True).equals(
         c["train/loss/world_model"].dropna().reset_index(drop=True)
     )
+
+
+def test_deterministic_evaluation_is_repeatable_and_leaves_the_global_generator_alone():
+    torch.manual_seed(0)
+    cls = objectives.get("reward")
+    module = DreamerModule(tiny_agent_config(), IMAGE_SHAPE, A, cls, cls.Config())
+    env = make_env("toy:reach", action_repeat=1)
+    policy = AgentPolicy(module, A)
+
+    def actions() -> list[np.ndarray]:
+        taken = []
+
+        def act(obs, first):
+            taken.append(policy(obs, first, explore=False))
+            return taken[-1]
+
+        evaluate(env, act, episodes=1, seed=7)
+        return taken
+
+    state = torch.get_rng_state()
+    first = actions()
+    assert torch.equal(torch.get_rng_state(), state)  # training's random stream is not consumed
+    torch.manual_seed(123)  # another global state: the same evaluation
+    again = actions()
+    assert len(first) == len(again) == EPISODE_STEPS
+    assert all(np.array_equal(a, b) for a, b in zip(first, again, strict=True))

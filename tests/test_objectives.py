@@ -113,6 +113,18 @@ def test_objective_scales_weight_the_objective_loss(batch):
     torch.testing.assert_close(m2["loss/reward"], m1["loss/reward"])
 
 
+def test_the_reward_of_a_windows_first_row_is_trained(batch):
+    """Replay.sample forces is_first on each window's first row; its reward stays a target."""
+    wm = build("reward")
+    changed = dataclasses.replace(batch, reward=batch.reward.clone())
+    changed.reward[:, 0] += 1.0
+    losses = []
+    for b in (batch, changed):
+        torch.manual_seed(0)
+        losses.append(world_model_loss(wm, b)[2]["loss/reward"])
+    assert not torch.equal(*losses)
+
+
 def test_info_nce_constant_scores_is_log_n():
     for n in (1, 2, 7):
         scores = torch.full((n, n), -3.2)

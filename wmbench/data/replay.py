@@ -266,8 +266,10 @@ class Replay:
         may run across an episode boundary; the boundary row has ``is_first=True``.
         Every window's first row is returned with ``is_first=True`` (the stored value is
         left unchanged), so consumers treat each window as a fresh sequence: the RSSM
-        resets its state there and must ignore that row's ``prev_action`` and ``reward``,
-        which are returned as stored.
+        resets its state there and ignores that row's ``prev_action`` (``WorldModel.loss``
+        zeroes it), while its ``reward`` and ``is_terminal`` are returned as stored and are
+        trained on like every other row's (r_t of a window that starts mid-episode is a true
+        reward of o_t's step; at an episode's start it is 0).
 
         Args:
             batch_size: Number of windows ``B``, ``>= 1``.

@@ -153,18 +153,25 @@ def evaluate(
 ) -> float:
     """Mean undiscounted return over ``episodes`` full episodes.
 
+    Repeatable: ``act`` runs with torch's global generator seeded with ``seed`` (the posterior
+    samples of ``AgentPolicy``, which with ``explore=False`` takes the actor's mode), inside
+    ``torch.random.fork_rng``, so the same weights give the same return and an evaluation leaves
+    the training's random stream where it was.
+
     Args:
         env: evaluation environment.
         act: ``(image, is_first) -> action``.
         episodes: number of episodes (≥ 1).
-        seed: reset seed of the first episode (later episodes use seed + i).
+        seed: reset seed of the first episode (later episodes use seed + i) and torch's seed.
     """
     steps, returns = EnvSteps(env), []
-    for i in range(episodes):
-        steps.reset(seed=seed + i)
-        while steps.in_episode:
-            steps.step(act(steps.obs, steps.steps == 0))
-        returns.append(steps.episode_return)
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        for i in range(episodes):
+            steps.reset(seed=seed + i)
+            while steps.in_episode:
+                steps.step(act(steps.obs, steps.steps == 0))
+            returns.append(steps.episode_return)
     return float(np.mean(returns))
 
 
