@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import json
+import logging
 import os
 import signal
 import subprocess
@@ -25,6 +26,7 @@ from wmbench.configio import from_dict
 from wmbench.data.replay_disk import ReplayDisk
 from wmbench.envs import backgrounds
 from wmbench.envs.toy import EPISODE_STEPS
+from wmbench.errors import RunInterrupted
 from wmbench.objectives.base import ObjectiveOutput
 from wmbench.objectives.reward import RewardObjective
 from wmbench.run_config import RunConfig
@@ -345,3 +347,69 @@ def test_resume_restores_the_thread_count_the_run_started_with(tmp_path, monkeyp
         torch.set_num_threads(1)
     assert seen and set(seen) == {1}
     assert json.loads((tmp_path / "run" / "status.json").read_text())["threads"] == 1
+
+
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM], ids=["SIGINT", "SIGTERM"])
+def test_a_signal_stops_the_run_with_a_checkpoint_and_the_rerun_resumes_it(
+    tmp_path, monkeypatch, capsys, caplog, sig
+):
+    """Ctrl-C or SIGTERM during update 6: the update ends, a checkpoint is written, the run is
+    'interrupted' with exit 128 + signal; `train --resume` continues it to a straight run's end."""
+    data = tiny_run_dict()
+    data["train"].update(env_frames=28, checkpoint_every=1000)  # no checkpoint but the signal's
+    (tmp_path / "config.yaml").write_text(yaml.safe_dump(data))
+    run_dir = tmp_path / "runs" / "reward-toy_reach-s0"
+    original = DreamerModule.training_step
+
+    def training_step(self, batch, batch_idx):
+        if self.updates == 5:
+            os.kill(os.getpid(), sig)  # handled at once, in this thread: during update 6
+        return original(self, batch, batch_idx)
+
+    with monkeypatch.context() as patch:
+        patch.setattr(DreamerModule, "training_step", training_step)
+        args = ["train", "--config", str(tmp_path / "config.yaml"), "--out", str(tmp_path / "runs")]
+        assert main(args) == 128 + sig
+    err = capsys.readouterr().err.splitlines()[-1]
+    checkpoint = f"{run_dir / CHECKPOINT} (update 6, env_frames 15)"  # batch 7 fetched ahead
+    assert err.startswith(f"wmbench: {run_dir} interrupted by {sig.name}, checkpoint {checkpoint}")
+    status = json.loads((run_dir / "status.json").read_text())
+    assert (status["status"], status["signal"], status["last_checkpoint"]) == (
+        "interrupted", sig.name, checkpoint)
+    assert load(run_dir)["wmbench_updates"] == 6
+
+    with caplog.at_level(logging.INFO, logger="wmbench"):
+        assert main(["train", "--resume", str(run_dir)]) == 0
+    assert f"resuming {run_dir} from update 6, 15 env frames" in caplog.messages
+    straight = train(from_dict(RunConfig, data), tmp_path / "straight")
+    assert json.loads((run_dir / "status.json").read_text())["updates"] == straight["updates"] == 20
+    pd.testing.assert_frame_equal(metrics(tmp_path / "straight"), metrics(run_dir))
+    a, b = load(tmp_path / "straight")["state_dict"], load(run_dir)["state_dict"]
+    assert all(torch.equal(a[k], b[k]) for k in a)
+
+
+def test_a_suite_stopped_by_sigterm_resumes_its_run_when_run_again(tmp_path, monkeypatch):
+    config = {k: v for k, v in tiny_run_dict().items() if k in ("env", "agent", "train")}
+    config["train"].update(env_frames=28, checkpoint_every=1000)
+    suite = {"name": "r", "objectives": ["reward"], "tasks": ["toy:reach"], "seeds": [0],
+             "random_baseline": False, "config": config}
+    path = tmp_path / "suite.yaml"
+    path.write_text(yaml.safe_dump(suite))
+    updates_run = []
+    original = DreamerModule.training_step
+
+    def training_step(self, batch, batch_idx):
+        updates_run.append(self.updates + 1)
+        if self.updates == 5:
+            os.kill(os.getpid(), signal.SIGTERM)
+        return original(self, batch, batch_idx)
+
+    monkeypatch.setattr(DreamerModule, "training_step", training_step)
+    with pytest.raises(RunInterrupted) as stopped:
+        run_suite(path, tmp_path / "runs")
+    assert stopped.value.exit_code == 143
+    run_dir = tmp_path / "runs" / "r" / "reward-toy_reach-s0"
+    assert json.loads((run_dir / "status.json").read_text())["status"] == "interrupted"
+    result, failed = run_suite(path, tmp_path / "runs")  # the signal is sent at update 6 only
+    assert failed == [] and updates_run == list(range(1, 7)) + list(range(7, 21))
+    assert json.loads((run_dir / "status.json").read_text())["updates"] == 20

@@ -20,7 +20,7 @@ from pathlib import Path
 
 from wmbench.configio import ConfigError
 from wmbench.diagnostics.config import DiagnoseConfig
-from wmbench.errors import RunError, UsageError
+from wmbench.errors import RunError, RunInterrupted, UsageError
 
 
 def _cmd_objectives(args: argparse.Namespace) -> int:
@@ -330,7 +330,10 @@ def main(argv: list[str] | None = None) -> int:
     except RunError as err:
         print(f"wmbench: error: {err}", file=sys.stderr)
         return 1
-    except KeyboardInterrupt:
+    except RunInterrupted as err:  # a run stopped at a signal (see wmbench.runtime.signals)
+        print(f"wmbench: {err}", file=sys.stderr)
+        return err.exit_code
+    except KeyboardInterrupt:  # Ctrl-C outside a run
         print("wmbench: interrupted", file=sys.stderr)
         return 130
 

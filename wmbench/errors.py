@@ -26,16 +26,29 @@ class RunInterrupted(BaseException):
     Attributes:
         signum: the signal's number.
         checkpoint: ``"<path> (update u, env_frames f)"`` of the checkpoint written when it stopped,
-            or ``None`` if none could be written (e.g. during the random prefill).
+            or ``None`` if none was (before the first update, or at a second signal).
+        run_dir: the run's directory, once known.
     """
 
-    def __init__(self, signum: int, checkpoint: str | None = None) -> None:
-        self.signum, self.checkpoint = signum, checkpoint
-        where = f"checkpoint: {checkpoint}" if checkpoint else "no checkpoint written"
-        super().__init__(f"interrupted by {signal.Signals(signum).name}; {where}")
+    def __init__(
+        self, signum: int, checkpoint: str | None = None, run_dir: str | None = None
+    ) -> None:
+        self.signum, self.checkpoint, self.run_dir = signum, checkpoint, run_dir
+        name = signal.Signals(signum).name
+        if run_dir is None:
+            text = f"interrupted by {name}"
+        elif checkpoint:
+            text = (f"{run_dir} interrupted by {name}, checkpoint {checkpoint}; `wmbench train "
+                    f"--resume {run_dir}` (or running its suite again) continues it from there")
+        else:
+            text = (f"{run_dir} interrupted by {name} without a new checkpoint; running it again "
+                    "continues from its last checkpoint, or starts it over if it has none")
+        super().__init__(text)
+
+    def __reduce__(self) -> tuple:  # pickled from a suite's worker process
+        return type(self), (self.signum, self.checkpoint, self.run_dir)
 
     @property
     def exit_code(self) -> int:
-        """128 + the signal number, as a shell reports a process ended by it (130 SIGINT, 143
-        SIGTERM)."""
+        """128 + the signal number, as a shell reports a process ended by it (130, 143)."""
         return 128 + self.signum

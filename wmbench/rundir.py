@@ -3,7 +3,7 @@
 One run directory (``runs/train/<run_id>`` or ``runs/<suite>/<run_id>``) holds::
 
     config.yaml            the resolved RunConfig (CONFIG)
-    status.json            {"status": running | done | failed, ...} (STATUS; read/write_status)
+    status.json            {"status": one of STATUSES, ...} (STATUS; read/write_status)
     metrics.csv            every logged row, with env_frames and wall_time (METRICS)
     replay/                the replay's rows as chunk files (REPLAY; wmbench.data.replay_disk)
     checkpoints/last.ckpt  the whole state of the run (CHECKPOINT; wmbench.runtime.checkpoint)
@@ -39,6 +39,10 @@ CHECKPOINT = Path("checkpoints") / "last.ckpt"
 """The checkpoint's path inside a run directory."""
 DIAGNOSTICS = "diagnostics"
 """Folder of a run directory that ``wmbench diagnose`` writes."""
+
+STATUSES = ("running", "done", "failed", "interrupted")
+"""``running`` (or killed while running), ``done`` with the run's summary, ``failed`` with the
+error, ``interrupted`` by SIGINT/SIGTERM with its checkpoint (see ``wmbench.runtime.signals``)."""
 
 BASELINE = "random"
 """The ``objective`` in ``config.yaml`` of a random-policy baseline (no suite may use it)."""

@@ -39,8 +39,9 @@ received action were published), ``async/env_frames_per_s`` (all actors), ``asyn
 **Failures.** An exception in an actor reaches the learner as ``ActorError`` with the actor's
 traceback (an actor that dies without one, e.g. killed, is reported with its exit code) when the
 learner next fetches a batch, i.e. between two updates. An exception in the learner, Ctrl-C or
-SIGTERM (Lightning stops at the next batch) stops the actors (``AsyncReplayStream.close``); an actor
-whose learner died (kill -9) exits by itself. Actors ignore SIGINT: the learner stops them. The
+SIGTERM (the run stops after the update in progress with a checkpoint, see
+``wmbench.runtime.signals``) stops the actors (``AsyncReplayStream.close``); an actor whose learner
+died (kill -9) exits by itself. Actors ignore SIGINT: the learner stops them. The
 learner takes no lock an actor could hold, so an actor killed mid-step cannot leave it waiting on
 one.
 
@@ -72,6 +73,7 @@ from wmbench.errors import RunError
 from wmbench.run_config import RunConfig
 from wmbench.runtime.async_actor import POLL_S, Control, SharedWeights, Step, actor_main
 from wmbench.runtime.schedule import ASYNC_SLACK, RatioSchedule
+from wmbench.runtime.signals import StopOnSignal
 from wmbench.runtime.stream import Counters, StreamBase, set_global_rng_state
 from wmbench.types import Batch
 
@@ -112,14 +114,15 @@ class AsyncReplayStream(StreamBase):
 
     Yields the same batches as ``wmbench.runtime.sync.ReplayStream`` (the sequences drawn from the
     actors' replays in proportion to their sizes). Starts the actors when iterated; ``close`` stops
-    them. Every wait (queue, limiter) is at most ``POLL_S`` long, so failures are seen and
-    Lightning's SIGTERM handling is never blocked for long.
+    them. Every wait (queue, limiter) is at most ``POLL_S`` long, so failures and signals are seen
+    soon.
 
     Args:
         cfg: the run's configuration (``cfg.train.mode == "async"``).
         eval_env: the learner's evaluation environment.
         module: the learner's module; its weights are published to the actors.
         loggers: where the metric rows go.
+        stop: the run's signal handlers (see ``StreamBase``).
         replay_dir: the run's ``replay/``; actor i's rows go to ``replay_dir/actor-<i>``.
 
     Raises (while iterated):
@@ -132,9 +135,10 @@ class AsyncReplayStream(StreamBase):
         eval_env: gym.Env,
         module: DreamerModule,
         loggers: list[Logger],
+        stop: StopOnSignal,
         replay_dir: Path,
     ) -> None:
-        super().__init__(cfg, eval_env, module, loggers)
+        super().__init__(cfg, eval_env, module, loggers, stop)
         t = cfg.train
         self.module = module
         self.schedule = RatioSchedule.of(cfg, ASYNC_SLACK)
@@ -167,7 +171,7 @@ class AsyncReplayStream(StreamBase):
             self.resume_state = None
         if self.finished:
             return
-        self.batches = self.module.updates
+        self.batches = self.session_start = self.module.updates
         self._start_actors()
         self._maybe_evaluate()
         while (batch := self._next_batch()) is not None:
@@ -213,6 +217,7 @@ class AsyncReplayStream(StreamBase):
             if self.counters.agent_steps >= self.schedule.total_steps:
                 self._finish()
                 return None
+            self._stop_if_asked()
             started = time.perf_counter()
             self._receive(block=True)
             self.rates.learner_wait += time.perf_counter() - started

@@ -38,6 +38,7 @@ from wmbench.rundir import (
     metric_rows,
     read_status,
 )
+from wmbench.runtime.signals import StopOnSignal
 from wmbench.runtime.stream import StreamBase
 
 
@@ -111,24 +112,26 @@ def check_run_dir(cfg: RunConfig, run_dir: Path, resume: bool) -> dict[str, Any]
 
 
 class RunCheckpoint(Callback):
-    """Saves ``checkpoints/last.ckpt`` every ``every`` env frames and when training ends.
+    """Saves ``checkpoints/last.ckpt`` every ``every`` env frames, when training ends, and when a
+    signal asks the run to stop (then raises ``RunInterrupted``).
 
     The stream's state is taken at ``on_train_batch_end``: the model has made update ``u`` and the
     stream has already produced the next batch (Lightning fetches one batch ahead), which it samples
     again on resume; see ``ReplayStream.state_dict``. Nothing is saved when training stops with an
-    error or an interrupt (the state may be mid-update): the previous checkpoint stays.
+    error (the state may be mid-update): the previous checkpoint stays.
 
     Args:
         stream: the run's replay stream (sync or async).
         path: checkpoint file.
         every: env frames between checkpoints.
+        stop: the run's signal handlers (``wmbench.runtime.signals``).
 
     Attributes:
         last: ``"<path> (update u, env_frames f)"`` of the newest checkpoint on disk, or ``None``.
     """
 
-    def __init__(self, stream: StreamBase, path: Path, every: int) -> None:
-        self.stream, self.path, self.every = stream, Path(path), every
+    def __init__(self, stream: StreamBase, path: Path, every: int, stop: StopOnSignal) -> None:
+        self.stream, self.path, self.every, self.stop = stream, Path(path), every, stop
         self.next_checkpoint = every
         self.metrics_rows = 0
         self.wandb_id: str | None = None
@@ -162,8 +165,9 @@ class RunCheckpoint(Callback):
     def on_train_batch_end(
         self, trainer: L.Trainer, pl_module: L.LightningModule, *args: Any
     ) -> None:
-        if self.stream.counters.env_frames >= self.next_checkpoint:
+        if self.stream.counters.env_frames >= self.next_checkpoint or self.stop.signum:
             self.save(trainer)
+        self.stop.check(self.last)
 
     def on_train_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         self.save(trainer)

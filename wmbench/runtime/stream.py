@@ -29,6 +29,7 @@ from wmbench.agents.module import DreamerModule
 from wmbench.data.replay import Row
 from wmbench.envs import make_env
 from wmbench.run_config import RunConfig
+from wmbench.runtime.signals import StopOnSignal
 from wmbench.types import Batch, RSSMState
 
 EVAL_ENV_SEED_OFFSET = 1_000_000
@@ -201,12 +202,20 @@ class StreamBase(IterableDataset):
         module: the learner's module; evaluation acts with its current weights; its ``updates`` is
             the logger step of every row.
         loggers: where the rows go.
+        stop: the run's signal handlers: until the session's first batch is handed out, a signal
+            stops the stream at its next env step (``stop_if_asked``).
     """
 
     def __init__(
-        self, cfg: RunConfig, eval_env: gym.Env, module: DreamerModule, loggers: list[Logger]
+        self,
+        cfg: RunConfig,
+        eval_env: gym.Env,
+        module: DreamerModule,
+        loggers: list[Logger],
+        stop: StopOnSignal,
     ) -> None:
         self.cfg = cfg
+        self.stop = stop
         self.eval_env = eval_env
         self.module = module
         self.eval_policy = AgentPolicy(module, eval_env.action_space.shape[0])
@@ -217,9 +226,9 @@ class StreamBase(IterableDataset):
         self.last_eval: float | None = None
         self.finished = False
         self.batches = 0  # batches handed out (updates started), over all sessions
-        self.stamps: dict[
-            int, dict[str, float]
-        ] = {}  # batch number -> the row values of its update
+        self.session_start = 0  # batches handed out when this session's iteration started
+        # batch number -> the row values of its update
+        self.stamps: dict[int, dict[str, float]] = {}
         self.resume_state: dict[str, Any] | None = None
         self.bar = tqdm(
             total=cfg.train.env_frames,
@@ -255,6 +264,12 @@ class StreamBase(IterableDataset):
         stamp = self.stamps.pop(self.module.updates)
         if row is not None:
             self.log(row, stamp)
+
+    def _stop_if_asked(self) -> None:
+        """Raises ``RunInterrupted`` if a signal came before this session handed out a batch (later
+        ones are handled at the end of the update in progress, by ``RunCheckpoint``)."""
+        if self.batches == self.session_start:
+            self.stop.check()
 
     def _episode_done(self, episode_return: float) -> None:
         self.counters.episodes += 1

@@ -26,6 +26,7 @@ from wmbench.data.replay import Replay, Row
 from wmbench.data.replay_disk import ReplayDisk
 from wmbench.run_config import RunConfig
 from wmbench.runtime.schedule import RatioSchedule
+from wmbench.runtime.signals import StopOnSignal
 from wmbench.runtime.stream import AgentPolicy, EnvSteps, StreamBase, set_global_rng_state
 from wmbench.types import Batch, RSSMState
 
@@ -38,7 +39,7 @@ class ReplayStream(StreamBase):
     ``state_dict``/``load_state_dict`` make the stream resumable exactly; see ``state_dict``.
 
     Args:
-        cfg, eval_env, module, loggers: see ``StreamBase``.
+        cfg, eval_env, module, loggers, stop: see ``StreamBase``.
         env: the training env (``make_run_env`` with the run's seed).
         replay_dir: the run's ``replay/``.
     """
@@ -50,9 +51,10 @@ class ReplayStream(StreamBase):
         eval_env: gym.Env,
         module: DreamerModule,
         loggers: list[Logger],
+        stop: StopOnSignal,
         replay_dir: Path,
     ) -> None:
-        super().__init__(cfg, eval_env, module, loggers)
+        super().__init__(cfg, eval_env, module, loggers, stop)
         self.env = env
         self.steps = EnvSteps(env)
         self.schedule = RatioSchedule.of(cfg)
@@ -111,6 +113,7 @@ class ReplayStream(StreamBase):
             if self.counters.agent_steps >= self.schedule.total_steps:
                 self._finish()
                 return None
+            self._stop_if_asked()
             self._collect_step(random=False)
             self._maybe_evaluate()
         return self._sample()
@@ -118,15 +121,16 @@ class ReplayStream(StreamBase):
     def __iter__(self) -> Iterator[Batch]:
         if self.resume_state is not None:
             if self._restore(self.resume_state):
-                self.batches -= (
-                    1  # handed out again: the batch Lightning had fetched ahead at the checkpoint
-                )
+                # handed out again: the batch Lightning had fetched ahead at the checkpoint
+                self.batches -= 1
+                self.session_start = self.batches
                 yield self._sample()
             self.resume_state = None
         elif not self.finished:
             self.env.action_space.seed(self.cfg.seed)
             self._maybe_evaluate()
             while self.counters.agent_steps < self.schedule.prefill_steps:
+                self._stop_if_asked()
                 self._collect_step(random=True)
         while not self.finished and (batch := self._next_batch()) is not None:
             yield batch

@@ -14,6 +14,7 @@ import logging
 import math
 import os
 import shutil
+import signal
 import time
 import traceback
 import warnings
@@ -29,10 +30,21 @@ from torch.utils.data import DataLoader
 
 from wmbench.agents.module import DreamerModule, NonFiniteLossError
 from wmbench.configio import to_dict
+from wmbench.errors import RunInterrupted
 from wmbench.run_config import RunConfig, prepare
-from wmbench.rundir import BASELINE, CHECKPOINT, CONFIG, METRICS, REPLAY, atomic_write, write_status
+from wmbench.rundir import (
+    BASELINE,
+    CHECKPOINT,
+    CONFIG,
+    METRICS,
+    REPLAY,
+    atomic_write,
+    read_status,
+    write_status,
+)
 from wmbench.runtime.async_learner import AsyncReplayStream
 from wmbench.runtime.checkpoint import AtomicCheckpointIO, RunCheckpoint, check_run_dir
+from wmbench.runtime.signals import StopOnSignal
 from wmbench.runtime.stream import (
     StreamBase,
     eval_episode_seed,
@@ -163,18 +175,33 @@ def train(cfg: RunConfig, run_dir: str | Path, resume: bool = False) -> dict[str
     """
     objective_cls, objective_cfg = prepare(cfg)
     run_dir = Path(run_dir)
+    earlier = read_status(run_dir).get("status")
     checkpoint = check_run_dir(cfg, run_dir, resume)
     run_dir.mkdir(parents=True, exist_ok=True)
     if checkpoint is None:  # start over: nothing of an earlier attempt may leak into this one
+        if earlier:
+            log.info("starting %s from scratch: its earlier attempt (%s) left no checkpoint",
+                     run_dir, earlier)
         shutil.rmtree(run_dir / REPLAY, ignore_errors=True)
         for name in (METRICS, METRICS + ".kept"):
             (run_dir / name).unlink(missing_ok=True)
+    else:
+        stream = checkpoint["callbacks"][RunCheckpoint.__qualname__]["stream"]
+        log.info("resuming %s from update %d, %d env frames",
+                 run_dir, checkpoint["wmbench_updates"], stream["counters"]["env_frames"])
     (run_dir / CONFIG).write_text(yaml.safe_dump(to_dict(cfg), sort_keys=False))
     threads, process_threads = run_threads(cfg, checkpoint), torch.get_num_threads()
     torch.set_num_threads(threads)  # for this run only: restored below
     write_status(run_dir, "running", threads=threads)
     try:
-        summary = _train(cfg, run_dir, objective_cls, objective_cfg, checkpoint)
+        with StopOnSignal() as stop:
+            summary = _train(cfg, run_dir, objective_cls, objective_cfg, checkpoint, stop)
+    except (RunInterrupted, KeyboardInterrupt) as err:  # KeyboardInterrupt: no handler (thread)
+        interrupted = err if isinstance(err, RunInterrupted) else RunInterrupted(signal.SIGINT)
+        signum, last = interrupted.signum, interrupted.checkpoint
+        write_status(run_dir, "interrupted", signal=signal.Signals(signum).name,
+                     last_checkpoint=last, threads=threads)
+        raise RunInterrupted(signum, last, str(run_dir)) from None
     except BaseException as err:
         info = {}
         if isinstance(err, NonFiniteLossError):
@@ -216,31 +243,28 @@ def run_threads(cfg: RunConfig, checkpoint: dict[str, Any] | None) -> int:
 
 
 def _train(cfg: RunConfig, run_dir: Path, objective_cls: type, objective_cfg: Any,
-           checkpoint: dict[str, Any] | None) -> dict[str, Any]:
+           checkpoint: dict[str, Any] | None, stop: StopOnSignal) -> dict[str, Any]:
     L.seed_everything(cfg.seed, workers=True, verbose=False)
     cpu_started = time.process_time()
     eval_env = make_eval_env(cfg)
     shape, action_dim = eval_env.observation_space.shape, eval_env.action_space.shape[0]
     module = DreamerModule(cfg.agent, shape, action_dim, objective_cls, objective_cfg)
     resume = None if checkpoint is None else checkpoint["callbacks"][RunCheckpoint.__qualname__]
-    if resume is not None:
-        log.info("resuming %s at update %d, %d env frames",
-                 run_dir, checkpoint["wmbench_updates"], resume["stream"]["counters"]["env_frames"])
     loggers = _make_loggers(cfg, run_dir, resume)
     if cfg.train.mode == "async":
-        stream: StreamBase = AsyncReplayStream(cfg, eval_env, module, loggers, run_dir / REPLAY)
+        stream: StreamBase = AsyncReplayStream(cfg, eval_env, module, loggers, stop,
+                                               run_dir / REPLAY)
     else:
-        stream = ReplayStream(
-            cfg, make_run_env(cfg, seed=cfg.seed), eval_env, module, loggers, run_dir / REPLAY
-        )
-    checkpointer = RunCheckpoint(stream, run_dir / CHECKPOINT, cfg.train.checkpoint_every)
+        env = make_run_env(cfg, seed=cfg.seed)
+        stream = ReplayStream(cfg, env, eval_env, module, loggers, stop, run_dir / REPLAY)
+    checkpointer = RunCheckpoint(stream, run_dir / CHECKPOINT, cfg.train.checkpoint_every, stop)
     trainer = L.Trainer(
         accelerator="cpu",
         devices=1,
         precision=cfg.train.precision,
         max_epochs=1,
         logger=loggers,
-        callbacks=[UpdateRows(stream), checkpointer],  # in this order: a checkpoint counts the rows
+        callbacks=[stop, UpdateRows(stream), checkpointer],  # a checkpoint counts the rows before
         plugins=[AtomicCheckpointIO()],
         enable_checkpointing=False,  # RunCheckpoint writes the checkpoints
         enable_progress_bar=False,

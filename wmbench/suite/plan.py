@@ -70,12 +70,14 @@ def status(path: str | Path, out: str | Path = "runs") -> pd.DataFrame:
 
 
 def progress(statuses: dict[str, str]) -> str:
-    """One line of counts, e.g. ``runs: 3 done, 1 running, 1 failed, 7 pending (of 12)``.
+    """One line of counts, e.g. ``runs: 3 done, 1 running, 1 failed, 7 pending (of 12)``
+    (``interrupted`` runs are counted too when there are any).
 
     Args:
-        statuses: run id to ``done``, ``running``, ``failed`` or ``pending``.
+        statuses: run id to ``done``, ``running``, ``failed``, ``interrupted`` or ``pending``.
     """
-    counts = {
-        k: sum(v == k for v in statuses.values()) for k in ("done", "running", "failed", "pending")
-    }
+    kinds = ("done", "running", "failed", "interrupted", "pending")
+    counts = {k: sum(v == k for v in statuses.values()) for k in kinds}
+    if not counts["interrupted"]:
+        del counts["interrupted"]
     return "runs: " + ", ".join(f"{n} {k}" for k, n in counts.items()) + f" (of {len(statuses)})"

@@ -22,6 +22,7 @@ from __future__ import annotations
 import logging
 import multiprocessing
 import os
+import signal
 from collections.abc import Callable
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from pathlib import Path
@@ -30,6 +31,7 @@ import pandas as pd
 import yaml
 
 from wmbench.configio import ConfigError, to_dict
+from wmbench.errors import RunInterrupted
 from wmbench.report.plots import plot_curves
 from wmbench.report.store import collect, comparison, final_scores, run_row, runs_frame, save
 from wmbench.rundir import BASELINE, CHECKPOINT, CONFIG, mark_failed, read_status, run_id
@@ -37,7 +39,7 @@ from wmbench.runtime.checkpoint import read_checkpoint
 from wmbench.runtime.train import random_baseline
 from wmbench.suite.plan import progress
 from wmbench.suite.spec import Run, load_suite
-from wmbench.suite.worker import run_one
+from wmbench.suite.worker import init_worker, run_one
 
 log = logging.getLogger("wmbench")
 
@@ -79,6 +81,13 @@ def _run_local(todo: list[Run], suite_dir: Path, workers: int, statuses: dict[st
 
     ``statuses`` (run id to status) is kept current for the progress line; ``finished(run_id,
     error)`` is called as each run ends (``error`` None on success).
+
+    SIGINT or SIGTERM stops the runs in progress with a checkpoint (``wmbench.runtime.signals``)
+    and starts no other. The pool's workers have their own process group, so a terminal's Ctrl-C
+    reaches this process only, which passes each signal on to them once.
+
+    Raises:
+        RunInterrupted: a signal stopped the suite.
     """
     if workers == 1:
         for run in todo:
@@ -87,21 +96,47 @@ def _run_local(todo: list[Run], suite_dir: Path, workers: int, statuses: dict[st
             finished(run.run_id, run_one(run, suite_dir / run.run_id))
         return
     threads = max(1, (os.cpu_count() or 1) // workers)
-    with ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn")) as pool:
+    context = multiprocessing.get_context("spawn")
+    received: list[int] = []
+
+    def forward(signum: int, frame: object) -> None:
+        received.append(signum)
+        for future in futures:
+            future.cancel()  # those not started yet
+        for child in multiprocessing.active_children():
+            os.kill(child.pid, signum)
+
+    with ProcessPoolExecutor(workers, mp_context=context, initializer=init_worker) as pool:
         futures = {pool.submit(run_one, r, suite_dir / r.run_id, threads): r.run_id for r in todo}
-        for run_id_ in list(futures.values())[:workers]:
-            statuses[run_id_] = "running"
-        log.info(progress(statuses))
-        for future in as_completed(futures):
-            try:
-                error = future.result()
-            except Exception as err:  # the worker process died (e.g. out of memory)
-                error = f"{type(err).__name__}: {err}"
-                mark_failed(suite_dir / futures[future], error)
-            # The pool starts runs in submission order: the first `workers` unfinished ones run.
-            for run_id_ in [futures[f] for f in futures if not f.done()][:workers]:
+        previous = {s: signal.signal(s, forward) for s in (signal.SIGINT, signal.SIGTERM)}
+        try:
+            for run_id_ in list(futures.values())[:workers]:
                 statuses[run_id_] = "running"
-            finished(futures[future], error)
+            log.info(progress(statuses))
+            for future in as_completed(futures):
+                run_id_ = futures[future]
+                if future.cancelled():
+                    statuses[run_id_] = "pending"
+                    continue
+                try:
+                    error = future.result()
+                except RunInterrupted as err:
+                    statuses[run_id_] = "interrupted"
+                    log.info("%s", err)
+                    continue
+                except Exception as err:  # the worker process died (e.g. out of memory)
+                    error = f"{type(err).__name__}: {err}"
+                    mark_failed(suite_dir / run_id_, error)
+                # The pool starts runs in submission order: the first `workers` unfinished ones run.
+                for other in [futures[f] for f in futures if not f.done()][:workers]:
+                    statuses[other] = "running"
+                finished(run_id_, error)
+        finally:
+            for signum, handler in previous.items():
+                signal.signal(signum, handler)
+    if received:
+        log.info(progress(statuses))
+        raise RunInterrupted(received[0])
 
 
 def run_suite(path: str | Path, out: str | Path = "runs", workers: int = 1, launcher: str = "local",

@@ -2,12 +2,23 @@
 
 from __future__ import annotations
 
+import os
+import signal
 from pathlib import Path
 
 import torch
 
 from wmbench.runtime.train import quiet_libraries, train
 from wmbench.suite.spec import Run
+
+
+def init_worker() -> None:
+    """Starts a pool worker: in its own process group (a terminal's Ctrl-C reaches only the suite's
+    process, which passes it on once, see ``wmbench.suite.runner``), ignoring SIGINT and SIGTERM
+    between runs (``train`` handles them while a run trains)."""
+    os.setpgrp()
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(signum, signal.SIG_IGN)
 
 
 def run_one(run: Run, run_dir: Path, threads: int = 0) -> str | None:
