@@ -3,7 +3,9 @@ compute."""
 
 from __future__ import annotations
 
+import errno
 import json
+import os
 from pathlib import Path
 
 import pytest
@@ -177,3 +179,40 @@ def test_gl_settings_that_cannot_work_get_one_clear_error(settings, message, tmp
     err = capsys.readouterr().err
     assert code == 2 and err.startswith("wmbench: error: ") and err.count("\n") == 1, err
     assert message in err
+
+
+def test_an_out_directory_that_is_a_file_gets_one_clear_error(tmp_path, capsys):
+    (tmp_path / "notes.txt").write_text("")
+    suite = tmp_path / "suite.yaml"
+    suite.write_text("name: s\nobjectives: [reward]\ntasks: [toy:reach]\nseeds: [0]\n")
+    for args, flag in [
+        (train_args(tmp_path)[:-2] + ["--out", str(tmp_path / "notes.txt")], "--out"),
+        (["suite", "run", str(suite), "--out", str(tmp_path / "notes.txt")], "--out"),
+        (["report", str(tmp_path), "-o", str(tmp_path / "notes.txt" / "report")], "-o/--out"),
+    ]:
+        code = main(args)
+        err = capsys.readouterr().err
+        assert code == 2 and err.count("\n") == 1
+        assert err.startswith(f"wmbench: error: cannot write in {tmp_path / 'notes.txt'}")
+        assert f"give {flag} a directory you can write to" in err
+
+
+def test_a_read_only_out_directory_gets_one_clear_error(tmp_path, monkeypatch, capsys):
+    """Root writes into a chmod 555 directory, so the read-only file system is simulated."""
+
+    def read_only(self, *args, **kwargs):
+        raise OSError(errno.EROFS, os.strerror(errno.EROFS), str(self))
+
+    monkeypatch.setattr(Path, "mkdir", read_only)
+    assert main(train_args(tmp_path)) == 2
+    err = capsys.readouterr().err
+    assert err.startswith(f"wmbench: error: cannot write in {tmp_path / 'runs' / RUN_ID}: "
+                          "Read-only file system") and err.count("\n") == 1
+
+
+@pytest.mark.skipif(os.geteuid() == 0, reason="root may write into a read-only (555) directory")
+def test_a_directory_without_write_permission_gets_one_clear_error(tmp_path, capsys):
+    locked = tmp_path / "locked"
+    locked.mkdir(mode=0o555)
+    assert main(train_args(tmp_path)[:-2] + ["--out", str(locked)]) == 2
+    assert "Permission denied" in capsys.readouterr().err

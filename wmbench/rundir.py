@@ -84,6 +84,34 @@ def write_status(run_dir: str | os.PathLike, status: str, **info: Any) -> None:
     atomic_write(Path(run_dir) / STATUS, lambda f: f.write(text.encode()))
 
 
+def make_dir(path: str | os.PathLike, option: str = "--out") -> Path:
+    """Creates the directory ``path`` (and its parents) and checks that files can be written in it.
+
+    Args:
+        path: the directory.
+        option: the command-line option that chose it, named in the error.
+
+    Returns:
+        ``path`` as a ``Path``.
+
+    Raises:
+        ConfigError: ``path`` or a parent is a file, or the directory cannot be written (read-only
+            file system, no permission); the message names the path and the fix.
+    """
+    path = Path(path)
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+        probe = path / f".wmbench-write-test-{os.getpid()}"
+        probe.write_bytes(b"")
+        probe.unlink()
+    except OSError as err:
+        raise ConfigError(
+            f"cannot write in {path}: {err.strerror} ({err.filename or path}); give {option} a "
+            "directory you can write to"
+        ) from None
+    return path
+
+
 def mark_failed(run_dir: str | os.PathLike, error: str) -> None:
     """Records a run whose process died (it could not write its own ``failed`` status)."""
     Path(run_dir).mkdir(parents=True, exist_ok=True)

@@ -42,7 +42,7 @@ from wmbench.diagnostics.config import PROBES, DiagnoseConfig
 from wmbench.diagnostics.probe import RidgeProbe, select_alpha
 from wmbench.diagnostics.probe_decoder import train_probe_decoder
 from wmbench.run_config import RunConfig, prepare
-from wmbench.rundir import CHECKPOINT, DIAGNOSTICS, METRICS, read_config, read_status
+from wmbench.rundir import CHECKPOINT, DIAGNOSTICS, METRICS, make_dir, read_config, read_status
 from wmbench.runtime.checkpoint import RunCheckpoint
 from wmbench.runtime.stream import AgentPolicy, make_run_env
 
@@ -234,8 +234,7 @@ def diagnose(run_dir: str | Path, config: DiagnoseConfig = DiagnoseConfig()) -> 
 
 def write(run_dir: Path, results: dict[str, Any], wall_time: float) -> None:
     """Writes ``results.json`` and the store's ``metrics.csv`` row (see the module docstring)."""
-    out = run_dir / DIAGNOSTICS
-    out.mkdir(exist_ok=True)
+    out = make_dir(run_dir / DIAGNOSTICS, "RUN_DIR")
     (out / "results.json").write_text(json.dumps(results, indent=2))
     row = {"env_frames": results["env_frames"], "wall_time": wall_time}
     row.update(

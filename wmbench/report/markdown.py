@@ -23,7 +23,7 @@ from wmbench.report import stats
 from wmbench.report.diagnostics import diagnostics_section
 from wmbench.report.plots import colours, plot_aggregates, plot_curves, plot_profiles
 from wmbench.report.store import final_scores, load, package_versions
-from wmbench.rundir import BASELINE, CONFIG, run_id
+from wmbench.rundir import BASELINE, CONFIG, make_dir, run_id
 from wmbench.suite.spec import SuiteSpec, read_suite
 
 DMC_REFERENCE = (
@@ -152,9 +152,10 @@ def build(suite_dir: str | Path, out_dir: str | Path, reps: int = 2000, seed: in
         Path of ``report.md``.
 
     Raises:
-        ConfigError: ``suite_dir`` holds no result store, or no finished run with an evaluation.
+        ConfigError: ``suite_dir`` holds no result store, or no finished run with an evaluation;
+            ``out_dir`` cannot be written (see ``wmbench.rundir.make_dir``).
     """
-    suite_dir, out_dir = Path(suite_dir), Path(out_dir)
+    suite_dir, out_dir = Path(suite_dir), make_dir(out_dir, "-o/--out")
     try:
         table, runs = load(suite_dir)
     except FileNotFoundError as err:
@@ -175,7 +176,6 @@ def build(suite_dir: str | Path, out_dir: str | Path, reps: int = 2000, seed: in
     matrices, _ = stats.score_matrices(scores[scores.objective != BASELINE])
     matrices = {o: matrices[o] for o in objectives if o in matrices}
     colour = colours(objectives)
-    out_dir.mkdir(parents=True, exist_ok=True)
     plot_curves(table, out_dir / "curves.png", reps=reps, colour=colour)
     aggregates = stats.aggregates(matrices, reps, seed)
     if matrices:

@@ -39,6 +39,7 @@ from wmbench.rundir import (
     METRICS,
     REPLAY,
     atomic_write,
+    make_dir,
     read_status,
     write_status,
 )
@@ -166,7 +167,10 @@ def train(cfg: RunConfig, run_dir: str | Path, resume: bool = False) -> dict[str
 
     Raises:
         UnknownObjectiveError, ConfigError, UnknownTaskError: invalid configuration or run directory
-            (see ``wmbench.runtime.checkpoint.check_run_dir``), before any compute.
+            (see ``wmbench.runtime.checkpoint.check_run_dir``), or one that cannot be written (see
+            ``wmbench.rundir.make_dir``), before any compute.
+        RunInterrupted: SIGINT or SIGTERM stopped the run (``wmbench.runtime.signals``);
+            ``status.json`` says ``interrupted``.
         RendererUnavailableError: no headless OpenGL backend for dm_control.
         NonFiniteLossError: a loss or gradient norm became NaN or infinite; names the update, the
             values and the last good checkpoint (also in ``status.json``).
@@ -177,7 +181,7 @@ def train(cfg: RunConfig, run_dir: str | Path, resume: bool = False) -> dict[str
     run_dir = Path(run_dir)
     earlier = read_status(run_dir).get("status")
     checkpoint = check_run_dir(cfg, run_dir, resume)
-    run_dir.mkdir(parents=True, exist_ok=True)
+    make_dir(run_dir)
     if checkpoint is None:  # start over: nothing of an earlier attempt may leak into this one
         if earlier:
             log.info("starting %s from scratch: its earlier attempt (%s) left no checkpoint",
@@ -311,8 +315,7 @@ def random_baseline(cfg: RunConfig, run_dir: str | Path) -> float:
     Returns:
         Mean return over ``cfg.train.eval_episodes`` episodes.
     """
-    run_dir = Path(run_dir)
-    run_dir.mkdir(parents=True, exist_ok=True)
+    run_dir = make_dir(run_dir)
     started = time.time()
     env = make_eval_env(cfg)
     env.action_space.seed(cfg.seed)

@@ -34,7 +34,7 @@ from wmbench.configio import ConfigError, to_dict
 from wmbench.errors import RunInterrupted
 from wmbench.report.plots import plot_curves
 from wmbench.report.store import collect, comparison, final_scores, run_row, runs_frame, save
-from wmbench.rundir import BASELINE, CHECKPOINT, CONFIG, mark_failed, read_status, run_id
+from wmbench.rundir import BASELINE, CHECKPOINT, CONFIG, make_dir, mark_failed, read_status, run_id
 from wmbench.runtime.checkpoint import read_checkpoint
 from wmbench.runtime.train import random_baseline
 from wmbench.suite.plan import progress
@@ -168,7 +168,7 @@ def run_suite(path: str | Path, out: str | Path = "runs", workers: int = 1, laun
     spec, runs = load_suite(path)
     suite_dir = Path(out) / spec.name
     _check_not_stale(runs, suite_dir, path)
-    suite_dir.mkdir(parents=True, exist_ok=True)
+    make_dir(suite_dir)
     (suite_dir / "suite.yaml").write_text(Path(path).read_text())
     statuses = {
         r.run_id: "done" if read_status(suite_dir / r.run_id).get("status") == "done" else "pending"
