@@ -28,7 +28,7 @@ from wmbench.report.diagnostics import diagnostics_section
 from wmbench.report.store import run_table
 from wmbench.run_config import RunConfig
 from wmbench.rundir import CHECKPOINT
-from wmbench.runtime.train import train
+from wmbench.runtime.train import random_baseline, train
 
 
 def test_probe_recovers_a_linear_map_and_scores_noise_near_zero():
@@ -300,3 +300,12 @@ def test_diagnose_refuses_bad_input(tmp_path, capsys):
         DiagnoseConfig(max_steps=10, context=5, horizon=15)
     with pytest.raises(ConfigError, match="raise --episodes"):
         DiagnoseConfig(episodes=2, test_episodes=2)
+
+
+def test_diagnose_of_the_random_baseline_says_what_it_is(tmp_path, capsys):
+    run_dir = tmp_path / "random-toy_reach-s0"
+    random_baseline(from_dict(RunConfig, tiny_run_dict()), run_dir)
+    assert main(["diagnose", str(run_dir)]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith(f"wmbench: error: {run_dir} is the random-policy baseline")
+    assert "--resume" not in err and err.count("\n") == 1

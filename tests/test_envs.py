@@ -408,3 +408,13 @@ def test_an_old_gymnasium_gets_one_clear_error(tmp_path):
     assert done.returncode == 2, done.stderr
     assert done.stderr.startswith("wmbench: error: wmbench needs gymnasium >= 1.3")
     assert done.stderr.count("\n") == 1 and "pip install 'gymnasium>=1.3'" in done.stderr
+
+
+@pytest.mark.parametrize(
+    ("task", "suggestion"),
+    [("dmc:cartpole-balanse", "dmc:cartpole-balance"), ("dmc:walker-walks", "dmc:walker-walk"),
+     ("dcm:walker-walk", "dmc:walker-walk"), ("toy:reahc", "toy:reach")],
+)
+def test_a_task_typo_gets_a_did_you_mean(task, suggestion):
+    with pytest.raises(UnknownTaskError, match=f"did you mean '{suggestion}'"):
+        check_task(task)

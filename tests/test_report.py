@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import re
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -11,7 +12,7 @@ import pytest
 
 from wmbench.cli import main
 from wmbench.report import stats
-from wmbench.report.store import COLUMNS, load, run_row, runs_frame, save
+from wmbench.report.store import COLUMNS, collect, load, run_row, runs_frame, save
 
 REPS = 200
 
@@ -250,3 +251,24 @@ def test_load_rebuilds_the_runs_table_of_a_suite_written_before_it(tmp_path):
         ["objective", "status", "final_return", "env_frames", "updates", "wall_time"]
     ].values.tolist() == [["reconstruction", "done", 7.0, 160.0, 20.0, 8.0]]
     assert runs.params.isna().all()  # not recorded then: the report shows n/a
+
+
+def test_the_default_report_directory_is_in_the_suite_directory_not_in_reports(tmp_path, capsys,
+                                                                               monkeypatch):
+    """reports/ holds curated results tracked in git: a default must not overwrite them."""
+    suite_dir = tmp_path / "runs" / "smoke"
+    dirs = []
+    for seed in (0, 1):
+        run_dir = suite_dir / f"reward-toy_reach-s{seed}"
+        run_dir.mkdir(parents=True)
+        config = f"objective: reward\nseed: {seed}\nenv: {{task: 'toy:reach'}}\n"
+        (run_dir / "config.yaml").write_text(config)
+        (run_dir / "metrics.csv").write_text(f"env_frames,wall_time,eval/return\n0,1.0,{seed}.0\n")
+        (run_dir / "status.json").write_text(json.dumps({"status": "done", "eval_return": seed}))
+        dirs.append(run_dir)
+    save(suite_dir, collect(dirs, "smoke"),
+         runs_frame([run_row(d, "smoke", "reward", "toy:reach", s) for s, d in enumerate(dirs)]))
+    monkeypatch.chdir(tmp_path)
+    assert main(["report", "runs/smoke", "--reps", "10"]) == 0
+    assert (suite_dir / "report" / "report.md").exists() and not (tmp_path / "reports").exists()
+    assert capsys.readouterr().out.strip() == f"wrote {Path('runs/smoke/report/report.md')}"

@@ -10,6 +10,7 @@ import signal
 import subprocess
 import sys
 import time
+import warnings
 from pathlib import Path
 
 import pandas as pd
@@ -413,3 +414,28 @@ def test_a_suite_stopped_by_sigterm_resumes_its_run_when_run_again(tmp_path, mon
     result, failed = run_suite(path, tmp_path / "runs")  # the signal is sent at update 6 only
     assert failed == [] and updates_run == list(range(1, 7)) + list(range(7, 21))
     assert json.loads((run_dir / "status.json").read_text())["updates"] == 20
+
+
+def test_metrics_csv_grows_while_the_run_trains(tmp_path, monkeypatch):
+    """Rows reach metrics.csv as they are logged, not only at checkpoints or at the end."""
+    cfg = tiny_config(env_frames=20, checkpoint_every=1000)
+    rows_seen = []
+    original = DreamerModule.training_step
+
+    def training_step(self, batch, batch_idx):
+        path = tmp_path / "run" / "metrics.csv"
+        rows_seen.append(len(pd.read_csv(path)) if path.exists() else 0)
+        return original(self, batch, batch_idx)
+
+    monkeypatch.setattr(DreamerModule, "training_step", training_step)
+    train(cfg, tmp_path / "run")
+    # the evaluation at 0 frames and one row per update before (log_every 1)
+    assert rows_seen[:4] == [1, 2, 3, 4]
+
+
+def test_a_run_shows_no_lightning_warnings(tmp_path):
+    """wmbench's own choices (num_workers=0, config.yaml in the log directory) are no news."""
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        train(tiny_config(), tmp_path / "run")
+    assert [str(w.message) for w in caught if "lightning" in w.filename] == []

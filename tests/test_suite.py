@@ -268,7 +268,7 @@ def test_a_run_that_raises_is_marked_failed_and_the_others_finish(
     assert main(["suite", "status", str(path), "--out", str(out)]) == 0
     assert (
         capsys.readouterr().out.splitlines()[-1]
-        == "runs: 0 done, 0 running, 0 failed, 2 pending (of 2)"
+        == "runs: 0 done, 0 running, 0 failed, 3 pending (of 3)"
     )
     with caplog.at_level(logging.INFO, logger="wmbench"):
         assert main(["suite", "run", str(path), "--out", str(out)]) == 1
@@ -287,9 +287,10 @@ def test_a_run_that_raises_is_marked_failed_and_the_others_finish(
     assert set(pd.read_parquet(out / "f" / "results.parquet").objective) == {"reward", "random"}
     assert main(["suite", "status", str(path), "--out", str(out)]) == 0
     printed = [line.split() for line in capsys.readouterr().out.splitlines()]
-    assert printed[2][:4] == ["failing-toy_reach-s0", "failed", "NaN", "RuntimeError:"]
+    assert printed[2][:4] == ["failing-toy_reach-s0", "failed", "—", "RuntimeError:"]
     assert printed[3][:2] == ["reward-toy_reach-s0", "done"]
-    assert printed[-1] == "runs: 1 done, 0 running, 1 failed, 0 pending (of 2)".split()
+    assert printed[4][:2] == ["random-toy_reach-s0", "done"]  # the baseline is listed too
+    assert printed[-1] == "runs: 2 done, 0 running, 1 failed, 0 pending (of 3)".split()
     assert main(["report", str(out / "f"), "-o", str(tmp_path / "report"), "--reps", "20"]) == 0
     report = (tmp_path / "report" / "report.md").read_text()
     assert "## Failed runs" in report and "RuntimeError: deliberate failure" in report
@@ -472,3 +473,14 @@ def test_cli_train_refuses_to_overwrite_a_finished_run(tmp_path, capsys):
     assert main(args) == 2
     assert "holds a finished run" in capsys.readouterr().err
     assert (tmp_path / "reward-toy_reach-s0" / "metrics.csv").read_text() == before
+
+
+def test_suite_status_of_an_unfinished_suite_shows_no_nan_and_lists_the_baseline(tmp_path, capsys):
+    path = write(tmp_path, "name: u\nobjectives: [reward]\ntasks: [toy:reach]\nseeds: [0, 1]\n")
+    assert main(["suite", "status", str(path), "--out", str(tmp_path / "runs")]) == 0
+    out = capsys.readouterr().out
+    assert "NaN" not in out
+    rows = {line.split()[0]: line.split()[1:] for line in out.splitlines()[2:-1]}
+    assert rows == {name: ["pending", "—"] for name in (
+        "reward-toy_reach-s0", "reward-toy_reach-s1", "random-toy_reach-s0", "random-toy_reach-s1")}
+    assert out.splitlines()[-1] == "runs: 0 done, 0 running, 0 failed, 4 pending (of 4)"

@@ -114,9 +114,10 @@ def _cmd_suite_status(args: argparse.Namespace) -> int:
 
     runs = status(args.file, args.out)
     shown = runs[["status", "final_return", "error"]].assign(
-        error=runs.error.fillna("").str.slice(0, 60)
+        final_return=[f"{v:.1f}" if v == v else "—" for v in runs.final_return],  # NaN: none yet
+        error=runs.error.fillna("").str.slice(0, 60),
     )
-    print(shown.rename_axis("run").to_string(float_format=lambda v: f"{v:.1f}"))
+    print(shown.rename_axis("run").to_string())
     print(progress(runs.status.to_dict()))
     return 0
 
@@ -124,7 +125,7 @@ def _cmd_suite_status(args: argparse.Namespace) -> int:
 def _cmd_report(args: argparse.Namespace) -> int:
     from wmbench.report.markdown import build
 
-    out = args.out or str(Path("reports") / Path(args.suite_dir).resolve().name)
+    out = args.out or str(Path(args.suite_dir) / "report")  # reports/ holds curated results
     print(f"wrote {build(args.suite_dir, out, reps=args.reps, seed=args.seed)}")
     return 0
 
@@ -261,7 +262,7 @@ def build_parser() -> argparse.ArgumentParser:
         "versions (95 % stratified-bootstrap CIs, Agarwal et al. 2021).",
     )
     p.add_argument("suite_dir", help="a suite's output directory, e.g. runs/smoke")
-    p.add_argument("-o", "--out", help="report directory (default: reports/<suite directory name>)")
+    p.add_argument("-o", "--out", help="report directory (default: SUITE_DIR/report)")
     p.add_argument(
         "--reps",
         type=_positive_int,

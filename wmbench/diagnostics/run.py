@@ -42,7 +42,15 @@ from wmbench.diagnostics.config import PROBES, DiagnoseConfig
 from wmbench.diagnostics.probe import RidgeProbe, select_alpha
 from wmbench.diagnostics.probe_decoder import train_probe_decoder
 from wmbench.run_config import RunConfig, prepare
-from wmbench.rundir import CHECKPOINT, DIAGNOSTICS, METRICS, make_dir, read_config, read_status
+from wmbench.rundir import (
+    BASELINE,
+    CHECKPOINT,
+    DIAGNOSTICS,
+    METRICS,
+    make_dir,
+    read_config,
+    read_status,
+)
 from wmbench.runtime.checkpoint import RunCheckpoint
 from wmbench.runtime.stream import AgentPolicy, make_run_env
 
@@ -74,17 +82,22 @@ def load_run(run_dir: str | Path) -> tuple[RunConfig, Checkpoint]:
     ``RUN_FORMAT``, see ``wmbench.runtime.checkpoint``).
 
     Raises:
-        ConfigError: ``run_dir`` has no ``config.yaml`` or no checkpoint, or the checkpoint cannot
-            be read (each names the fix).
+        ConfigError: ``run_dir`` has no ``config.yaml``, holds the random-policy baseline (no world
+            model), has no checkpoint, or the checkpoint cannot be read (each names the fix).
     """
     run_dir = Path(run_dir)
     cfg = read_config(run_dir)
+    if cfg.objective == BASELINE:
+        raise ConfigError(
+            f"{run_dir} is the random-policy baseline: it has no world model to diagnose; give the "
+            "directory of a trained run"
+        )
     path = run_dir / CHECKPOINT
     if not path.exists():
-        raise ConfigError(
-            f"{run_dir} has no checkpoint ({CHECKPOINT}) to diagnose; finish the run first "
-            f"(`wmbench train --resume {run_dir}`)"
-        )
+        fix = f"finish the run first (`wmbench train --resume {run_dir}`)"
+        if read_status(run_dir).get("status") == "done":
+            fix = "train it again (its checkpoint is gone)"
+        raise ConfigError(f"{run_dir} has no checkpoint ({CHECKPOINT}) to diagnose; {fix}")
     try:
         checkpoint = torch.load(path, map_location="cpu", weights_only=False)
         stream = checkpoint.get("callbacks", {}).get(RunCheckpoint.__qualname__, {}).get("stream")

@@ -16,6 +16,9 @@ dm_control is imported lazily, only after :func:`wmbench.envs.gl.ensure_mujoco_g
 has chosen a headless OpenGL backend.
 """
 
+import difflib
+from collections.abc import Sequence
+
 import gymnasium
 
 from wmbench.configio import ConfigError
@@ -62,6 +65,13 @@ def _dmc_tasks() -> tuple[tuple[str, str], ...]:
     from dm_control import suite
 
     return tuple(suite.ALL_TASKS)
+
+
+def _did_you_mean(name: str, valid: Sequence[str], prefix: str, suffix: str = "") -> str:
+    """The hint ``" (did you mean '<prefix><closest><suffix>'?)"`` (``closest``: of ``valid`` to
+    ``name``), or ``""`` if none is close."""
+    close = difflib.get_close_matches(name, valid, n=1)
+    return f" (did you mean '{prefix}{close[0]}{suffix}'?)" if close else ""
 
 
 def _options(task: str, text: str | None) -> dict[str, str]:
@@ -111,7 +121,7 @@ def _resolve(task: str) -> tuple[str, str, str, dict[str, str]]:
         if rest in _TOY_TASKS:
             return "toy", rest, "", {}
         raise UnknownTaskError(
-            f"Unknown toy task {task!r}. Valid toy tasks: "
+            f"Unknown toy task {task!r}{_did_you_mean(rest, _TOY_TASKS, 'toy:')}. Valid toy tasks: "
             + ", ".join(f"toy:{name}" for name in _TOY_TASKS)
             + "."
         )
@@ -124,13 +134,15 @@ def _resolve(task: str) -> tuple[str, str, str, dict[str, str]]:
         aliases = ", ".join(
             f"{short!r} for {full!r}" for short, full in _DMC_DOMAIN_ALIASES.items()
         )
+        hint = _did_you_mean(f"{domain}-{name}", [f"{d}-{t}" for d, t in valid], "dmc:")
         raise UnknownTaskError(
-            f"Unknown dm_control task {task!r}. Valid names are dmc:<domain>-<task> with "
+            f"Unknown dm_control task {task!r}{hint}. Valid names are dmc:<domain>-<task> with "
             f"<domain>-<task> one of: {', '.join(f'{d}-{t}' for d, t in valid)} "
             f"(domain aliases: {aliases}), optionally followed by ?background=video."
         )
+    hint = _did_you_mean(prefix, [p.rstrip(":") for p in _PREFIXES], "", f":{rest}") if sep else ""
     raise UnknownTaskError(
-        f"Unknown task {task!r}: the name must start with one of {', '.join(_PREFIXES)}; "
+        f"Unknown task {task!r}{hint}: the name must start with one of {', '.join(_PREFIXES)}; "
         "e.g. 'dmc:walker-walk', 'dmc:cartpole-balance', 'dmc:cup-catch' or "
         + ", ".join(f"'toy:{name}'" for name in _TOY_TASKS)
         + "."

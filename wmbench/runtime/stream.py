@@ -247,10 +247,13 @@ class StreamBase(IterableDataset):
 
     def log(self, metrics: dict[str, float], stamp: dict[str, float] | None = None) -> None:
         """Writes one metrics row to every logger at step ``module.updates``: ``metrics`` plus
-        ``stamp`` (default: the current ``env_frames`` and ``wall_time``)."""
+        ``stamp`` (default: the current ``env_frames`` and ``wall_time``), flushed at once, so
+        ``metrics.csv`` grows while the run trains (a row is an append: one per ``log_every``
+        updates, plus episodes and evaluations)."""
         row = {**metrics, **(self._stamp() if stamp is None else stamp)}
         for logger in self.loggers:
             logger.log_metrics(row, step=self.module.updates)
+            logger.save()
 
     def _batch(self, arrays: dict[str, np.ndarray], extra: dict[str, float] | None = None) -> Batch:
         """Hands out the next batch; notes its stamp (and ``extra`` values for its update's row)."""

@@ -58,13 +58,18 @@ from wmbench.runtime.sync import ReplayStream
 log = logging.getLogger("wmbench")
 
 
+LIGHTNING_NOISE = (
+    ".*does not have many workers.*",  # the stream runs in the training process on purpose
+    ".*treespec.*",  # Lightning's pytree helper calls torch's deprecated LeafSpec check
+)
+"""Warnings Lightning gives about wmbench's deliberate choices, silenced while a run trains."""
+
+
 def quiet_libraries() -> None:
     """Keep the terminal for wmbench's progress: Lightning's banners and tips go to WARNING."""
     for name in list(logging.root.manager.loggerDict):
         if name.startswith("lightning"):
             logging.getLogger(name).setLevel(logging.WARNING)
-    warnings.filterwarnings("ignore", message=".*treespec.*")
-    warnings.filterwarnings("ignore", message=".*exists and is not empty.*")
 
 
 def continue_csv(logger: CSVLogger, rows: int) -> None:
@@ -72,7 +77,8 @@ def continue_csv(logger: CSVLogger, rows: int) -> None:
 
     Rows logged after the checkpoint (by a killed run) are dropped: the resumed run logs them again.
     Lightning's CSV writer deletes an existing file when it starts, so the kept rows are set aside
-    as ``metrics.csv.kept`` while it starts (a kill in between is recovered from that file).
+    as ``metrics.csv.kept`` while it starts (a kill in between is recovered from that file). With
+    ``rows`` 0 and no file this starts a new ``metrics.csv``.
     """
     path = Path(logger.log_dir) / METRICS
     kept = path.with_name(METRICS + ".kept")
@@ -87,7 +93,9 @@ def continue_csv(logger: CSVLogger, rows: int) -> None:
     if kept.exists():
         with open(kept, newline="") as f:
             header = next(csv.reader(f), [])
-    writer = logger.experiment  # starts the writer while no metrics.csv exists
+    with warnings.catch_warnings():  # the run directory is not empty: it holds config.yaml
+        warnings.filterwarnings("ignore", message=".*exists and is not empty.*")
+        writer = logger.experiment  # starts the writer while no metrics.csv exists
     if kept.exists():
         os.replace(kept, path)
         writer.metrics_keys = header
@@ -100,8 +108,7 @@ def _make_loggers(cfg: RunConfig, run_dir: Path, resume: dict[str, Any] | None) 
     run: the CSV after its rows, wandb under its run id.
     """
     csv_logger = CSVLogger(save_dir=str(run_dir), name="", version="")
-    if resume is not None:
-        continue_csv(csv_logger, resume["metrics_rows"])
+    continue_csv(csv_logger, 0 if resume is None else resume["metrics_rows"])
     loggers: list[Logger] = [csv_logger]
     if cfg.train.logger == "wandb":
         from lightning.pytorch.loggers import WandbLogger
@@ -198,7 +205,9 @@ def train(cfg: RunConfig, run_dir: str | Path, resume: bool = False) -> dict[str
     torch.set_num_threads(threads)  # for this run only: restored below
     write_status(run_dir, "running", threads=threads)
     try:
-        with StopOnSignal() as stop:
+        with StopOnSignal() as stop, warnings.catch_warnings():
+            for message in LIGHTNING_NOISE:
+                warnings.filterwarnings("ignore", message=message)
             summary = _train(cfg, run_dir, objective_cls, objective_cfg, checkpoint, stop)
     except (RunInterrupted, KeyboardInterrupt) as err:  # KeyboardInterrupt: no handler (thread)
         interrupted = err if isinstance(err, RunInterrupted) else RunInterrupted(signal.SIGINT)
@@ -276,19 +285,17 @@ def _train(cfg: RunConfig, run_dir: Path, objective_cls: type, objective_cfg: An
         num_sanity_val_steps=0,
         deterministic=True,
     )
-    with warnings.catch_warnings():
-        warnings.filterwarnings("ignore", message=".*does not have many workers.*")
-        try:
-            trainer.fit(
-                module,
-                train_dataloaders=DataLoader(stream, batch_size=None),
-                ckpt_path=None if checkpoint is None else run_dir / CHECKPOINT,
-                weights_only=False,
-            )
-        except NonFiniteLossError as err:
-            raise NonFiniteLossError(err.updates, err.names, checkpointer.last) from None
-        finally:
-            stream.close()
+    try:
+        trainer.fit(
+            module,
+            train_dataloaders=DataLoader(stream, batch_size=None),
+            ckpt_path=None if checkpoint is None else run_dir / CHECKPOINT,
+            weights_only=False,
+        )
+    except NonFiniteLossError as err:
+        raise NonFiniteLossError(err.updates, err.names, checkpointer.last) from None
+    finally:
+        stream.close()
     if stream.last_eval is None or not math.isfinite(stream.last_eval):
         raise RuntimeError(f"run in {run_dir} ended without a finite evaluation return")
     return {

@@ -11,7 +11,7 @@ import pandas as pd
 from wmbench.report.store import run_row, runs_frame
 from wmbench.run_config import RunConfig
 from wmbench.runtime.schedule import RatioSchedule
-from wmbench.suite.spec import load_suite
+from wmbench.suite.spec import baseline_runs, load_suite
 
 
 def planned_updates(cfg: RunConfig) -> int:
@@ -51,8 +51,8 @@ def dry_run(path: str | Path) -> pd.DataFrame:
 
 
 def status(path: str | Path, out: str | Path = "runs") -> pd.DataFrame:
-    """Status of every run of a suite under ``out``: the ``runs`` table of ``wmbench.report.store``
-    (without the random baseline), indexed by run id.
+    """Status of every run of a suite under ``out``, the random baseline's included: the ``runs``
+    table of ``wmbench.report.store``, indexed by run id.
 
     ``running`` is what a run's ``status.json`` says: a run whose process was killed still reads
     ``running``.
@@ -61,6 +61,7 @@ def status(path: str | Path, out: str | Path = "runs") -> pd.DataFrame:
         ConfigError: the suite is invalid.
     """
     spec, runs = load_suite(path)
+    runs += baseline_runs(spec, runs)
     suite_dir = Path(out) / spec.name
     rows = [
         run_row(suite_dir / r.run_id, spec.name, r.label, r.config.env.task, r.config.seed)

@@ -34,11 +34,11 @@ from wmbench.configio import ConfigError, to_dict
 from wmbench.errors import RunInterrupted
 from wmbench.report.plots import plot_curves
 from wmbench.report.store import collect, comparison, final_scores, run_row, runs_frame, save
-from wmbench.rundir import BASELINE, CHECKPOINT, CONFIG, make_dir, mark_failed, read_status, run_id
+from wmbench.rundir import CHECKPOINT, CONFIG, make_dir, mark_failed, read_status
 from wmbench.runtime.checkpoint import read_checkpoint
 from wmbench.runtime.train import random_baseline
 from wmbench.suite.plan import progress
-from wmbench.suite.spec import Run, load_suite
+from wmbench.suite.spec import Run, baseline_runs, load_suite
 from wmbench.suite.worker import init_worker, run_one
 
 log = logging.getLogger("wmbench")
@@ -193,14 +193,10 @@ def run_suite(path: str | Path, out: str | Path = "runs", workers: int = 1, laun
         _run_local(todo, suite_dir, workers, statuses, finished)
     failed = [run_id_ for run_id_, status in statuses.items() if status == "failed"]
     labelled = [(suite_dir / r.run_id, r.label, r.config.env.task, r.config.seed) for r in runs]
-    if spec.random_baseline:
-        for run in runs:
-            if run.label != spec.objectives[0].name:
-                continue
-            baseline_dir = suite_dir / run_id(BASELINE, run.config.env.task, run.config.seed)
-            if read_status(baseline_dir).get("status") != "done":
-                random_baseline(run.config, baseline_dir)
-            labelled.append((baseline_dir, BASELINE, run.config.env.task, run.config.seed))
+    for run in baseline_runs(spec, runs):
+        if read_status(suite_dir / run.run_id).get("status") != "done":
+            random_baseline(run.config, suite_dir / run.run_id)
+        labelled.append((suite_dir / run.run_id, run.label, run.config.env.task, run.config.seed))
     table = collect([d for d, *_ in labelled], spec.name, [label for _, label, *_ in labelled])
     save(suite_dir, table, runs_frame([run_row(d, spec.name, *key) for d, *key in labelled]))
     result = comparison(final_scores(table))

@@ -119,6 +119,16 @@ class Run:
     label: str
 
 
+def baseline_runs(spec: SuiteSpec, runs: list[Run]) -> list[Run]:
+    """The random-policy baseline's runs of a suite (none unless ``random_baseline``): one per task
+    and seed, with that cell's configuration (its evaluation) and the label ``random``."""
+    if not spec.random_baseline:
+        return []
+    first = spec.objectives[0].name
+    return [Run(run_id(BASELINE, r.config.env.task, r.config.seed), r.config, BASELINE)
+            for r in runs if r.label == first]
+
+
 def read_suite(path: str | Path) -> SuiteSpec:
     """Parse a suite file into a ``SuiteSpec`` (a bare objective name becomes ``{name: ...}``).
 
