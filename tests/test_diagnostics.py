@@ -309,3 +309,5 @@ def test_diagnose_of_the_random_baseline_says_what_it_is(tmp_path, capsys):
     err = capsys.readouterr().err
     assert err.startswith(f"wmbench: error: {run_dir} is the random-policy baseline")
     assert "--resume" not in err and err.count("\n") == 1
+    assert main(["train", "--resume", str(run_dir)]) == 2
+    assert "is the random-policy baseline: nothing trains or resumes" in capsys.readouterr().err

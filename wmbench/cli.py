@@ -34,7 +34,7 @@ def _cmd_objectives(args: argparse.Namespace) -> int:
 def _cmd_train(args: argparse.Namespace) -> int:
     from wmbench.configio import from_dict, load_yaml, with_overrides
     from wmbench.run_config import RunConfig
-    from wmbench.rundir import read_config, run_id
+    from wmbench.rundir import BASELINE, read_config, run_id
     from wmbench.runtime.train import quiet_libraries, train
 
     quiet_libraries()
@@ -52,6 +52,8 @@ def _cmd_train(args: argparse.Namespace) -> int:
             )
         run_dir = Path(args.resume)
         cfg = read_config(run_dir)
+        if cfg.objective == BASELINE:
+            raise ConfigError(f"{run_dir} is the random-policy baseline: nothing trains or resumes")
     else:
         data = load_yaml(args.config) if args.config else {}
         cfg = from_dict(RunConfig, data, where=str(args.config or "config"))
