@@ -14,7 +14,6 @@ and ``objectives``, ``suite status`` and ``suite run --dry-run`` no Lightning.
 from __future__ import annotations
 
 import argparse
-import logging
 import sys
 from pathlib import Path
 
@@ -323,8 +322,6 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    logging.basicConfig(level=logging.WARNING, format="%(message)s")
-    logging.getLogger("wmbench").setLevel(logging.INFO)
     try:
         return args.func(args)
     except UsageError as err:

@@ -36,7 +36,7 @@ class RunInterrupted(BaseException):
         self.signum, self.checkpoint, self.run_dir = signum, checkpoint, run_dir
         name = signal.Signals(signum).name
         if run_dir is None:
-            text = f"interrupted by {name}"
+            text = f"interrupted by {name}; running it again resumes runs from their checkpoints"
         elif checkpoint:
             text = (f"{run_dir} interrupted by {name}, checkpoint {checkpoint}; `wmbench train "
                     f"--resume {run_dir}` (or running its suite again) continues it from there")

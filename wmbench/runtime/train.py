@@ -66,7 +66,11 @@ LIGHTNING_NOISE = (
 
 
 def quiet_libraries() -> None:
-    """Keep the terminal for wmbench's progress: Lightning's banners and tips go to WARNING."""
+    """Keep the terminal for wmbench's progress: wmbench's INFO lines (resuming, suite progress) as
+    plain messages on stderr, Lightning's banners and tips only from WARNING up. For the command
+    line and the processes that run a suite's runs."""
+    logging.basicConfig(level=logging.WARNING, format="%(message)s")
+    log.setLevel(logging.INFO)
     for name in list(logging.root.manager.loggerDict):
         if name.startswith("lightning"):
             logging.getLogger(name).setLevel(logging.WARNING)
