@@ -48,7 +48,7 @@ def test_ratio_schedule_bounds_by_hand():
     assert schedule.steps_allowed(0) == 8 + 2  # always as far as the next update needs
     assert schedule.steps_allowed(100) == 20  # never past the budget
     assert schedule.ratio(updates=4, steps=16) == 1.0
-    assert RatioSchedule.of(tiny_async()) == RatioSchedule(
+    assert tiny_async().ratio_schedule() == RatioSchedule(
         8, 10, 1.0
     )  # toy:reach tiny run: 2 updates, as in sync
 

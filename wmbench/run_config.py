@@ -10,6 +10,7 @@ and the report read configurations cheaply.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -154,7 +155,7 @@ class RunConfig:
         if self.seed < 0:
             raise ValueError(f"seed must be >= 0, got {self.seed}")
         t, repeat = self.train, self.env.action_repeat
-        prefill = RatioSchedule.of(self).prefill_steps
+        prefill = self.ratio_schedule().prefill_steps
         needed = t.seq_len * t.actors  # a sequence in each actor's replay
         if prefill < needed:
             per_actor = f" times train.actors={t.actors}" if t.actors > 1 else ""
@@ -167,6 +168,20 @@ class RunConfig:
                 f"env.action_repeat={repeat}, fewer than train.seq_len={t.seq_len}{per_actor}: "
                 f"set {fix}"
             )
+
+
+    def ratio_schedule(self, slack: float = 0.0) -> RatioSchedule:
+        """The run's train-ratio schedule (``wmbench.runtime.schedule``):
+        ``ceil(min(learning_starts, env_frames) / action_repeat)`` prefill steps of
+        ``ceil(env_frames / action_repeat)``, one update per ``B·T / train_ratio`` steps after them.
+        """
+        t, repeat = self.train, self.env.action_repeat
+        return RatioSchedule(
+            math.ceil(min(t.learning_starts, t.env_frames) / repeat),
+            math.ceil(t.env_frames / repeat),
+            t.batch_size * t.seq_len / t.train_ratio,
+            slack,
+        )
 
 
 def prepare(cfg: RunConfig) -> tuple[type, Any]:

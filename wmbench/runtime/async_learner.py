@@ -72,7 +72,7 @@ from wmbench.data.replay_disk import ReplayDisk
 from wmbench.errors import RunError
 from wmbench.run_config import RunConfig
 from wmbench.runtime.async_actor import POLL_S, Control, SharedWeights, Step, actor_main
-from wmbench.runtime.schedule import ASYNC_SLACK, RatioSchedule
+from wmbench.runtime.schedule import ASYNC_SLACK
 from wmbench.runtime.signals import StopOnSignal
 from wmbench.runtime.stream import Counters, StreamBase, set_global_rng_state
 from wmbench.types import Batch
@@ -141,7 +141,7 @@ class AsyncReplayStream(StreamBase):
         super().__init__(cfg, eval_env, module, loggers, stop)
         t = cfg.train
         self.module = module
-        self.schedule = RatioSchedule.of(cfg, ASYNC_SLACK)
+        self.schedule = cfg.ratio_schedule(ASYNC_SLACK)
         shape, action_dim = eval_env.observation_space.shape, eval_env.action_space.shape[0]
         self.replays = [
             Replay(t.replay_capacity // t.actors, shape, action_dim, seed=cfg.seed + i)

@@ -7,17 +7,14 @@ then one update is due every ``B·T / train_ratio`` collected agent steps. One `
 serves every place that needs this: sync mode (``wmbench.runtime.sync``, no slack: an update starts
 as soon as it is due), async mode (``wmbench.runtime.async_learner``, each side may run ``slack``
 ahead), the run-config check that the prefill fills a sequence, and the dry run's update count
-(``wmbench.suite.plan``). Steps are agent steps (env frames / action repeat, rounded up). No torch.
+(``wmbench.suite.plan``). Steps are agent steps (env frames / action repeat, rounded up); a run's
+schedule is ``wmbench.run_config.RunConfig.ratio_schedule``. No torch.
 """
 
 from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
-
-if TYPE_CHECKING:
-    from wmbench.run_config import RunConfig
 
 ASYNC_SLACK = 0.05
 """How far (relative) either side of async mode may run ahead of the train ratio."""
@@ -38,18 +35,6 @@ class RatioSchedule:
     total_steps: int
     steps_per_update: float
     slack: float = 0.0
-
-    @classmethod
-    def of(cls, cfg: RunConfig, slack: float = 0.0) -> RatioSchedule:
-        """The schedule of ``cfg``: ``ceil(min(learning_starts, env_frames) / action_repeat)``
-        prefill steps of ``ceil(env_frames / action_repeat)``."""
-        t, repeat = cfg.train, cfg.env.action_repeat
-        return cls(
-            math.ceil(min(t.learning_starts, t.env_frames) / repeat),
-            math.ceil(t.env_frames / repeat),
-            t.batch_size * t.seq_len / t.train_ratio,
-            slack,
-        )
 
     @property
     def updates(self) -> int:

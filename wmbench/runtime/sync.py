@@ -25,7 +25,6 @@ from wmbench.agents.module import DreamerModule
 from wmbench.data.replay import Replay, Row
 from wmbench.data.replay_disk import ReplayDisk
 from wmbench.run_config import RunConfig
-from wmbench.runtime.schedule import RatioSchedule
 from wmbench.runtime.signals import StopOnSignal
 from wmbench.runtime.stream import AgentPolicy, EnvSteps, StreamBase, set_global_rng_state
 from wmbench.types import Batch, RSSMState
@@ -57,7 +56,7 @@ class ReplayStream(StreamBase):
         super().__init__(cfg, eval_env, module, loggers, stop)
         self.env = env
         self.steps = EnvSteps(env)
-        self.schedule = RatioSchedule.of(cfg)
+        self.schedule = cfg.ratio_schedule()
         self.policy = AgentPolicy(module, env.action_space.shape[0])
         self.replay = Replay(
             cfg.train.replay_capacity,

@@ -10,14 +10,13 @@ import pandas as pd
 
 from wmbench.report.store import run_row, runs_frame
 from wmbench.run_config import RunConfig
-from wmbench.runtime.schedule import RatioSchedule
 from wmbench.suite.spec import baseline_runs, load_suite
 
 
 def planned_updates(cfg: RunConfig) -> int:
     """Updates a run makes: those of its train-ratio schedule's budget (``RatioSchedule.updates``),
     the same in sync and async mode."""
-    return RatioSchedule.of(cfg).updates
+    return cfg.ratio_schedule().updates
 
 
 def dry_run(path: str | Path) -> pd.DataFrame:
