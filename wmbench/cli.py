@@ -284,27 +284,15 @@ def build_parser() -> argparse.ArgumentParser:
         formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
     p.add_argument("run_dir", help="run directory with config.yaml and checkpoints/last.ckpt")
-    p.add_argument(
-        "--episodes", type=int, default=d.episodes, help="episodes recorded with the agent's policy"
-    )
-    p.add_argument(
-        "--test-episodes",
-        type=int,
-        default=d.test_episodes,
-        help="of those, held out (R², open loop)",
-    )
-    p.add_argument(
-        "--max-steps", type=int, default=d.max_steps, help="agent steps per episode at most"
-    )
-    p.add_argument(
-        "--context", type=int, default=d.context, help="k observed frames per open-loop window"
-    )
-    p.add_argument(
-        "--horizon", type=int, default=d.horizon, help="n imagined steps per open-loop window"
-    )
-    p.add_argument(
-        "--decoder-steps", type=int, default=d.decoder_steps, help="Adam steps of the probe decoder"
-    )
+    for name, text in [
+        ("episodes", "episodes recorded with the agent's policy"),
+        ("test_episodes", "of those, held out (R², open loop)"),
+        ("max_steps", "agent steps per episode at most"),
+        ("context", "k observed frames per open-loop window"),
+        ("horizon", "n imagined steps per open-loop window"),
+        ("decoder_steps", "Adam steps of the probe decoder"),
+    ]:
+        p.add_argument("--" + name.replace("_", "-"), type=int, default=getattr(d, name), help=text)
     p.add_argument(
         "--alpha",
         type=_float_list,

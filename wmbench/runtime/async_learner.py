@@ -129,15 +129,8 @@ class AsyncReplayStream(StreamBase):
         ActorError: an actor failed (its traceback in the message) or exited.
     """
 
-    def __init__(
-        self,
-        cfg: RunConfig,
-        eval_env: gym.Env,
-        module: DreamerModule,
-        loggers: list[Logger],
-        stop: StopOnSignal,
-        replay_dir: Path,
-    ) -> None:
+    def __init__(self, cfg: RunConfig, eval_env: gym.Env, module: DreamerModule,
+                 loggers: list[Logger], stop: StopOnSignal, replay_dir: Path) -> None:
         super().__init__(cfg, eval_env, module, loggers, stop)
         t = cfg.train
         self.module = module

@@ -206,14 +206,8 @@ class StreamBase(IterableDataset):
             stops the stream at its next env step (``stop_if_asked``).
     """
 
-    def __init__(
-        self,
-        cfg: RunConfig,
-        eval_env: gym.Env,
-        module: DreamerModule,
-        loggers: list[Logger],
-        stop: StopOnSignal,
-    ) -> None:
+    def __init__(self, cfg: RunConfig, eval_env: gym.Env, module: DreamerModule,
+                 loggers: list[Logger], stop: StopOnSignal) -> None:
         self.cfg = cfg
         self.stop = stop
         self.eval_env = eval_env

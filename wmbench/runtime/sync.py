@@ -43,16 +43,8 @@ class ReplayStream(StreamBase):
         replay_dir: the run's ``replay/``.
     """
 
-    def __init__(
-        self,
-        cfg: RunConfig,
-        env: gym.Env,
-        eval_env: gym.Env,
-        module: DreamerModule,
-        loggers: list[Logger],
-        stop: StopOnSignal,
-        replay_dir: Path,
-    ) -> None:
+    def __init__(self, cfg: RunConfig, env: gym.Env, eval_env: gym.Env, module: DreamerModule,
+                 loggers: list[Logger], stop: StopOnSignal, replay_dir: Path) -> None:
         super().__init__(cfg, eval_env, module, loggers, stop)
         self.env = env
         self.steps = EnvSteps(env)
