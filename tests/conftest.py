@@ -1,4 +1,4 @@
-"""Shared tiny configurations and random batches for the agent/objective tests."""
+"""Shared tiny configurations, random batches and a simulated crash for the tests."""
 
 from __future__ import annotations
 
@@ -14,7 +14,9 @@ from wmbench.agents.config import (
     RSSMConfig,
     WorldModelConfig,
 )
+from wmbench.agents.module import DreamerModule
 from wmbench.testing import IMAGE_SHAPE, random_batch  # noqa: F401  (re-exported to the tests)
+from wmbench.types import Batch
 
 # Tiny networks run fastest single-threaded, and this keeps the suite fast on a busy 2-core machine.
 torch.set_num_threads(1)
@@ -71,5 +73,18 @@ def tiny_run_dict(objective: str = "reward", seed: int = 0) -> dict[str, Any]:
 
 
 @pytest.fixture
-def batch() -> dict[str, torch.Tensor]:
+def batch() -> Batch:
     return random_batch()
+
+
+def crash_at_update(monkeypatch, update: int) -> None:
+    """Makes training raise when update ``update + 1`` starts (after update ``update``'s
+    checkpoint)."""
+    original = DreamerModule.training_step
+
+    def training_step(self, batch, batch_idx):
+        if self.updates == update:
+            raise RuntimeError("simulated crash")
+        return original(self, batch, batch_idx)
+
+    monkeypatch.setattr(DreamerModule, "training_step", training_step)

@@ -18,8 +18,7 @@ import torch.multiprocessing as mp
 import yaml
 
 import wmbench
-from conftest import tiny_run_dict
-from test_resume import crash_at_update
+from conftest import crash_at_update, tiny_run_dict
 from wmbench.agents.module import DreamerModule
 from wmbench.configio import from_dict
 from wmbench.objectives.reward import RewardObjective

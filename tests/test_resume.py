@@ -20,7 +20,7 @@ import yaml
 from lightning.pytorch.loggers import CSVLogger
 
 import wmbench
-from conftest import tiny_run_dict
+from conftest import crash_at_update, tiny_run_dict
 from wmbench.agents.module import DreamerModule, NonFiniteLossError
 from wmbench.cli import main
 from wmbench.configio import from_dict
@@ -48,19 +48,6 @@ def load(run_dir: Path) -> dict:
 
 def metrics(run_dir: Path) -> pd.DataFrame:
     return pd.read_csv(run_dir / "metrics.csv").drop(columns="wall_time")
-
-
-def crash_at_update(monkeypatch, update: int) -> None:
-    """Makes training raise when update ``update + 1`` starts (after update ``update``'s
-    checkpoint)."""
-    original = DreamerModule.training_step
-
-    def training_step(self, batch, batch_idx):
-        if self.updates == update:
-            raise RuntimeError("simulated crash")
-        return original(self, batch, batch_idx)
-
-    monkeypatch.setattr(DreamerModule, "training_step", training_step)
 
 
 def test_resume_gives_the_parameters_and_metrics_of_a_straight_run(tmp_path, monkeypatch):
