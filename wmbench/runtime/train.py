@@ -158,8 +158,9 @@ def train(cfg: RunConfig, run_dir: str | Path, resume: bool = False) -> dict[str
     evaluation, each row with ``env_frames`` and ``wall_time`` in seconds), ``replay/`` (the
     replay's rows in chunk files, see ``wmbench.data.replay_disk``), ``checkpoints/last.ckpt``
     (every ``train.checkpoint_every`` env frames and at the end; see ``wmbench.runtime.checkpoint``)
-    and ``status.json`` (``running``; ``done`` with the summary; or ``failed`` with the error; each
-    with ``threads``, see ``run_threads``); the names are ``wmbench.rundir``'s.
+    and ``status.json`` (``running``; ``done`` with the summary; ``failed`` with the error; or
+    ``interrupted`` by a signal; each with ``threads``, see ``run_threads``); the names are
+    ``wmbench.rundir``'s.
 
     Resuming continues from the checkpoint with its counters, replay, RNG states and the batches
     handed out, and appends to ``metrics.csv`` after the rows it had written: on CPU the run ends
