@@ -2,19 +2,16 @@
 
 from __future__ import annotations
 
+import copy
+import dataclasses
 from typing import Any
 
 import pytest
 import torch
 
-from wmbench.agents.config import (
-    ActorCriticConfig,
-    AgentConfig,
-    KLConfig,
-    RSSMConfig,
-    WorldModelConfig,
-)
+from wmbench.agents.config import AgentConfig, WorldModelConfig
 from wmbench.agents.module import DreamerModule
+from wmbench.configio import from_dict
 from wmbench.testing import IMAGE_SHAPE, random_batch  # noqa: F401  (re-exported to the tests)
 from wmbench.types import Batch
 
@@ -23,24 +20,41 @@ torch.set_num_threads(1)
 
 B, T, A = 2, 3, 2
 
+PRESETS = ("dreamer-v3", "dreamer-v1")
+"""The agent presets; tests that must hold for both parametrize over them."""
 
-def tiny_wm_config(**kw: Any) -> WorldModelConfig:
-    """World model with D=8, S=4, hidden 8, cnn_depth 4, heads of one layer of 8 units."""
-    rssm = kw.pop("rssm", RSSMConfig(deter=8, stoch=4, hidden=8))
-    return WorldModelConfig(
-        rssm=rssm, kl=kw.pop("kl", KLConfig()), cnn_depth=4, units=8, layers=1, **kw
-    )
+TINY_AGENT = {
+    "world_model": {
+        "rssm": {"deter": 8, "stoch": 4, "classes": 0, "hidden": 8},
+        "cnn_depth": 4,
+        "units": 8,
+        "layers": 1,
+    },
+    "actor_critic": {"units": 8, "actor_layers": 1, "critic_layers": 1, "imag_horizon": 3},
+    "pretrain_updates": 0,
+    "log_every": 1,
+}
+"""Tiny network sizes over a preset's styles (D=8, Gaussian S=4, hidden 8, cnn_depth 4, one
+layer of 8 units in every head), no pretraining, logging every update."""
 
 
-def tiny_agent_config(**kw: Any) -> AgentConfig:
-    ac = ActorCriticConfig(units=8, layers=1, imag_horizon=3, **kw.pop("actor_critic", {}))
-    return AgentConfig(
-        world_model=tiny_wm_config(**kw.pop("world_model", {})), actor_critic=ac, log_every=1
-    )
+def tiny_agent_config(preset: str = "dreamer-v3", **sections: Any) -> AgentConfig:
+    """``preset``'s agent at ``TINY_AGENT`` sizes; ``sections`` (mappings) are laid over it."""
+    data = {"preset": preset, **copy.deepcopy(TINY_AGENT)}
+    for key, value in sections.items():
+        data[key] = {**data[key], **value} if isinstance(value, dict) else value
+    return from_dict(AgentConfig, data)
 
 
-def tiny_run_dict(objective: str = "reward", seed: int = 0) -> dict[str, Any]:
-    """RunConfig mapping for toy:reach giving exactly 2 updates.
+def tiny_wm_config(preset: str = "dreamer-v3", **kw: Any) -> WorldModelConfig:
+    """The world model of ``tiny_agent_config(preset)`` with fields ``kw`` replaced."""
+    return dataclasses.replace(tiny_agent_config(preset).world_model, **kw)
+
+
+def tiny_run_dict(
+    objective: str = "reward", seed: int = 0, preset: str = "dreamer-v3"
+) -> dict[str, Any]:
+    """RunConfig mapping for toy:reach giving exactly 2 updates, with ``TINY_AGENT`` networks.
 
     action_repeat 1 and train_ratio = B*T make one update per collected step; 8 random frames
     (learning_starts) fill the replay, then frames 9 and 10 each trigger one update.
@@ -49,16 +63,7 @@ def tiny_run_dict(objective: str = "reward", seed: int = 0) -> dict[str, Any]:
         "objective": objective,
         "seed": seed,
         "env": {"task": "toy:reach", "action_repeat": 1},
-        "agent": {
-            "world_model": {
-                "rssm": {"deter": 8, "stoch": 4, "hidden": 8},
-                "cnn_depth": 4,
-                "units": 8,
-                "layers": 1,
-            },
-            "actor_critic": {"units": 8, "layers": 1, "imag_horizon": 3},
-            "log_every": 1,
-        },
+        "agent": {"preset": preset, **copy.deepcopy(TINY_AGENT)},
         "train": {
             "env_frames": 10,
             "learning_starts": 8,

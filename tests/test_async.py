@@ -52,8 +52,18 @@ def test_ratio_schedule_bounds_by_hand():
     )  # toy:reach tiny run: 2 updates, as in sync
 
 
-def test_ratio_schedule_lets_neither_side_block_the_other():
-    schedule = RatioSchedule(prefill_steps=5, total_steps=400, steps_per_update=1.3)
+def test_ratio_schedule_pretraining_updates_come_first_and_hold_the_actors_at_the_prefill():
+    schedule = RatioSchedule(8, 20, 2.0, slack=0.05, pretrain_updates=3)
+    assert [schedule.updates_allowed(s) for s in (7, 8, 9, 10, 12, 20)] == [0, 3, 3, 4, 5, 9]
+    assert [schedule.steps_allowed(u) for u in (0, 2, 3, 7)] == [8, 8, 10, 18]
+    assert schedule.updates == 9 and schedule.ratio(updates=7, steps=16) == 1.0
+
+
+@pytest.mark.parametrize("pretrain", [0, 4])
+def test_ratio_schedule_lets_neither_side_block_the_other(pretrain):
+    schedule = RatioSchedule(
+        prefill_steps=5, total_steps=400, steps_per_update=1.3, pretrain_updates=pretrain
+    )
     for updates in range(schedule.updates_allowed(400)):
         assert schedule.updates_allowed(schedule.steps_allowed(updates)) > updates
 

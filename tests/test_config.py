@@ -9,6 +9,7 @@ from typing import Any, Literal
 import pytest
 import yaml
 
+from wmbench.agents.config import AgentConfig, RSSMConfig
 from wmbench.configio import ConfigError, from_dict, load_yaml, to_dict, with_overrides
 
 
@@ -265,3 +266,50 @@ def test_load_yaml_errors_name_the_file(tmp_path):
         ConfigError, match=r"empty\.yaml: top level must be a mapping, got NoneType"
     ):
         load_yaml(empty)
+
+
+def test_agent_field_defaults_are_the_dreamer_v3_preset():
+    assert (
+        from_dict(AgentConfig, {})
+        == AgentConfig()
+        == from_dict(AgentConfig, {"preset": "dreamer-v3"})
+    )
+    v3 = AgentConfig()
+    assert (
+        v3.world_model.rssm.classes,
+        v3.world_model.kl.dyn_scale,
+        v3.world_model.kl.rep_scale,
+    ) == (32, 0.5, 0.1)
+    assert (v3.actor_critic.discount, v3.actor_critic.actor_entropy) == (0.997, 3e-4)
+
+
+def test_a_preset_sets_its_fields_and_fields_beside_it_win():
+    v1 = from_dict(AgentConfig, {"preset": "dreamer-v1"})
+    assert v1.world_model.rssm.classes == 0 and v1.world_model.kl.free_nats == 3.0
+    assert v1.world_model.kl.per == "batch" and v1.actor_critic.actor_layers == 4
+    assert v1.actor_critic.expl_noise == 0.3 and v1.pretrain_updates == 100
+    assert v1.world_model.rssm.min_std == RSSMConfig().min_std  # not set by the preset: the default
+    mixed = from_dict(
+        AgentConfig,
+        {"preset": "dreamer-v1", "world_model": {"rssm": {"deter": 64}}, "pretrain_updates": 0},
+    )
+    assert mixed.world_model.rssm.deter == 64 and mixed.world_model.rssm.stoch == 30
+    assert mixed.pretrain_updates == 0 and mixed.world_model.lr == 6e-4
+    # the resolved config, written out and read back, is the same (config.yaml of a run)
+    assert from_dict(AgentConfig, to_dict(mixed)) == mixed
+
+
+def test_a_preset_override_starts_the_agent_from_that_preset():
+    base = from_dict(AgentConfig, {"world_model": {"units": 16}})
+    v1 = with_overrides(base, ["world_model.rssm.deter=64", "preset=dreamer-v1"])
+    assert v1.preset == "dreamer-v1" and v1.world_model.units == 400  # base's 16 is gone
+    assert v1.world_model.rssm.deter == 64  # the other override is applied on top
+    assert with_overrides(v1, ["preset=dreamer-v3"]) == AgentConfig()
+
+
+def test_unknown_preset_names_the_presets():
+    with pytest.raises(
+        ConfigError,
+        match="agent.preset: unknown preset 'dreamer-v2'; choose one of dreamer-v3, dreamer-v1",
+    ):
+        from_dict(AgentConfig, {"preset": "dreamer-v2"}, where="agent")

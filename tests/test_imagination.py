@@ -1,4 +1,5 @@
-"""Tests of λ-returns, trajectory weights and the slow critic."""
+"""Tests of λ-returns, trajectory weights, the slow critic, the return scale, the actors and the
+critic loss."""
 
 from __future__ import annotations
 
@@ -6,7 +7,7 @@ import pytest
 import torch
 
 from wmbench.agents.config import ActorCriticConfig
-from wmbench.agents.imagination import ActorCritic, lambda_return
+from wmbench.agents.imagination import ActorCritic, ReturnNorm, lambda_return
 
 
 def naive_lambda_return(reward, value, discount, lam):
@@ -85,20 +86,25 @@ def test_lambda_return_rejects_wrong_value_length():
 
 def _actor_critic(**kw) -> ActorCritic:
     torch.manual_seed(0)
-    return ActorCritic(6, 2, ActorCriticConfig(units=8, layers=1, imag_horizon=4, **kw))
+    return ActorCritic(
+        6, 2, ActorCriticConfig(units=8, actor_layers=1, critic_layers=1, imag_horizon=4, **kw)
+    )
 
 
-def test_returns_weight_is_cumulative_discount_and_returns_use_slow_critic():
-    ac = _actor_critic(discount=0.9, lam=0.8)
+@pytest.mark.parametrize("critic_target", ["slow", "critic"])
+def test_returns_weight_is_cumulative_discount_and_returns_use_the_target_critic(critic_target):
+    ac = _actor_critic(discount=0.9, lam=0.8, critic_target=critic_target)
     horizon, n = 4, 5
     g = torch.Generator().manual_seed(3)
     feat = torch.randn(horizon + 1, n, 6, generator=g, requires_grad=True)
     reward = torch.randn(horizon, n, generator=g, requires_grad=True)
     cont = torch.rand(horizon, n, generator=g)
-    # the slow critic (not the critic) supplies the bootstrap values
+    # the critic and the slow critic differ (and their zero-initialised outputs are not zero);
+    # critic_target says which supplies the bootstrap values
     with torch.no_grad():
-        for p in ac.critic.parameters():
-            p.add_(1.0)
+        for p in [*ac.critic.parameters(), *ac.slow_critic.parameters()]:
+            p.copy_(torch.randn(p.shape, generator=g))
+    target = ac.slow_critic if critic_target == "slow" else ac.critic
     ret, weight = ac.returns(feat, reward, cont)
     assert ret.shape == weight.shape == (horizon, n)
     d = 0.9 * cont
@@ -109,7 +115,7 @@ def test_returns_weight_is_cumulative_discount_and_returns_use_slow_critic():
     assert torch.equal(weight[0], torch.ones(n))
     assert not weight.requires_grad
     with torch.no_grad():
-        expected_ret = lambda_return(reward, ac.slow_critic(feat), d, 0.8)
+        expected_ret = lambda_return(reward, target(feat).mean, d, 0.8)
     torch.testing.assert_close(ret, expected_ret)
     ret.sum().backward()
     assert reward.grad is not None and torch.count_nonzero(reward.grad) == reward.numel()
@@ -133,3 +139,66 @@ def test_update_slow_critic_moves_by_ema_fraction(tau):
         torch.testing.assert_close(s1, s0 + tau * (f - s0), rtol=1e-6, atol=1e-7)
         assert torch.equal(f1, f)  # the critic itself is untouched
     assert all(not p.requires_grad for p in ac.slow_critic.parameters())
+
+
+def test_return_norm_tracks_the_percentile_range_from_zero():
+    norm = ReturnNorm(decay=0.9)
+    ret = torch.arange(101, dtype=torch.float32)  # P5 = 5, P95 = 95
+    norm.update(ret)
+    assert norm.low.item() == pytest.approx(0.5) and norm.high.item() == pytest.approx(9.5)
+    assert norm.scale().item() == pytest.approx(9.0)
+    for _ in range(200):
+        norm.update(ret)
+    assert norm.scale().item() == pytest.approx(90.0, rel=1e-4)
+    small = ReturnNorm(decay=0.0)
+    small.update(torch.linspace(0, 0.5, 11))  # a range below one unit is not scaled up
+    assert small.scale().item() == 1.0
+
+
+def test_actor_loss_divides_returns_by_the_scale_and_adds_the_entropy_bonus():
+    ac = _actor_critic(return_norm="percentile", return_norm_decay=0.0, actor_entropy=0.1)
+    ret = torch.arange(101, dtype=torch.float32).reshape(1, 101)
+    weight, entropy = torch.ones(1, 101), torch.full((1, 101), 2.0)
+    loss, metrics = ac.actor_loss(ret, weight, entropy)
+    assert metrics["return_scale"].item() == pytest.approx(90.0)
+    assert loss.item() == pytest.approx(-(50.0 / 90.0 + 0.1 * 2.0), rel=1e-5)
+    plain = _actor_critic(return_norm="none", actor_entropy=0.0)
+    loss, metrics = plain.actor_loss(ret, weight, entropy)
+    assert loss.item() == pytest.approx(-50.0) and metrics["return_scale"].item() == 1.0
+
+
+def test_bounded_normal_actor_keeps_its_std_in_bounds_and_starts_near_zero():
+    ac = _actor_critic(min_std=0.1, max_std=1.0, actor_out_scale=0.01)
+    feat = torch.randn(256, 6) * 100  # extreme features
+    dist = ac.actor(feat)
+    std = dist.base_dist.scale
+    assert std.min() >= 0.1 and std.max() <= 1.0
+    assert ac.actor(torch.randn(64, 6)).mean.abs().max() < 0.05  # near-zero mean at initialisation
+    torch.testing.assert_close(ac.actor.mode(feat), dist.mean)
+    action = dist.rsample()
+    torch.testing.assert_close(ac.actor.entropy(dist, action), dist.entropy())
+
+
+def test_tanh_normal_actor_entropy_is_the_sample_estimate():
+    ac = _actor_critic(actor_dist="tanh_normal")
+    dist = ac.actor(torch.randn(32, 6))
+    action = dist.rsample()
+    assert action.abs().max() <= 1
+    torch.testing.assert_close(ac.actor.entropy(dist, action), -dist.log_prob(action))
+
+
+def test_critic_loss_is_the_weighted_nll_plus_the_slow_critic_regulariser():
+    g = torch.Generator().manual_seed(5)
+    ac = _actor_critic(slow_reg=0.5)
+    with torch.no_grad():
+        for p in [*ac.critic.parameters(), *ac.slow_critic.parameters()]:
+            p.copy_(torch.randn(p.shape, generator=g))
+    feat, ret = torch.randn(4, 3, 6, generator=g), torch.randn(4, 3, generator=g) * 10
+    weight = torch.rand(4, 3, generator=g)
+    loss, metrics = ac.critic_loss(feat, ret, weight)
+    dist, slow = ac.critic(feat), ac.slow_critic(feat).mean
+    expected = (weight * (-dist.log_prob(ret) - 0.5 * dist.log_prob(slow))).mean()
+    torch.testing.assert_close(loss, expected)
+    assert metrics["value"].item() == pytest.approx(dist.mean.mean().item(), rel=1e-5)
+    loss.backward()
+    assert all(p.grad is None for p in ac.slow_critic.parameters())

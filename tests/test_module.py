@@ -11,7 +11,7 @@ import pytest
 import torch
 from torch.utils.data import DataLoader
 
-from conftest import IMAGE_SHAPE, A, random_batch, tiny_agent_config, tiny_run_dict
+from conftest import IMAGE_SHAPE, PRESETS, A, random_batch, tiny_agent_config, tiny_run_dict
 from wmbench import objectives
 from wmbench.agents.module import DreamerModule
 from wmbench.configio import from_dict
@@ -51,11 +51,12 @@ class Recorder(L.Callback):
         )
 
 
+@pytest.mark.parametrize("preset", PRESETS)
 @pytest.mark.parametrize("objective", sorted(BUILTIN))
-def test_actor_and_critic_updates_leave_world_model_untouched(objective):
+def test_actor_and_critic_updates_leave_world_model_untouched(objective, preset):
     torch.manual_seed(0)
     cls = objectives.get(objective)
-    config = tiny_agent_config(actor_critic={"actor_lr": 1e-3, "critic_lr": 1e-3})
+    config = tiny_agent_config(preset, actor_critic={"actor_lr": 1e-3, "critic_lr": 1e-3})
     module = DreamerModule(config, IMAGE_SHAPE, A, cls, cls.Config())
     initial = {
         "wm": snapshot(module.world_model),
@@ -127,18 +128,19 @@ def test_actor_and_critic_updates_leave_world_model_untouched(objective):
         previous = end
 
 
-def _run_metrics(tmp_path, name: str, seed: int) -> pd.DataFrame:
-    cfg = from_dict(RunConfig, tiny_run_dict(objective="reconstruction", seed=seed))
+def _run_metrics(tmp_path, name: str, seed: int, preset: str) -> pd.DataFrame:
+    cfg = from_dict(RunConfig, tiny_run_dict(objective="reconstruction", seed=seed, preset=preset))
     summary = train(cfg, tmp_path / name)
     assert summary["updates"] == 2
     df = pd.read_csv(tmp_path / name / "metrics.csv")
     return df.drop(columns=["wall_time"])
 
 
-def test_same_seed_same_metrics_different_seed_different(tmp_path):
-    a = _run_metrics(tmp_path, "a", seed=0)
-    b = _run_metrics(tmp_path, "b", seed=0)
-    c = _run_metrics(tmp_path, "c", seed=1)
+@pytest.mark.parametrize("preset", PRESETS)
+def test_same_seed_same_metrics_different_seed_different(tmp_path, preset):
+    a = _run_metrics(tmp_path, "a", seed=0, preset=preset)
+    b = _run_metrics(tmp_path, "b", seed=0, preset=preset)
+    c = _run_metrics(tmp_path, "c", seed=1, preset=preset)
     train_cols = [col for col in a.columns if col.startswith("train/loss/")]
     assert "train/loss/world_model" in train_cols and "train/loss/objective/image" in train_cols
     assert a[train_cols].notna().any().all()

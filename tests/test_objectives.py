@@ -10,7 +10,7 @@ import pandas as pd
 import pytest
 import torch
 
-from conftest import IMAGE_SHAPE, A, B, T, random_batch, tiny_run_dict, tiny_wm_config
+from conftest import IMAGE_SHAPE, PRESETS, A, B, T, random_batch, tiny_run_dict, tiny_wm_config
 from wmbench import objectives
 from wmbench.agents.config import RSSMConfig
 from wmbench.agents.module import world_model_loss
@@ -24,7 +24,7 @@ from wmbench.runtime.train import train
 from wmbench.types import Batch
 
 LATENTS = {
-    "gaussian": RSSMConfig(deter=8, stoch=4, hidden=8),
+    "gaussian": RSSMConfig(deter=8, stoch=4, classes=0, hidden=8),
     "categorical": RSSMConfig(deter=8, stoch=2, classes=3, hidden=8),
 }
 
@@ -42,10 +42,11 @@ def test_builtins_are_registered():
     assert builtins == set(BUILTIN) and builtins <= set(objectives.available())
 
 
+@pytest.mark.parametrize("preset", PRESETS)
 @pytest.mark.parametrize("latent", sorted(LATENTS))
 @pytest.mark.parametrize("name", sorted(objectives.available()))
-def test_objective_contract(name, latent, batch):
-    wm = build(name, rssm=LATENTS[latent])
+def test_objective_contract(name, latent, preset, batch):
+    wm = build(name, rssm=LATENTS[latent], preset=preset)
     seen = {}
 
     def hook(module, args, output):
@@ -114,8 +115,10 @@ def test_objective_scales_weight_the_objective_loss(batch):
 
 
 def test_the_reward_of_a_windows_first_row_is_trained(batch):
-    """Replay.sample forces is_first on each window's first row; its reward stays a target."""
-    wm = build("reward")
+    """Replay.sample forces is_first on each window's first row; its reward stays a target.
+
+    (Gaussian reward head: a two-hot head starts uniform, with the same loss for every target.)"""
+    wm = build("reward", preset="dreamer-v1")
     changed = dataclasses.replace(batch, reward=batch.reward.clone())
     changed.reward[:, 0] += 1.0
     losses = []

@@ -8,11 +8,11 @@ import pytest
 import torch
 
 from wmbench.agents.config import RSSMConfig
-from wmbench.nn.rssm import RSSM
+from wmbench.nn.rssm import RSSM, NormGRUCell
 from wmbench.types import RSSMState
 
 B, T, E, A = 2, 3, 8, 2
-GAUSS = RSSMConfig(deter=8, stoch=4, hidden=8)
+GAUSS = RSSMConfig(deter=8, stoch=4, classes=0, hidden=8)
 CATEG = RSSMConfig(deter=8, stoch=3, classes=4, hidden=8)
 
 
@@ -148,7 +148,7 @@ def _gauss_state(mean: torch.Tensor, std: torch.Tensor) -> RSSMState:
 
 
 def test_free_nats_clamp_per_position_on_summed_kl():
-    rssm = make(RSSMConfig(deter=4, stoch=4, hidden=4))
+    rssm = make(RSSMConfig(deter=4, stoch=4, classes=0, hidden=4))
     free_nats = 1.0
     # [B=1, T=3, S=4]; unit std so that KL per dim is 0.5 * (mu_q - mu_p)^2
     diffs = torch.tensor([[0.1, math.sqrt(0.8), 1.5]])  # summed KL: 0.02, 1.6 (0.4 per dim), 4.5
@@ -250,3 +250,40 @@ def test_categorical_straight_through_is_one_hot_with_gradient():
     assert any(torch.count_nonzero(p.grad) > 0 for p in rssm.post_net.parameters())
     feat = rssm.feat(post)
     assert feat.shape == (B, T, CATEG.deter + CATEG.stoch * CATEG.classes)
+
+
+def test_free_nats_on_the_batch_mean_clamp_once_for_all_positions():
+    rssm = make(RSSMConfig(deter=4, stoch=4, classes=0, hidden=4))
+    diffs = torch.tensor([[0.5, 1.0, 3.0]])  # summed KL per position: 0.5, 2.0, 18.0 (mean 6.83)
+    prior_mean = torch.zeros(1, 3, 4)
+    post_mean = (prior_mean + diffs[..., None]).requires_grad_(True)
+    std = torch.ones(1, 3, 4)
+    post, prior = _gauss_state(post_mean, std), _gauss_state(prior_mean, std)
+    dyn, rep, _ = rssm.kl_loss(post, prior, 3.0, per="batch")
+    mean_kl = (4 * 0.5 * diffs**2).mean()
+    torch.testing.assert_close(dyn, mean_kl.expand(1, 3))
+    rep.sum().backward()  # above the floor: every position gets the gradient of the mean
+    torch.testing.assert_close(post_mean.grad, (diffs[..., None] / 3 * 3).expand(1, 3, 4))
+    low = _gauss_state((prior_mean + 0.1).requires_grad_(True), std)
+    dyn, rep, _ = rssm.kl_loss(low, prior, 3.0, per="batch")
+    assert torch.equal(dyn, torch.full((1, 3), 3.0))  # below the floor: the constant, no gradient
+
+
+def test_norm_gru_cell_keeps_most_of_its_state_when_its_weights_are_zero():
+    cell = NormGRUCell(3, 4)
+    torch.nn.init.zeros_(cell.linear.weight)
+    h = torch.tensor([[1.0, -2.0, 0.5, 0.0]])
+    # LayerNorm of zeros is 0: reset = σ(0), candidate = tanh(0) = 0, update = σ(0 - 1)
+    expected = (1 - torch.sigmoid(torch.tensor(-1.0))) * h
+    torch.testing.assert_close(cell(torch.randn(1, 3), h), expected)
+
+
+def test_layer_norm_rssm_uses_the_norm_gru_and_scales_actions_back_onto_the_box():
+    rssm = make(RSSMConfig(deter=8, stoch=2, classes=3, hidden=8, act="silu", norm="layer"))
+    assert isinstance(rssm.cell, NormGRUCell)
+    state = rssm.initial(2)
+    torch.manual_seed(0)
+    out = rssm.img_step(state, torch.tensor([[3.0, -0.5], [1.0, 0.25]]))
+    torch.manual_seed(0)
+    same = rssm.img_step(state, torch.tensor([[1.0, -0.5], [1.0, 0.25]]))  # elementwise
+    torch.testing.assert_close(out.deter, same.deter)

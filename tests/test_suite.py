@@ -29,8 +29,9 @@ TINY_CONFIG = """
 config:
   env: {action_repeat: 8, render_quality: fast}
   agent:
-    world_model: {rssm: {deter: 8, stoch: 4, hidden: 8}, cnn_depth: 4, units: 8, layers: 1}
-    actor_critic: {units: 8, layers: 1, imag_horizon: 3}
+    world_model:
+      {rssm: {deter: 8, stoch: 4, classes: 0, hidden: 8}, cnn_depth: 4, units: 8, layers: 1}
+    actor_critic: {units: 8, actor_layers: 1, critic_layers: 1, imag_horizon: 3}
     log_every: 1
   train: {env_frames: 160, learning_starts: 80, train_ratio: 16, batch_size: 2, seq_len: 4,
           eval_every: 1000, eval_episodes: 1, progress: false}
@@ -206,15 +207,18 @@ def test_dmc_vision_suite_is_valid():
 
 
 @pytest.mark.parametrize(
-    "train_ratio, repeat, frames, prefill, updates", [(6, 1, 20, 8, 9), (20, 3, 40, 13, 22)]
+    "train_ratio, repeat, frames, prefill, pretrain, updates",
+    [(6, 1, 20, 8, 0, 9), (20, 3, 40, 13, 0, 22), (6, 1, 20, 8, 3, 12)],
 )
 def test_planned_updates_equal_the_updates_of_a_run(
-    tmp_path, train_ratio, repeat, frames, prefill, updates
+    tmp_path, train_ratio, repeat, frames, prefill, pretrain, updates
 ):
     # B*T = 8: 0.75 updates per agent step after 8 prefill steps of 20; 2.5 per step after
-    # ceil(13 / 3) = 5 prefill steps of ceil(40 / 3) = 14 (the last step overshoots the budget).
+    # ceil(13 / 3) = 5 prefill steps of ceil(40 / 3) = 14 (the last step overshoots the budget);
+    # pretraining updates come on top.
     data = tiny_run_dict()
     data["env"]["action_repeat"] = repeat
+    data["agent"]["pretrain_updates"] = pretrain
     data["train"].update(train_ratio=train_ratio, env_frames=frames, learning_starts=prefill)
     cfg = from_dict(RunConfig, data)
     assert train(cfg, tmp_path / "run")["updates"] == planned_updates(cfg) == updates

@@ -56,6 +56,7 @@ def from_dict(cls: type[T], data: Mapping, where: str = "config") -> T:
         got = f"{data!r} ({type(data).__name__})"
         raise ConfigError(f"{where}: expected a mapping for {cls.__name__}, got {got}")
     fields = {f.name: f for f in dataclasses.fields(cls) if f.init}
+    data = _with_preset(cls, data, where)
     for key in data:
         if key not in fields:
             close = difflib.get_close_matches(str(key), list(fields), n=1)
@@ -74,6 +75,38 @@ def from_dict(cls: type[T], data: Mapping, where: str = "config") -> T:
         return cls(**kwargs)
     except ValueError as exc:
         raise ConfigError(f"{where}: invalid {cls.__name__}: {exc}") from exc
+
+
+def _with_preset(cls: type, data: Mapping, where: str) -> Mapping:
+    """``data`` laid over the preset it names, for dataclasses with a ``PRESETS`` table.
+
+    Such a dataclass has a ``preset`` field (its default names the preset its field defaults
+    describe) and a class attribute ``PRESETS``: preset name to the nested mapping of what that
+    preset sets. Keys of ``data`` win over the preset's, at every depth.
+
+    Raises:
+        ConfigError: the preset is not in ``PRESETS`` (names the ones that are).
+    """
+    presets = getattr(cls, "PRESETS", None)
+    if presets is None:
+        return data
+    name = data.get(
+        "preset", next(f.default for f in dataclasses.fields(cls) if f.name == "preset")
+    )
+    if name not in presets:
+        raise ConfigError(
+            f"{where}.preset: unknown preset {name!r}; choose one of {', '.join(presets)}"
+        )
+    return _merge(presets[name], data)
+
+
+def _merge(base: Mapping, top: Mapping) -> dict:
+    """``top`` over ``base``: nested mappings merged key by key, any other value of ``top`` wins."""
+    out = dict(base)
+    for key, value in top.items():
+        both = isinstance(out.get(key), Mapping) and isinstance(value, Mapping)
+        out[key] = _merge(out[key], value) if both else value
+    return out
 
 
 def _type_name(tp: Any) -> str:
@@ -187,7 +220,9 @@ def with_overrides(cfg: T, overrides: Sequence[str]) -> T:
     validated once with ``from_dict``, so the same strict checks apply, checks that relate
     several fields see all overrides, and an error names the override its key comes from. Setting
     a key below a field that is ``None`` (e.g. an optional nested dataclass) starts it
-    from an empty mapping, i.e. from that dataclass's defaults.
+    from an empty mapping, i.e. from that dataclass's defaults. Setting a ``preset`` key (of a
+    dataclass with ``PRESETS``, e.g. ``agent.preset=dreamer-v1``) starts that whole section from
+    the preset: such overrides are applied first, then the others on top of them.
 
     Args:
         cfg: Dataclass config instance.
@@ -205,7 +240,10 @@ def with_overrides(cfg: T, overrides: Sequence[str]) -> T:
     if not overrides:
         return cfg
     data = to_dict(cfg)
-    for text in overrides:
+    # Stable sort: preset overrides first, each group in the given order.
+    for text in sorted(
+        overrides, key=lambda t: t.partition("=")[0].strip().split(".")[-1] != "preset"
+    ):
         key, sep, raw = text.partition("=")
         parts = key.strip().split(".")
         if not sep or not all(parts):
@@ -221,6 +259,8 @@ def with_overrides(cfg: T, overrides: Sequence[str]) -> T:
             node = node[part]
             if not isinstance(node, dict):
                 raise ConfigError(f"override {text!r}: {'.'.join(parts[: i + 1])} is not a mapping")
+        if parts[-1] == "preset":
+            node.clear()
         node[parts[-1]] = value
     try:
         return from_dict(type(cfg), data)

@@ -173,7 +173,8 @@ class RunConfig:
     def ratio_schedule(self, slack: float = 0.0) -> RatioSchedule:
         """The run's train-ratio schedule (``wmbench.runtime.schedule``):
         ``ceil(min(learning_starts, env_frames) / action_repeat)`` prefill steps of
-        ``ceil(env_frames / action_repeat)``, one update per ``B·T / train_ratio`` steps after them.
+        ``ceil(env_frames / action_repeat)``, then ``agent.pretrain_updates`` updates, then one
+        update per ``B·T / train_ratio`` steps.
         """
         t, repeat = self.train, self.env.action_repeat
         return RatioSchedule(
@@ -181,6 +182,7 @@ class RunConfig:
             math.ceil(t.env_frames / repeat),
             t.batch_size * t.seq_len / t.train_ratio,
             slack,
+            self.agent.pretrain_updates,
         )
 
 

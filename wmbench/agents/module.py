@@ -3,9 +3,16 @@
 One update on a replayed batch ``[B, T]`` (Dream to Control, Algorithm 1):
 
 1. world model (with its objective): loss on the batch, backward, clip, Adam step;
-2. actor: imagine H steps from every posterior state (``N = B·T`` starts, detached) with the world
-   model frozen, maximise λ-returns by dynamics backpropagation;
+2. actor: imagine H steps from the posterior states (``N = B·T`` starts, or ``imag_starts`` of
+   them; detached) with the world model frozen, maximise λ-returns by dynamics backpropagation;
 3. critic: regress the λ-returns of the same rollout; then move the slow critic.
+
+Besides the losses, every logged row holds three signs of a collapsing actor (``train/``):
+``actor_saturation`` (share of the batch's posterior states where the deterministic action is
+beyond ±0.95 in some dimension), ``actor_grad_agreement`` (|mean sign| of the actor loss's
+gradient with respect to the first imagined action, averaged over action dimensions: 1 when every
+start state is pushed the same way, ≈ 0 when the push depends on the state) and ``value`` (the
+critic's mean prediction, whose growth per update shows how fast values are learned).
 
 Loss scales: ``WorldModel.loss`` returns unscaled per-position terms; ``world_model_loss`` weighs
 them (``reward_scale``, ``cont_scale``, the KL sides' ``dyn_scale``/``rep_scale``,
@@ -63,19 +70,35 @@ class NonFiniteLossError(RunError):
         )
 
 
+def objective_scale(world_model: WorldModel, name: str) -> float:
+    """The weight of objective loss ``name``: ``objective_scales[name]`` if set, else the default
+    the objective declares (``Objective.loss_scales``), else 1."""
+    given = world_model.config.objective_scales
+    return float(given.get(name, world_model.objective.loss_scales.get(name, 1.0)))
+
+
 def world_model_loss(
-    world_model: WorldModel, batch: Batch
+    world_model: WorldModel, batch: Batch, grad_norms: bool = False
 ) -> tuple[Tensor, RSSMState, dict[str, Tensor]]:
     """The world model's scalar loss: each term of ``WorldModel.loss`` weighed, averaged over
     ``B, T``, summed.
 
     The weights are the world model's config: ``reward_scale``, ``cont_scale``, the KL sides'
-    ``kl.dyn_scale`` and ``kl.rep_scale``, and ``objective_scales`` (missing names weigh 1).
+    ``kl.dyn_scale`` and ``kl.rep_scale``, and each objective loss's ``objective_scale``.
+
+    Args:
+        world_model: the world model and its objective.
+        batch: a replayed batch.
+        grad_norms: also measure, for every weighed term and for the objective's terms together,
+            the norm of its gradient on the parameters every objective shares (encoder and RSSM):
+            one extra backward pass each.
 
     Returns:
         ``(loss, post, metrics)``: the scalar loss; posterior states ``[B, T]``; detached scalar
         metrics, the world model's and every weighed term as ``loss/<name>`` (``reward``, ``cont``,
-        ``kl`` = dyn_scale · dyn + rep_scale · rep, ``objective/<name>``).
+        ``kl`` = dyn_scale · dyn + rep_scale · rep, ``objective/<name>``), with ``grad_norms`` also
+        ``grad_norm/shared/<name>`` for each and ``grad_norm/shared/objective`` (all objective
+        terms; absent for an objective without losses).
     """
     wm = world_model.config
     terms, post, metrics = world_model.loss(batch)
@@ -85,9 +108,18 @@ def world_model_loss(
         "kl": wm.kl.dyn_scale * terms.pop("kl_dyn") + wm.kl.rep_scale * terms.pop("kl_rep"),
     }
     for name, value in terms.items():  # objective/<loss name>
-        weighed[name] = float(wm.objective_scales.get(name.removeprefix("objective/"), 1.0)) * value
+        weighed[name] = objective_scale(world_model, name.removeprefix("objective/")) * value
     means = {name: value.mean() for name, value in weighed.items()}
     metrics.update({f"loss/{k}": v.detach() for k, v in means.items()})
+    if grad_norms:
+        shared = [p for m in (world_model.encoder, world_model.rssm) for p in m.parameters()]
+        own = [v for k, v in means.items() if k.startswith("objective/")]
+        for name, value in {**means, **({"objective": sum(own)} if own else {})}.items():
+            grads = torch.autograd.grad(value, shared, retain_graph=True, allow_unused=True)
+            norms = [g.norm() for g in grads if g is not None]
+            metrics[f"grad_norm/shared/{name}"] = (
+                torch.stack(norms).norm() if norms else value.new_zeros(())
+            ).detach()
     return torch.stack(list(means.values())).sum(), post, metrics
 
 
@@ -128,8 +160,8 @@ class DreamerModule(L.LightningModule):
         wm, ac = self.config.world_model, self.config.actor_critic
         return [
             torch.optim.Adam(self.world_model.parameters(), lr=wm.lr, eps=wm.eps),
-            torch.optim.Adam(self.actor_critic.actor.parameters(), lr=ac.actor_lr, eps=wm.eps),
-            torch.optim.Adam(self.actor_critic.critic.parameters(), lr=ac.critic_lr, eps=wm.eps),
+            torch.optim.Adam(self.actor_critic.actor.parameters(), lr=ac.actor_lr, eps=ac.eps),
+            torch.optim.Adam(self.actor_critic.critic.parameters(), lr=ac.critic_lr, eps=ac.eps),
         ]
 
     def _step(
@@ -182,14 +214,23 @@ class DreamerModule(L.LightningModule):
         wm_opt, actor_opt, critic_opt = self.optimizers()
         wm_cfg, ac_cfg = self.config.world_model, self.config.actor_critic
 
+        every = self.config.grad_norm_every
         with self.toggled_optimizer(wm_opt):
-            wm_loss, post, metrics = world_model_loss(self.world_model, batch)
+            wm_loss, post, metrics = world_model_loss(
+                self.world_model, batch, grad_norms=bool(every) and (self.updates + 1) % every == 0
+            )
             self._step(wm_opt, wm_loss, wm_cfg.grad_clip, check=("world_model", metrics))
 
         start = post.detach().map(lambda x: x.flatten(0, 1))
+        if 0 < ac_cfg.imag_starts < len(start.deter):
+            chosen = torch.randperm(len(start.deter), device=start.deter.device)[
+                : ac_cfg.imag_starts
+            ]
+            start = start.map(lambda x: x[chosen])
         with self.toggled_optimizer(actor_opt):
-            feat, ret, weight, entropy = self._imagine(start)
+            feat, ret, weight, entropy, first_action = self._imagine(start)
             actor_loss, ac_metrics = self.actor_critic.actor_loss(ret, weight, entropy)
+            first_action.retain_grad()
             actor_norm = self._step(actor_opt, actor_loss, ac_cfg.grad_clip)
 
         with self.toggled_optimizer(critic_opt):
@@ -210,6 +251,10 @@ class DreamerModule(L.LightningModule):
             return None
         # One row per logging update, written by the runtime: self.log() would repeat the cached
         # values at every later optimizer step (three per update in manual optimisation).
+        with torch.no_grad():
+            deterministic = self.actor_critic.actor.mode(self.world_model.rssm.feat(post.detach()))
+        metrics["actor_saturation"] = (deterministic.abs() > 0.95).any(-1).float().mean()
+        metrics["actor_grad_agreement"] = first_action.grad.sign().mean(0).abs().mean()
         metrics.update(ac_metrics)
         metrics.update(critic_metrics)
         metrics.update(
@@ -223,23 +268,33 @@ class DreamerModule(L.LightningModule):
             "updates": float(self.updates)
         }
 
-    def _imagine(self, start: RSSMState) -> tuple[Tensor, Tensor, Tensor, Tensor]:
-        """Imagined rollout, returns, weights and entropy estimate (time-major ``[H(+1), N]``)."""
-        wm = self.world_model
-        entropies = []
+    def _imagine(self, start: RSSMState) -> tuple[Tensor, Tensor, Tensor, Tensor, Tensor]:
+        """Imagined rollout from ``start`` (``[N]``).
+
+        The actor sees detached features (both papers): its gradient reaches earlier actions only
+        through the dynamics.
+
+        Returns:
+            ``(feat, ret, weight, entropy, first_action)``: features ``[H + 1, N, F]``; λ-returns,
+            weights and policy entropies ``[H, N]``; the first imagined actions ``[N, A]`` (the
+            tensor the rollout used, for gradient diagnostics).
+        """
+        wm, actor = self.world_model, self.actor_critic.actor
+        entropies, actions = [], []
 
         def policy(feat: Tensor) -> Tensor:
-            dist = self.actor_critic.actor(feat)
+            dist = actor(feat.detach())
             action = dist.rsample()
-            entropies.append(-dist.log_prob(action))
+            entropies.append(actor.entropy(dist, action))
+            actions.append(action)
             return action
 
         states, _ = wm.rssm.imagine(start, policy, self.config.actor_critic.imag_horizon)
         feat = wm.rssm.feat(states)
-        reward = wm.reward_head(feat[1:])
+        reward = wm.reward(feat[1:]).mean
         cont = torch.sigmoid(wm.cont_head(feat[1:]))
         ret, weight = self.actor_critic.returns(feat, reward, cont)
-        return feat, ret, weight, torch.stack(entropies, 0)
+        return feat, ret, weight, torch.stack(entropies, 0), actions[0]
 
     @torch.no_grad()
     def act(
@@ -257,7 +312,7 @@ class DreamerModule(L.LightningModule):
             prev_action: a_{t-1}, float32 ``[N, A]`` (zeroed where ``is_first``).
             is_first: bool ``[N]``.
             state: posterior at t-1 (``[N]``), or ``None`` at the start.
-            explore: sample from the actor if true, else its mode.
+            explore: sample from the actor (plus ``expl_noise``) if true, else its mode.
 
         Returns:
             ``(action, post)``: action float32 ``[N, A]`` in [-1, 1]; posterior at t.
@@ -267,11 +322,13 @@ class DreamerModule(L.LightningModule):
             state = wm.rssm.initial(len(image), image.device)
         post, _ = wm.rssm.obs_step(state, prev_action, wm.encoder(image), is_first)
         feat = wm.rssm.feat(post)
-        action = (
-            self.actor_critic.actor(feat).sample()
-            if explore
-            else self.actor_critic.actor.mode(feat)
-        )
+        actor = self.actor_critic.actor
+        if not explore:
+            return actor.mode(feat).clamp(-1, 1), post
+        action = actor(feat).sample()
+        noise = self.config.actor_critic.expl_noise
+        if noise:
+            action = action + noise * torch.randn_like(action)
         return action.clamp(-1, 1), post
 
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:

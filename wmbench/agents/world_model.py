@@ -12,9 +12,11 @@ from typing import Any
 
 import torch.nn.functional as F
 from torch import Tensor, nn
+from torch.distributions import Normal
 
 from wmbench.agents.config import WorldModelConfig
-from wmbench.nn.nets import ConvEncoder, ScalarHead, gaussian_nll
+from wmbench.nn.dists import TwoHot
+from wmbench.nn.nets import ConvEncoder, ScalarHead, TwoHotHead
 from wmbench.nn.rssm import RSSM
 from wmbench.objectives import ModelDims, Objective, ObjectiveInputs
 from wmbench.objectives.base import check_output
@@ -42,11 +44,14 @@ class WorldModel(nn.Module):
     ) -> None:
         super().__init__()
         self.config = config
-        self.encoder = ConvEncoder(config.cnn_depth, image_shape[0])
+        self.encoder = ConvEncoder(config.cnn_depth, image_shape[0], config.cnn_act, config.norm)
         self.rssm = RSSM(config.rssm, self.encoder.embed_dim, action_dim)
         feat = config.rssm.feat_dim
-        self.reward_head = ScalarHead(feat, config.units, config.layers)
-        self.cont_head = ScalarHead(feat, config.units, config.layers)
+        head = (feat, config.units, config.layers, config.act, config.norm)
+        self.reward_head = (
+            TwoHotHead(*head) if config.reward_head == "symlog_twohot" else ScalarHead(*head)
+        )
+        self.cont_head = ScalarHead(*head)
         self.dims = ModelDims(
             image_shape=tuple(image_shape),
             embed=self.encoder.embed_dim,
@@ -55,8 +60,17 @@ class WorldModel(nn.Module):
             feat=feat,
             action=action_dim,
             cnn_depth=config.cnn_depth,
+            cnn_act=config.cnn_act,
+            act=config.act,
+            norm=config.norm,
         )
         self.objective = objective_cls(objective_config, self.dims)
+
+    def reward(self, feat: Tensor) -> TwoHot | Normal:
+        """p(r_t | s_t): a ``TwoHot`` (``symlog_twohot``) or a unit-variance ``Normal``
+        (``gaussian``) over the reward, batch shape ``feat.shape[:-1]``."""
+        out = self.reward_head(feat)
+        return Normal(out, 1.0) if isinstance(out, Tensor) else out
 
     def loss(self, batch: Batch) -> tuple[dict[str, Tensor], RSSMState, dict[str, Tensor]]:
         """The unscaled terms of the world-model loss on one replayed batch.
@@ -69,20 +83,23 @@ class WorldModel(nn.Module):
             batch: a replayed batch (``wmbench.types.Batch``); ``is_last`` is not used.
 
         Returns:
-            ``(terms, post, metrics)``: float ``[B, T]`` per-position terms ``reward`` (Gaussian NLL
-            of r_t), ``cont`` (Bernoulli NLL of c_t = 1 − is_terminal), ``kl_dyn`` and ``kl_rep``
-            (nats, free nats applied, see ``RSSM.kl_loss``) and ``objective/<name>`` per objective
-            loss; posterior states ``[B, T]`` (imagination starts); detached scalar metrics ``kl``
-            (unclamped mean KL, nats) and ``objective/<name>`` (the objective's metrics).
+            ``(terms, post, metrics)``: float ``[B, T]`` per-position terms ``reward`` (NLL of r_t
+            under ``reward``), ``cont`` (Bernoulli NLL of c_t = 1 − is_terminal), ``kl_dyn`` and
+            ``kl_rep`` (nats, free nats applied, see ``RSSM.kl_loss``) and ``objective/<name>`` per
+            objective loss; posterior states ``[B, T]`` (imagination starts); detached scalar
+            metrics ``kl`` (unclamped mean KL, nats) and ``objective/<name>`` (the objective's
+            metrics).
         """
         is_first = batch.is_first
         prev_action = batch.prev_action * (~is_first)[..., None].float()
         embed = self.encoder(batch.image)
         post, prior = self.rssm.observe(embed, prev_action, is_first)
         feat = self.rssm.feat(post)
-        dyn, rep, metrics = self.rssm.kl_loss(post, prior, self.config.kl.free_nats)
+        dyn, rep, metrics = self.rssm.kl_loss(
+            post, prior, self.config.kl.free_nats, self.config.kl.per
+        )
         terms = {
-            "reward": gaussian_nll(self.reward_head(feat), batch.reward),
+            "reward": -self.reward(feat).log_prob(batch.reward),
             "cont": F.binary_cross_entropy_with_logits(
                 self.cont_head(feat), (~batch.is_terminal).float(), reduction="none"
             ),

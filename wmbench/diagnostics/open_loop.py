@@ -156,7 +156,7 @@ def evaluate(
     cut = windows(episodes, context, horizon)
     context_feat, predicted = rollout(world_model, cut["image"], cut["prev_action"], context)
     truth = image_to_float(cut["image"][:, context:])
-    reward = ((world_model.reward_head(predicted) - cut["reward"][:, context:]) ** 2).mean(0)
+    reward = ((world_model.reward(predicted).mean - cut["reward"][:, context:]) ** 2).mean(0)
     state = (
         (probe.predict(predicted.numpy()) - probe.standardise(cut["state"][:, context:].numpy()))
         ** 2

@@ -11,6 +11,10 @@ Hafner et al., *Learning Latent Dynamics for Planning from Pixels* (PlaNet, ICML
 straight-through gradients (DreamerV2, Hafner et al. 2021, Sec. 2; e.g. 32×32) mixed with 1 %
 uniform (DreamerV3, Hafner et al. 2023, "unimix").
 
+With ``norm = "layer"`` the hidden layers are LayerNorm + activation and the GRU normalises its
+gate pre-activations (``NormGRUCell``), as in DreamerV3; with ``"none"`` it is Dream to Control's
+RSSM (ELU layers, a standard GRU cell).
+
 This module knows nothing of images, rewards or objectives.
 """
 
@@ -22,7 +26,33 @@ from torch import Tensor, nn
 from torch.distributions import Independent, Normal, OneHotCategoricalStraightThrough, kl_divergence
 
 from wmbench.agents.config import RSSMConfig
+from wmbench.nn.nets import NORM_EPS, dense
 from wmbench.types import RSSMState
+
+
+class NormGRUCell(nn.Module):
+    """GRU cell with LayerNorm on the gate pre-activations (DreamerV3's recurrent cell).
+
+    ``[r, c, u] = LayerNorm(W [x, h])``;
+    ``h' = σ(u − 1) · tanh(σ(r) · c) + (1 − σ(u − 1)) · h``. The −1 offset of the update gate makes
+    the cell keep its state by default at initialisation.
+
+    Args:
+        input_size: size of x.
+        hidden_size: size D of h.
+
+    Input x ``[N, input_size]``, h ``[N, D]``; output h' ``[N, D]``.
+    """
+
+    def __init__(self, input_size: int, hidden_size: int) -> None:
+        super().__init__()
+        self.linear = nn.Linear(input_size + hidden_size, 3 * hidden_size, bias=False)
+        self.norm = nn.LayerNorm(3 * hidden_size, eps=NORM_EPS)
+
+    def forward(self, x: Tensor, h: Tensor) -> Tensor:
+        reset, cand, update = self.norm(self.linear(torch.cat([x, h], -1))).chunk(3, -1)
+        update = torch.sigmoid(update - 1)
+        return update * torch.tanh(torch.sigmoid(reset) * cand) + (1 - update) * h
 
 
 class RSSM(nn.Module):
@@ -39,13 +69,15 @@ class RSSM(nn.Module):
         self.config = config
         c = config
         stats = 2 * c.stoch if not c.classes else c.stoch * c.classes
-        self.img_in = nn.Sequential(nn.Linear(c.stoch_flat + action_dim, c.hidden), nn.ELU())
-        self.cell = nn.GRUCell(c.hidden, c.deter)
+        self.img_in = nn.Sequential(*dense(c.stoch_flat + action_dim, c.hidden, c.act, c.norm))
+        self.cell = (
+            NormGRUCell(c.hidden, c.deter) if c.norm == "layer" else nn.GRUCell(c.hidden, c.deter)
+        )
         self.prior_net = nn.Sequential(
-            nn.Linear(c.deter, c.hidden), nn.ELU(), nn.Linear(c.hidden, stats)
+            *dense(c.deter, c.hidden, c.act, c.norm), nn.Linear(c.hidden, stats)
         )
         self.post_net = nn.Sequential(
-            nn.Linear(c.deter + embed_dim, c.hidden), nn.ELU(), nn.Linear(c.hidden, stats)
+            *dense(c.deter + embed_dim, c.hidden, c.act, c.norm), nn.Linear(c.hidden, stats)
         )
 
     # --- states and distributions -------------------------------------------------------------
@@ -90,12 +122,15 @@ class RSSM(nn.Module):
 
         Args:
             prev: state at t-1, leading shape ``[B]``.
-            prev_action: a_{t-1}, float32 ``[B, A]`` in [-1, 1].
+            prev_action: a_{t-1}, float32 ``[B, A]``; an action outside [-1, 1] (a sample of an
+                unsquashed policy) is scaled back onto the box, ``a / max(1, |a|)``, with the scale
+                treated as a constant for gradients (DreamerV3's action clipping).
 
         Returns:
             The prior state at t, leading shape ``[B]``.
         """
         stoch = prev.stoch.flatten(-2) if self.config.classes else prev.stoch
+        prev_action = prev_action / prev_action.detach().abs().clamp(min=1.0)
         x = self.img_in(torch.cat([stoch, prev_action], -1))
         deter = self.cell(x, prev.deter)
         return self._state(deter, self.prior_net(deter))
@@ -149,20 +184,26 @@ class RSSM(nn.Module):
         return RSSMState.stack(posts, 1), RSSMState.stack(priors, 1)
 
     def kl_loss(
-        self, post: RSSMState, prior: RSSMState, free_nats: float
+        self, post: RSSMState, prior: RSSMState, free_nats: float, per: str = "position"
     ) -> tuple[Tensor, Tensor, dict[str, Tensor]]:
         """The two sides of the balanced KL term, each with free nats, unscaled.
 
-        ``dyn = max(free_nats, KL(sg(q) || p))`` trains the prior and
-        ``rep = max(free_nats, KL(q || sg(p)))`` the posterior, where each KL is summed over the
-        latent dimensions at one ``(B, T)`` position; the clamp is applied there, per position,
-        before any mean (DreamerV3, Hafner et al. 2023, eq. 5). Below the clamp a side has zero
-        gradient. The caller weighs them (``dyn_scale · dyn + rep_scale · rep``, see
-        ``wmbench.agents.config.KLConfig``).
+        ``dyn = KL(sg(q) || p)`` trains the prior and ``rep = KL(q || sg(p))`` the posterior; each
+        KL is summed over the latent dimensions at one ``(B, T)`` position. Free nats clamp each
+        side from below, where ``per`` says:
+
+        - ``"position"``: at every position, before any mean (DreamerV3, Hafner et al. 2023,
+          Sec. 2, "free bits");
+        - ``"batch"``: on the mean over the batch, ``max(free_nats, mean KL)`` (Dream to Control,
+          Hafner et al. 2020, App. A, with 3 free nats); every position then holds that mean.
+
+        Below the clamp a side has zero gradient. The caller weighs them
+        (``dyn_scale · dyn + rep_scale · rep``, see ``wmbench.agents.config.KLConfig``).
 
         Args:
             post, prior: states with leading shape ``[B, T]``.
             free_nats: lower clamp of each side, nats.
+            per: ``"position"`` or ``"batch"``.
 
         Returns:
             ``(dyn, rep, metrics)``: float ``[B, T]`` each (nats); metrics hold the unclamped mean
@@ -170,7 +211,14 @@ class RSSM(nn.Module):
         """
         dyn = kl_divergence(self.dist(post.detach()), self.dist(prior))
         rep = kl_divergence(self.dist(post), self.dist(prior.detach()))
-        return dyn.clamp(min=free_nats), rep.clamp(min=free_nats), {"kl": dyn.detach().mean()}
+        metrics = {"kl": dyn.detach().mean()}
+        if per == "batch":
+            return (
+                dyn.mean().clamp(min=free_nats).expand_as(dyn),
+                rep.mean().clamp(min=free_nats).expand_as(rep),
+                metrics,
+            )
+        return dyn.clamp(min=free_nats), rep.clamp(min=free_nats), metrics
 
     def imagine(self, start: RSSMState, policy, horizon: int) -> tuple[RSSMState, Tensor]:
         """Roll the prior forward under a policy.

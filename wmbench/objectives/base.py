@@ -61,6 +61,11 @@ class ModelDims:
         action: A.
         cnn_depth: channel multiplier of the world model's conv nets (for a matching decoder or EMA
             target encoder).
+        cnn_act: activation of the world model's convolutions (``wmbench.nn.nets.ACTIVATIONS``).
+        act: activation of the world model's dense layers.
+        norm: ``layer`` or ``none``: the world model's normalisation. An objective builds its
+            networks in the same style (``cnn_act``/``act``/``norm``), and an EMA target encoder
+            must match the encoder exactly.
     """
 
     image_shape: tuple[int, int, int]
@@ -70,6 +75,9 @@ class ModelDims:
     feat: int
     action: int
     cnn_depth: int
+    cnn_act: str = "silu"
+    act: str = "silu"
+    norm: str = "layer"
 
 
 @dataclass(frozen=True)
@@ -128,15 +136,23 @@ class Objective(nn.Module):
     """Base class of every representation objective.
 
     Subclasses set the class attributes ``name`` (registry name) and ``Config`` (a frozen dataclass
-    with defaults and a docstring per field) and implement ``forward``.
+    with defaults and a docstring per field), may set ``loss_scales``, and implement ``forward``.
 
     Args:
         config: an instance of ``Config``.
         dims: network sizes, see ``ModelDims``.
+
+    Attributes:
+        loss_scales: default weight of each of its losses in the world-model loss (loss name to
+            scale; a loss not listed weighs 1). ``agent.world_model.objective_scales`` overrides
+            them per run. The built-in objectives set them so that at initialisation each puts a
+            gradient of the same norm on the shared encoder and RSSM as the reconstruction
+            objective does (``reports/objective-scales.md``).
     """
 
     name: ClassVar[str]
     Config: ClassVar[type] = NoConfig
+    loss_scales: ClassVar[dict[str, float]] = {}
 
     def __init__(self, config: Any, dims: ModelDims) -> None:
         super().__init__()

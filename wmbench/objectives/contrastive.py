@@ -77,7 +77,9 @@ class ContrastiveObjective(Objective):
 
     def __init__(self, config: ContrastiveConfig, dims: ModelDims) -> None:
         super().__init__(config, dims)
-        self.state_model = MLP(dims.embed, 2 * dims.feat, config.units, config.layers)
+        self.state_model = MLP(
+            dims.embed, 2 * dims.feat, config.units, config.layers, dims.act, dims.norm
+        )
 
     def forward(self, inp: ObjectiveInputs) -> ObjectiveOutput:
         """Returns loss ``"infonce"`` ``[B, T]`` (nats); negatives are all other B·T positions."""

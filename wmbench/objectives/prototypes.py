@@ -116,7 +116,9 @@ class PrototypesObjective(Objective):
         self.feat_proj = nn.Linear(dims.feat, config.proj_dim)
         self.target = EMATarget(
             {
-                "encoder": ConvEncoder(dims.cnn_depth, dims.image_shape[0]),
+                "encoder": ConvEncoder(
+                    dims.cnn_depth, dims.image_shape[0], dims.cnn_act, dims.norm
+                ),
                 "proj": nn.Linear(dims.embed, config.proj_dim),
             }
         )

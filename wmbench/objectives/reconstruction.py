@@ -34,7 +34,9 @@ class ReconstructionObjective(Objective):
 
     def __init__(self, config: ReconstructionConfig, dims: ModelDims) -> None:
         super().__init__(config, dims)
-        self.decoder = ConvDecoder(dims.feat, config.depth or dims.cnn_depth, dims.image_shape[0])
+        self.decoder = ConvDecoder(
+            dims.feat, config.depth or dims.cnn_depth, dims.image_shape[0], dims.cnn_act, dims.norm
+        )
 
     def forward(self, inp: ObjectiveInputs) -> ObjectiveOutput:
         """Returns loss ``"image"`` ``[B, T]``: NLL in nats summed over ``3*64*64`` pixels."""

@@ -53,7 +53,9 @@ class TPCObjective(Objective):
     def __init__(self, config: TPCConfig, dims: ModelDims) -> None:
         super().__init__(config, dims)
         self.code = nn.Linear(dims.embed, config.code)
-        self.predictor = MLP(dims.feat, 2 * config.code, config.units, config.layers)
+        self.predictor = MLP(
+            dims.feat, 2 * config.code, config.units, config.layers, dims.act, dims.norm
+        )
 
     def forward(self, inp: ObjectiveInputs) -> ObjectiveOutput:
         """Returns loss ``"tpc"`` ``[B, T]`` (nats, 0 where ``is_first``); negatives are all B·T
