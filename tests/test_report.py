@@ -12,6 +12,7 @@ import pytest
 
 from wmbench.cli import main
 from wmbench.report import stats
+from wmbench.report.comparison import verdict
 from wmbench.report.store import COLUMNS, collect, load, run_row, runs_frame, save
 
 REPS = 200
@@ -183,6 +184,9 @@ def test_report_tables_equal_a_recomputation_from_the_raw_store(tmp_path, capsys
         )
         assert row[5] == f"{verdict} {best} ({bars[best]:.1f})"
     assert shown.iloc[3, 4].startswith("clearly above")  # b on toy:reach
+    above = sum(flag.startswith("clearly above") for flag in shown.iloc[:, 4])
+    assert f"**{above} of 4 objective × task results are clearly above the best" in text
+    assert "cannot rank" not in text
     baselines = _markdown_table(text, "## Final return per task", nth=1)
     assert list(zip(baselines.task, baselines.baseline, baselines.seeds, strict=True)) == [
         (task, name, seeds)
@@ -241,6 +245,16 @@ def test_report_tables_equal_a_recomputation_from_the_raw_store(tmp_path, capsys
     assert (
         "Not recorded with the runs" not in text and "| torch" in text
     )  # versions.json written by save()
+
+
+def test_the_verdict_says_a_table_without_learning_ranks_nothing():
+    flags = ["below zero action (740.0)", "not clearly above uniform random (90.0)"]
+    trained = pd.DataFrame({"vs best baseline": flags})
+    assert verdict(trained).startswith("0 of 2 objective × task results are clearly above")
+    assert "cannot rank the objectives" in verdict(trained)
+    trained = pd.DataFrame({"vs best baseline": [*flags, "clearly above zero action (740.0)"]})
+    assert verdict(trained).startswith("1 of 3 objective × task results are clearly above")
+    assert "cannot rank" not in verdict(trained)
 
 
 def test_report_of_a_directory_without_a_store_is_one_clear_error(tmp_path, capsys):

@@ -93,6 +93,7 @@ def _cmd_suite_run(args: argparse.Namespace) -> int:
         )
     if args.address and args.launcher != "ray":
         raise ConfigError("--address is the Ray cluster's; add --launcher ray")
+    from wmbench.report.comparison import verdict
     from wmbench.runtime.train import quiet_libraries
     from wmbench.suite.runner import run_suite
 
@@ -105,6 +106,7 @@ def _cmd_suite_run(args: argparse.Namespace) -> int:
         "over seeds [95 % bootstrap CI], against the best trivial baseline:"
     )
     print(trained.to_string(index=False))
+    print(verdict(trained))
     print("\nTrivial baselines (untrained agent = every run's evaluation at 0 env frames):")
     print(baselines.to_string(index=False))
     if failed:

@@ -114,8 +114,34 @@ def comparison_tables(
     return trained_table.reset_index(drop=True), baseline_table.reset_index(drop=True)
 
 
+def verdict(trained: pd.DataFrame) -> str:
+    """One sentence saying what the objectives' table can show.
+
+    Args:
+        trained: the first table of ``comparison_tables``.
+
+    Returns:
+        How many objective × task cells are clearly above their task's best trivial baseline; when
+        none is, that this budget ranks nothing (a ranking among policies no better than doing
+        nothing or acting at random says nothing about the objectives).
+    """
+    above = int(trained["vs best baseline"].str.startswith("clearly above").sum())
+    cells = f"{above} of {len(trained)} objective × task results"
+    if above == 0:
+        return (
+            f"{cells} are clearly above the best trivial baseline: at this budget no objective "
+            "has learned a policy better than a trivial one, so this table cannot rank the "
+            "objectives (it checks the pipeline; compare at a budget where agents learn)."
+        )
+    return (
+        f"{cells} are clearly above the best trivial baseline; only those are evidence of "
+        "learning, and two objectives differ only where their CIs do not overlap."
+    )
+
+
 def markdown(trained: pd.DataFrame, baselines: pd.DataFrame) -> str:
-    """Both tables as markdown, the baselines second, with a line saying how to read them."""
+    """Both tables as markdown, the baselines second, with a line saying how to read them and
+    the ``verdict``."""
     return "\n".join(
         [
             "Final evaluation return (deterministic policy, the same episodes for every "
@@ -124,6 +150,8 @@ def markdown(trained: pd.DataFrame, baselines: pd.DataFrame) -> str:
             "CI's lower end is above that baseline's mean.",
             "",
             trained.to_markdown(index=False),
+            "",
+            f"**{verdict(trained)}**",
             "",
             "Trivial baselines on the same episodes (the untrained agent: every run's evaluation "
             "at 0 env frames):",
