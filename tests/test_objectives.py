@@ -110,7 +110,12 @@ def test_objective_scales_weight_the_objective_loss(batch):
     _, _, m1 = world_model_loss(base, batch)
     torch.manual_seed(11)
     _, _, m2 = world_model_loss(scaled, batch)
-    torch.testing.assert_close(m2["loss/objective/infonce"], 2.5 * m1["loss/objective/infonce"])
+    default = base.objective.loss_scales.get("infonce", 1.0)
+    assert m1["scale/objective/infonce"].item() == pytest.approx(default)
+    assert m2["scale/objective/infonce"].item() == 2.5
+    torch.testing.assert_close(
+        m2["loss/objective/infonce"], 2.5 / default * m1["loss/objective/infonce"]
+    )
     torch.testing.assert_close(m2["loss/reward"], m1["loss/reward"])
 
 

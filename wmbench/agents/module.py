@@ -96,7 +96,8 @@ def world_model_loss(
     Returns:
         ``(loss, post, metrics)``: the scalar loss; posterior states ``[B, T]``; detached scalar
         metrics, the world model's and every weighed term as ``loss/<name>`` (``reward``, ``cont``,
-        ``kl`` = dyn_scale · dyn + rep_scale · rep, ``objective/<name>``), with ``grad_norms`` also
+        ``kl`` = dyn_scale · dyn + rep_scale · rep, ``objective/<name>``), the scale each objective
+        loss was weighed with as ``scale/objective/<name>``, with ``grad_norms`` also
         ``grad_norm/shared/<name>`` for each and ``grad_norm/shared/objective`` (all objective
         terms; absent for an objective without losses).
     """
@@ -108,7 +109,9 @@ def world_model_loss(
         "kl": wm.kl.dyn_scale * terms.pop("kl_dyn") + wm.kl.rep_scale * terms.pop("kl_rep"),
     }
     for name, value in terms.items():  # objective/<loss name>
-        weighed[name] = objective_scale(world_model, name.removeprefix("objective/")) * value
+        scale = objective_scale(world_model, name.removeprefix("objective/"))
+        weighed[name] = scale * value
+        metrics[f"scale/{name}"] = value.new_tensor(scale)
     means = {name: value.mean() for name, value in weighed.items()}
     metrics.update({f"loss/{k}": v.detach() for k, v in means.items()})
     if grad_norms:
