@@ -34,7 +34,7 @@ from wmbench.configio import ConfigError, to_dict
 from wmbench.errors import RunInterrupted
 from wmbench.report.plots import plot_curves
 from wmbench.report.store import collect, comparison, final_scores, run_row, runs_frame, save
-from wmbench.rundir import CHECKPOINT, CONFIG, make_dir, mark_failed, read_status
+from wmbench.rundir import CHECKPOINT, CONFIG, make_dir, mark_failed, read_status, same_run
 from wmbench.runtime.checkpoint import read_checkpoint
 from wmbench.runtime.train import random_baseline
 from wmbench.suite.plan import progress
@@ -64,7 +64,8 @@ def _check_not_stale(runs: list[Run], suite_dir: Path, path: str | Path) -> None
     stale = [
         r.run_id
         for r in kept
-        if yaml.safe_load((suite_dir / r.run_id / CONFIG).read_text()) != to_dict(r.config)
+        if not same_run(yaml.safe_load((suite_dir / r.run_id / CONFIG).read_text()),
+                        to_dict(r.config))
     ]
     if stale:
         raise ConfigError(
