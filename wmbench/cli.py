@@ -97,7 +97,8 @@ def _cmd_suite_run(args: argparse.Namespace) -> int:
 
     quiet_libraries()
     result, failed = run_suite(
-        args.file, args.out, workers=args.workers, launcher=args.launcher, address=args.address
+        args.file, args.out, workers=args.workers, launcher=args.launcher, address=args.address,
+        gpus_per_run=args.gpus_per_run,
     )
     print(
         "\nFinal evaluation return (deterministic policy), mean and std over seeds; random = "
@@ -242,6 +243,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--address",
         help="Ray cluster address for ray.init (e.g. auto); default: start a local Ray instance",
+    )
+    p.add_argument(
+        "--gpus-per-run",
+        type=float,
+        metavar="F",
+        help="share of a GPU each run gets, in (0, 1] (0.25: 4 runs per GPU): local workers each "
+        "see one GPU (CUDA_VISIBLE_DEVICES), Ray tasks reserve num_gpus=F; default: no placement",
     )
     p.add_argument(
         "--dry-run",

@@ -79,6 +79,19 @@ def read_config(run_dir: str | os.PathLike) -> RunConfig:
     return from_dict(RunConfig, load_yaml(path), where=str(path))
 
 
+def describe_device(record: dict[str, Any], versions: bool = True) -> str:
+    """One line of a run's device record (``wmbench.runtime.device.Placement.record``), e.g.
+    ``cuda: NVIDIA H200, bf16-mixed, compiled (1 visible, torch 2.13.0, CUDA 13.0)``; without
+    ``versions`` only the part before the parenthesis."""
+    line = f"{record['accelerator']}: {record['name']}, {record['precision']}"
+    line += ", eager" if record["compile"] is None else f", compiled ({record['compile']})"
+    if not versions:
+        return line
+    unit = "visible" if record["accelerator"] == "cuda" else "CPUs"
+    cuda = f", CUDA {record['cuda']}" if record["cuda"] else ""
+    return f"{line} ({record['count']} {unit}, torch {record['torch']}{cuda})"
+
+
 def write_config(run_dir: str | os.PathLike, data: dict[str, Any], note: str) -> None:
     """Writes ``config.yaml``: the configuration ``data`` (``to_dict`` of a ``RunConfig``) below
     the comment ``# <note>`` (readers see only the configuration, so the file is a valid

@@ -7,7 +7,8 @@ every setting that cannot work on this machine is a ``ConfigError`` naming the f
 fallback to the CPU). The ``Placement`` then gives the Lightning Trainer its options
 (``trainer_options``), sets the process-wide TF32 switch for the run (``apply``), compiles the
 learner (``compile_module``) and describes itself for the run's records (``record``: a comment in
-``config.yaml``, ``status.json``, the result store's ``runs`` table and the report's cost table).
+``config.yaml``, ``status.json``, the result store's ``runs`` table and the report's cost table;
+``wmbench.rundir.describe_device`` writes it as a line).
 
 Rules:
 
@@ -185,7 +186,9 @@ class Placement:
         Returns:
             ``accelerator``, ``name`` (GPU or CPU model), ``count`` (GPUs visible, or CPUs this
             process may use), ``precision``, ``compile`` (``None`` or the mode), ``torch``,
-            ``cuda`` (the CUDA version torch was built with; ``None`` for a CPU build).
+            ``cuda`` (the CUDA version torch was built with; ``None`` for a CPU build),
+            ``cuda_visible_devices`` (the variable's value, ``None`` if unset; see
+            ``wmbench.suite.gpus``).
         """
         cuda = self.accelerator == "cuda"
         return {
@@ -196,6 +199,7 @@ class Placement:
             "compile": self.compile,
             "torch": torch.__version__,
             "cuda": torch.version.cuda,
+            "cuda_visible_devices": os.environ.get("CUDA_VISIBLE_DEVICES"),
         }
 
 
@@ -205,19 +209,6 @@ class _MarkGraphStep(Callback):
 
     def on_train_batch_start(self, *args: Any) -> None:
         torch.compiler.cudagraph_mark_step_begin()
-
-
-def describe(record: dict[str, Any]) -> str:
-    """One line of a ``Placement.record``, e.g. ``cuda: NVIDIA H200 (1 visible), bf16-mixed,
-    compiled, torch 2.13.0, CUDA 13.0``."""
-    unit = "visible" if record["accelerator"] == "cuda" else "CPUs"
-    parts = [
-        f"{record['accelerator']}: {record['name']} ({record['count']} {unit})",
-        record["precision"],
-        "eager" if record["compile"] is None else f"compiled ({record['compile']})",
-        f"torch {record['torch']}",
-    ]
-    return ", ".join(parts + ([f"CUDA {record['cuda']}"] if record["cuda"] else []))
 
 
 def _cuda_problem() -> str | None:

@@ -39,6 +39,7 @@ from wmbench.rundir import (
     METRICS,
     REPLAY,
     atomic_write,
+    describe_device,
     make_dir,
     read_status,
     write_config,
@@ -46,7 +47,7 @@ from wmbench.rundir import (
 )
 from wmbench.runtime.async_learner import AsyncReplayStream
 from wmbench.runtime.checkpoint import AtomicCheckpointIO, RunCheckpoint, check_run_dir
-from wmbench.runtime.device import Placement, describe, resolve
+from wmbench.runtime.device import Placement, resolve
 from wmbench.runtime.env_pool import EnvPool
 from wmbench.runtime.signals import StopOnSignal
 from wmbench.runtime.stream import (
@@ -212,7 +213,7 @@ def train(cfg: RunConfig, run_dir: str | Path, resume: bool = False) -> dict[str
         log.info("resuming %s from update %d, %d env frames",
                  run_dir, checkpoint["wmbench_updates"], stream["counters"]["env_frames"])
     device = placement.record()
-    write_config(run_dir, to_dict(cfg), f"device: {describe(device)}")
+    write_config(run_dir, to_dict(cfg), f"device: {describe_device(device)}")
     threads, process_threads = run_threads(cfg, checkpoint), torch.get_num_threads()
     torch.set_num_threads(threads)  # for this run only: restored below
     restore_precision = placement.apply()
