@@ -144,7 +144,7 @@ class Placement:
         with torch.autocast(self.device.type, dtype=torch.bfloat16):
             yield
 
-    def compile_module(self, module: torch.nn.Module) -> None:
+    def compile_module(self, module: torch.nn.Module, backend: str = "inductor") -> None:
         """Compiles the learner in place when ``compile`` is set (else does nothing).
 
         Compiled: every ``MLP``, ``ConvEncoder`` and ``ConvDecoder`` of ``module`` (heads, actor,
@@ -156,6 +156,9 @@ class Placement:
 
         Args:
             module: a ``wmbench.agents.module.DreamerModule``.
+            backend: ``torch.compile``'s backend: ``inductor`` (generated kernels; ``compile`` is
+                its mode), or e.g. ``aot_eager`` (the same graphs, run by eager kernels: a quick
+                check of the capture, without code generation).
         """
         if self.compile is None:
             return
@@ -168,12 +171,13 @@ class Placement:
         torch._dynamo.config.recompile_limit = max(
             torch._dynamo.config.recompile_limit, RECOMPILE_LIMIT
         )
+        options = {"backend": backend} | ({"mode": self.compile} if backend == "inductor" else {})
         for sub in module.modules():
             if isinstance(sub, (MLP, ConvEncoder, ConvDecoder)):
-                sub.compile(mode=self.compile)
+                sub.compile(**options)
         rssm = module.world_model.rssm
-        rssm.img_step = torch.compile(rssm.img_step, mode=self.compile)
-        rssm.obs_step = torch.compile(rssm.obs_step, mode=self.compile)
+        rssm.img_step = torch.compile(rssm.img_step, **options)
+        rssm.obs_step = torch.compile(rssm.obs_step, **options)
 
     def callbacks(self) -> list[Callback]:
         """Lightning callbacks the placement needs: with ``reduce-overhead``, one that marks the
