@@ -51,8 +51,13 @@ PLACEMENT = ("accelerator", "compile", "compile_mode")
 """``train`` settings that say where and how fast a run computes, not what it computes: a run may
 resume with others (``same_run``), e.g. a GPU run on the CPU."""
 
-BASELINE = "random"
-"""The ``objective`` in ``config.yaml`` of a random-policy baseline (no suite may use it)."""
+BASELINES = ("zero", "random")
+"""The trivial policies every suite evaluates, as the ``objective`` of their runs' ``config.yaml``:
+``zero`` takes action 0 in every dimension, ``random`` uniform random actions. No suite may use
+these names, nor ``UNTRAINED``."""
+
+UNTRAINED = "untrained"
+"""The report's label of the untrained agent: the runs' own evaluation at 0 env frames."""
 
 
 def run_id(objective: str, task: str, seed: int) -> str:
