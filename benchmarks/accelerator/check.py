@@ -493,6 +493,9 @@ def probe_slice(seconds: float, out: Path, smoke: bool, cpu: bool) -> dict[str, 
         finally:
             timer.cancel()
     wall = time.monotonic() - started
+    if not (out / "run" / "metrics.csv").exists():
+        return {"task": cfg.env.task, "seconds": wall,
+                "error": "stopped before the run logged anything (still starting or prefilling)"}
     rows = pd.read_csv(out / "run" / "metrics.csv")
     updates = rows.dropna(subset=["updates"]) if "updates" in rows else rows.iloc[:0]
     status = json.loads((out / "run" / "status.json").read_text())
