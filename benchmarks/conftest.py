@@ -11,29 +11,34 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-import lightning as L
 import torch
-from torch.utils.flop_counter import FlopCounterMode
 
-from wmbench.agents.config import ActorCriticConfig, AgentConfig, RSSMConfig, WorldModelConfig
+from wmbench.agents.config import AgentConfig
 from wmbench.agents.module import DreamerModule
-from wmbench.objectives import registry
-from wmbench.testing import IMAGE_SHAPE
+from wmbench.configio import from_dict
+from wmbench.testing import attached_module as attach
 
 ACTION_DIM = 6  # walker's action size
 
 # name -> (agent config, batch size B, sequence length T)
 CONFIGS: dict[str, tuple[AgentConfig, int, int]] = {
     # Dream to Control, App. A: B 50 x T 50, deter 200, stoch 30, hidden 200, CNN depth 32,
-    # heads 400 units, horizon 15 (the dataclass defaults).
-    "paper": (AgentConfig(), 50, 50),
+    # heads 400 units, horizon 15 (the dreamer-v1 preset).
+    "paper": (from_dict(AgentConfig, {"preset": "dreamer-v1"}), 50, 50),
+    # DreamerV3 size S (the default preset) at its batch, B 16 x T 64.
+    "v3-s": (AgentConfig(), 16, 64),
     # suites/smoke.yaml's networks and batch.
     "cpu-small": (
-        AgentConfig(
-            world_model=WorldModelConfig(
-                rssm=RSSMConfig(deter=128, stoch=16, hidden=128), cnn_depth=16, units=200
-            ),
-            actor_critic=ActorCriticConfig(units=200, layers=2),
+        from_dict(
+            AgentConfig,
+            {
+                "world_model": {
+                    "rssm": {"deter": 128, "stoch": 16, "hidden": 128},
+                    "cnn_depth": 16,
+                    "units": 200,
+                },
+                "actor_critic": {"units": 200, "actor_layers": 2, "critic_layers": 2},
+            },
         ),
         16,
         32,
@@ -44,28 +49,9 @@ _RESULTS: list[dict[str, Any]] = []
 
 
 def attached_module(config: AgentConfig, objective: str = "reconstruction") -> DreamerModule:
-    """A ``DreamerModule`` wired to a bare Trainer, so ``training_step`` runs outside ``fit``."""
-    cls = registry.get(objective)
-    module = DreamerModule(config, IMAGE_SHAPE, ACTION_DIM, cls, cls.Config())
-    trainer = L.Trainer(
-        accelerator="cpu",
-        logger=False,
-        enable_checkpointing=False,
-        enable_progress_bar=False,
-        enable_model_summary=False,
-    )
-    trainer.strategy.connect(module)
-    module.trainer = trainer
-    trainer.strategy.optimizers = module.configure_optimizers()
-    return module
-
-
-def count_flops(fn: Callable[[], Any]) -> int:
-    """Matmul/convolution FLOPs of one call of ``fn`` (forward and any backward it runs)."""
-    counter = FlopCounterMode(display=False)
-    with counter:
-        fn()
-    return counter.get_total_flops()
+    """A CPU fp32 ``DreamerModule`` for walker's actions, ``training_step`` callable outside
+    ``fit`` (``wmbench.testing.attached_module``)."""
+    return attach(config, ACTION_DIM, objective)
 
 
 def run_benchmark(

@@ -29,7 +29,7 @@ from test_update import _update_fn
 
 from wmbench.configio import from_dict
 from wmbench.run_config import RunConfig
-from wmbench.runtime.stream import make_run_env
+from wmbench.runtime.env_pool import make_run_env
 from wmbench.runtime.train import train
 
 SMOKE = Path(__file__).parents[1] / "suites" / "smoke.yaml"

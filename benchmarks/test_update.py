@@ -11,9 +11,9 @@ import sys
 import pytest
 import torch
 
-from conftest import ACTION_DIM, CONFIGS, attached_module, count_flops, run_benchmark
+from conftest import ACTION_DIM, CONFIGS, attached_module, run_benchmark
 from wmbench.nn.nets import gaussian_nll, image_to_float
-from wmbench.testing import random_batch
+from wmbench.testing import count_flops, random_batch
 
 PRECISIONS = {
     "fp32": contextlib.nullcontext,

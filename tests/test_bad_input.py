@@ -121,6 +121,24 @@ CASES = {
         ],
         "--resume continues RUN_DIR with its own config.yaml; drop --set, --seed",
     ),
+    "cuda asked for where no GPU is usable": (
+        lambda tmp: train_args(tmp, "--set", "train.accelerator=cuda"),
+        "train.accelerator=cuda, but ",
+    ),
+    "tf32 on the CPU": (
+        lambda tmp: train_args(tmp, "--set", "train.accelerator=cpu", "--set",
+                               "train.precision=tf32"),
+        "train.precision=tf32 is a CUDA precision",
+    ),
+    "CUDA graphs on the CPU": (
+        lambda tmp: train_args(tmp, "--set", "train.accelerator=cpu", "--set", "train.compile=true",
+                               "--set", "train.compile_mode=reduce-overhead"),
+        "train.compile_mode=reduce-overhead captures CUDA graphs and needs CUDA",
+    ),
+    "parallel envs in async mode": (
+        lambda tmp: train_args(tmp, "--mode", "async", "--set", "train.envs=2"),
+        "train.envs=2 is sync mode's; in async mode each of train.actors steps one env",
+    ),
     "unfinished run with a checkpoint, without --resume": (
         lambda tmp: (
             run_dir_with(tmp, RUN_FORMAT)
@@ -139,6 +157,7 @@ CASES = {
 @pytest.mark.parametrize("case", list(CASES))
 def test_bad_input_gets_one_clear_error_before_compute(case, tmp_path, monkeypatch, capsys):
     make_args, message = CASES[case]
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)  # as on a machine without GPU
     monkeypatch.setenv(
         "MUJOCO_GL", "bogus"
     )  # only the dm_control case gets as far as choosing a renderer

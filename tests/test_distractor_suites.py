@@ -8,6 +8,7 @@ from pathlib import Path
 
 from wmbench.objectives.registry import BUILTIN
 from wmbench.rundir import run_id
+from wmbench.suite.plan import planned_updates
 from wmbench.suite.spec import load_suite
 
 SUITES = Path(__file__).resolve().parent.parent / "suites"
@@ -45,6 +46,9 @@ def test_full_distractor_suite_is_six_objectives_six_tasks_two_backgrounds_five_
         and cfg.env.render_quality == "standard"
     )
     assert cfg.agent.world_model.cnn_depth == 32  # Dreamer's network sizes
+    assert planned_updates(cfg) == 318_400  # the suite comment's estimate counts these
+    # GPU settings: bf16 where the device has it, compiled, 4 envs per run
+    assert (cfg.train.precision, cfg.train.compile, cfg.train.envs) == ("auto", True, 4)
 
 
 def test_cpu_distractor_suite_is_small_and_pairs_standard_with_video():

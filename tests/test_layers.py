@@ -119,7 +119,9 @@ def test_the_report_run_directory_suite_planning_and_config_are_light():
         "wmbench.cli",
         "wmbench.suite.spec",
         "wmbench.suite.plan",
+        "wmbench.suite.gpus",
         "wmbench.runtime.schedule",
+        "wmbench.runtime.env_pool",  # its env worker processes import no torch
         "wmbench.agents.config",
         "wmbench.diagnostics.config",
         "wmbench.report.store",

@@ -94,7 +94,9 @@ def _store(suite_dir, final: dict[tuple[str, str, int], float]) -> pd.DataFrame:
             rows.append(("syn", objective, task, seed, 0, "eval/return", untrained, 1.0))
         rows.append(("syn", objective, task, seed, 1000 * trained, "eval/return", value, 100.0))
         cost = (
-            {"env_frames": 1000, "updates": 50, "wall_time": 100.0 * (1 + seed), "params": 1234}
+            {"env_frames": 1000, "updates": 50, "wall_time": 100.0 * (1 + seed), "params": 1234,
+             "device": "cuda: NVIDIA H200, bf16-mixed, eager" if seed else "cpu: Xeon, 32-true, "
+             "eager"}
             if objective == "a"
             else {}
         )
@@ -241,7 +243,10 @@ def test_report_tables_equal_a_recomputation_from_the_raw_store(tmp_path, capsys
     assert cost.loc["a", "env frames / s"] == "5.0"
     assert cost.loc["a", "updates / s"] == "0.25"
     assert cost.loc["a", "parameters"] == "1,234"
-    assert cost.loc["b"].tolist()[1:] == ["n/a"] * 4  # nothing recorded: shown as n/a
+    assert cost.loc["a", "device"] == (
+        "cpu: Xeon, 32-true, eager; cuda: NVIDIA H200, bf16-mixed, eager"
+    )
+    assert cost.loc["b"].tolist()[1:] == ["n/a"] * 5  # nothing recorded: shown as n/a
     assert (
         "Not recorded with the runs" not in text and "| torch" in text
     )  # versions.json written by save()

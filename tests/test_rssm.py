@@ -287,3 +287,17 @@ def test_layer_norm_rssm_uses_the_norm_gru_and_scales_actions_back_onto_the_box(
     torch.manual_seed(0)
     same = rssm.img_step(state, torch.tensor([[1.0, -0.5], [1.0, 0.25]]))  # elementwise
     torch.testing.assert_close(out.deter, same.deter)
+
+
+def test_categorical_latents_are_float32_under_bf16_autocast():
+    """CPU autocast leaves softmax in bfloat16, whose probabilities miss the simplex by ~1e-3 (and
+    fail the distribution's check): the latent distribution is computed in float32, as in
+    DreamerV3."""
+    rssm = make(RSSMConfig(deter=8, stoch=4, classes=32, hidden=8))
+    embed, prev_action, is_first = inputs()
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        post, prior = rssm.observe(embed, prev_action, is_first)
+        for state in (post, prior):
+            assert state.logits.dtype == torch.float32
+            probs = rssm.dist(state).base_dist.probs
+            torch.testing.assert_close(probs.sum(-1), torch.ones(B, T, 4), rtol=0, atol=1e-6)

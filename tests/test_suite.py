@@ -201,9 +201,16 @@ def test_dmc_vision_suite_is_valid():
         (r.config.env.action_repeat, r.config.train.env_frames, r.config.train.eval_every)
         for r in runs
     } == {(2, 1_000_000, 10_000)}
-    # Dreamer v1: 100 updates of 50 x 50 steps per 1000 env frames; the first 5000 frames are random
-    # prefill.
-    assert {planned_updates(r.config) for r in runs} == {99_500}
+    # Dreamer v1: 100 pretraining updates after the 5000 frames of random prefill, then 100 updates
+    # of 50 x 50 steps per 1000 env frames.
+    assert {(r.config.agent.preset, r.config.agent.pretrain_updates) for r in runs} == {
+        ("dreamer-v1", 100)
+    }
+    assert {planned_updates(r.config) for r in runs} == {100 + 99_500}
+    # GPU settings: bf16 where the device has it, compiled, 4 envs per run
+    assert {
+        (r.config.train.precision, r.config.train.compile, r.config.train.envs) for r in runs
+    } == {("auto", True, 4)}
     assert set(spec.references) == set(spec.tasks)
 
 

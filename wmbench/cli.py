@@ -33,24 +33,27 @@ def _cmd_objectives(args: argparse.Namespace) -> int:
 def _cmd_train(args: argparse.Namespace) -> int:
     from wmbench.configio import from_dict, load_yaml, with_overrides
     from wmbench.run_config import RunConfig
-    from wmbench.rundir import BASELINES, read_config, run_id
+    from wmbench.rundir import BASELINES, PLACEMENT, read_config, run_id
     from wmbench.runtime.train import quiet_libraries, train
 
     quiet_libraries()
 
     if args.resume:
+        placement = [f"train.{key}=" for key in PLACEMENT]
+        moves = [item for item in args.set if item.startswith(tuple(placement))]
         given = [
             name
             for name in ("config", "set", "objective", "task", "seed", "mode", "out")
-            if getattr(args, name) not in (None, [])
+            if getattr(args, name) not in (None, []) and (name != "set" or args.set != moves)
         ]
         if given:
             raise ConfigError(
                 "--resume continues RUN_DIR with its own config.yaml; drop "
-                f"{', '.join('--' + name for name in given)}"
+                f"{', '.join('--' + name for name in given)} (only where it runs may change: "
+                f"--set {', '.join(p + '...' for p in placement)})"
             )
         run_dir = Path(args.resume)
-        cfg = read_config(run_dir)
+        cfg = with_overrides(read_config(run_dir), moves)
         if cfg.objective in BASELINES:
             raise ConfigError(
                 f"{run_dir} is the {cfg.objective} baseline (a fixed policy): nothing trains or "
@@ -99,7 +102,8 @@ def _cmd_suite_run(args: argparse.Namespace) -> int:
 
     quiet_libraries()
     trained, baselines, failed = run_suite(
-        args.file, args.out, workers=args.workers, launcher=args.launcher, address=args.address
+        args.file, args.out, workers=args.workers, launcher=args.launcher, address=args.address,
+        gpus_per_run=args.gpus_per_run,
     )
     print(
         "\nFinal evaluation return (deterministic policy; every policy on the same episodes), mean "
@@ -217,7 +221,8 @@ def build_parser() -> argparse.ArgumentParser:
         "--resume",
         metavar="RUN_DIR",
         help="continue the run in RUN_DIR from its last checkpoint, with its config.yaml (no "
-        "other options)",
+        "other options but --set train.accelerator=..., train.compile=..., "
+        "train.compile_mode=...: e.g. a GPU run on the CPU)",
     )
     p.set_defaults(func=_cmd_train)
 
@@ -246,6 +251,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--address",
         help="Ray cluster address for ray.init (e.g. auto); default: start a local Ray instance",
+    )
+    p.add_argument(
+        "--gpus-per-run",
+        type=float,
+        metavar="F",
+        help="share of a GPU each run gets, in (0, 1] (0.25: 4 runs per GPU): local workers each "
+        "see one GPU (CUDA_VISIBLE_DEVICES), Ray tasks reserve num_gpus=F; default: no placement",
     )
     p.add_argument(
         "--dry-run",

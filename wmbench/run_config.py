@@ -69,8 +69,22 @@ class TrainConfig:
             random baselines are scored too (10).
         threads: torch intra-op threads; 0 keeps torch's default (in async mode the learner then
             leaves one core to each actor; actors use one thread each).
-        precision: Lightning precision of the updates: ``32-true`` (fp32, default) or ``bf16-mixed``
-            (bfloat16 autocast; on CPUs without AMX it is no faster, see ``benchmarks/``).
+        accelerator: where the updates, imagination and acting compute: ``cuda`` (one GPU; an error
+            before compute where none is usable), ``cpu``, or ``auto`` (default: ``cuda`` where a
+            GPU is usable, else ``cpu``). Not part of what a run is: a run resumes on another
+            accelerator (``wmbench train --resume RUN --set train.accelerator=cpu``). See
+            ``wmbench.runtime.device``.
+        precision: arithmetic of the updates: ``32-true`` (fp32), ``tf32`` (fp32 with TF32 matrix
+            products; CUDA only), ``bf16-mixed`` (bfloat16 autocast, with TF32 for what autocast
+            keeps in fp32 on CUDA) or ``auto`` (default: ``bf16-mixed`` on a GPU with bfloat16
+            and on a CPU with AMX, where it is the faster one, else ``32-true``; a resumed run keeps
+            the precision it started with). See ``wmbench.runtime.device``.
+        compile: ``torch.compile`` the networks and the RSSM's one-step functions (the world
+            model's filtering and the imagination rollout) before training: the same maths, fused
+            kernels; the first updates wait for the compilation (seconds to minutes). CPU (needs a
+            C++ compiler) or CUDA.
+        compile_mode: ``default`` or ``reduce-overhead`` (CUDA graphs of the compiled functions;
+            CUDA only; experimental).
         logger: ``csv`` (Lightning CSVLogger) or ``wandb`` (offline, no login).
         progress: show a progress bar over env frames.
         checkpoint_every: env frames between checkpoints (``checkpoints/last.ckpt``, also written at
@@ -84,6 +98,10 @@ class TrainConfig:
         actors: actor processes in async mode, each with its own env and a replay of
             ``replay_capacity // actors`` steps; must be 1 in sync mode (checked when training
             starts, after every override).
+        envs: sync mode: environments stepped together, each in its own worker process when more
+            than one (one policy forward acts in all of them), each with a replay of
+            ``replay_capacity // envs`` steps; the train ratio counts the steps of all of them.
+            Must be 1 in async mode (``actors`` sets its envs). See ``wmbench.runtime.env_pool``.
         publish_every: async mode: updates between two publications of the learner's policy weights
             to the actors.
     """
@@ -98,13 +116,17 @@ class TrainConfig:
     eval_episodes: int = 1
     final_eval_episodes: int = 10
     threads: int = 0
-    precision: Literal["32-true", "bf16-mixed"] = "32-true"
+    accelerator: Literal["auto", "cpu", "cuda"] = "auto"
+    precision: Literal["auto", "32-true", "tf32", "bf16-mixed"] = "auto"
+    compile: bool = False
+    compile_mode: Literal["default", "reduce-overhead"] = "default"
     logger: Literal["csv", "wandb"] = "csv"
     progress: bool = True
     checkpoint_every: int = 10_000
     replay_chunk: int = 1_000
     mode: Literal["sync", "async"] = "sync"
     actors: int = 1
+    envs: int = 1
     publish_every: int = 1
 
     def __post_init__(self) -> None:
@@ -119,6 +141,7 @@ class TrainConfig:
             "checkpoint_every",
             "replay_chunk",
             "actors",
+            "envs",
             "publish_every",
         ):
             if getattr(self, name) < 1:
@@ -127,13 +150,18 @@ class TrainConfig:
             raise ValueError(
                 "train.train_ratio must be > 0, train.learning_starts and train.threads >= 0"
             )
-        per_actor = self.replay_capacity // self.actors
-        if self.replay_chunk > per_actor:
+        per_replay = self.replay_capacity // self.replays
+        if self.replay_chunk > per_replay:
             raise ValueError(
                 f"train.replay_chunk={self.replay_chunk} exceeds the replay capacity of each of "
-                f"the {self.actors} actor(s), {per_actor} (rows would be evicted before they are "
-                f"written): set train.replay_chunk <= {per_actor}"
+                f"the {self.replays} actor(s) or env(s), {per_replay} (rows would be evicted "
+                f"before they are written): set train.replay_chunk <= {per_replay}"
             )
+
+    @property
+    def replays(self) -> int:
+        """Replays of a run, one per stream of episodes: ``actors`` (async) or ``envs`` (sync)."""
+        return self.actors * self.envs
 
 
 @dataclass(frozen=True)
@@ -161,9 +189,12 @@ class RunConfig:
             raise ValueError(f"seed must be >= 0, got {self.seed}")
         t, repeat = self.train, self.env.action_repeat
         prefill = self.ratio_schedule().prefill_steps
-        needed = t.seq_len * t.actors  # a sequence in each actor's replay
+        needed = t.seq_len * t.replays  # a sequence in each actor's or env's replay
         if prefill < needed:
-            per_actor = f" times train.actors={t.actors}" if t.actors > 1 else ""
+            per_actor = (
+                f" times train.actors={t.actors}" if t.actors > 1
+                else f" times train.envs={t.envs}" if t.envs > 1 else ""
+            )
             least = (needed - 1) * repeat + 1
             short = [name for name in ("learning_starts", "env_frames") if getattr(t, name) < least]
             fix = " and ".join(f"train.{name} >= {least}" for name in short)
@@ -201,7 +232,8 @@ def prepare(cfg: RunConfig) -> tuple[type, Any]:
 
     Raises:
         wmbench.objectives.UnknownObjectiveError: unknown objective name (lists the available ones).
-        ConfigError: bad ``objective_config`` keys or types; ``train.actors`` > 1 in sync mode.
+        ConfigError: bad ``objective_config`` keys or types; ``train.actors`` > 1 in sync mode, or
+            ``train.envs`` > 1 in async mode.
         wmbench.envs.UnknownTaskError: unknown task (see ``wmbench.envs.check_task``).
         wmbench.envs.RendererUnavailableError: a ``dmc:`` task and no headless OpenGL backend.
     """
@@ -212,6 +244,11 @@ def prepare(cfg: RunConfig) -> tuple[type, Any]:
         raise ConfigError(
             f"train.actors={cfg.train.actors} needs train.mode=async (sync mode steps one env): "
             "set train.mode=async (--mode async) or train.actors=1"
+        )
+    if cfg.train.envs > 1 and cfg.train.mode == "async":
+        raise ConfigError(
+            f"train.envs={cfg.train.envs} is sync mode's; in async mode each of train.actors "
+            "steps one env: set train.actors instead, or train.envs=1"
         )
     cls = registry.get(cfg.objective)
     obj_cfg = from_dict(cls.Config, cfg.objective_config, where="objective_config")

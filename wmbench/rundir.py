@@ -2,7 +2,7 @@
 
 One run directory (``runs/train/<run_id>`` or ``runs/<suite>/<run_id>``) holds::
 
-    config.yaml            the resolved RunConfig (CONFIG)
+    config.yaml            the resolved RunConfig, a comment above it on the device (CONFIG)
     status.json            {"status": one of STATUSES, ...} (STATUS; read/write_status)
     metrics.csv            every logged row, with env_frames and wall_time (METRICS)
     replay/                the replay's rows as chunk files (REPLAY; wmbench.data.replay_disk)
@@ -22,14 +22,17 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any, BinaryIO
 
+import yaml
+
 from wmbench.configio import ConfigError, from_dict, load_yaml
 from wmbench.run_config import RunConfig
 
-RUN_FORMAT = 3
+RUN_FORMAT = 4
 """Format of a run directory's checkpoint and replay chunks; another format is not resumed.
 
 1: before resume existed; 2: the first resumable format; 3: one train-ratio schedule (the stream
-counts the batches it handed out instead of carrying a credit)."""
+counts the batches it handed out instead of carrying a credit); 4: sync runs of ``train.envs`` envs
+(the stream's state holds each env's episode, replay and sampler)."""
 
 CONFIG = "config.yaml"
 STATUS = "status.json"
@@ -43,6 +46,10 @@ DIAGNOSTICS = "diagnostics"
 STATUSES = ("running", "done", "failed", "interrupted")
 """``running`` (or killed while running), ``done`` with the run's summary, ``failed`` with the
 error, ``interrupted`` by SIGINT/SIGTERM with its checkpoint (see ``wmbench.runtime.signals``)."""
+
+PLACEMENT = ("accelerator", "compile", "compile_mode")
+"""``train`` settings that say where and how fast a run computes, not what it computes: a run may
+resume with others (``same_run``), e.g. a GPU run on the CPU."""
 
 BASELINES = ("zero", "random")
 """The trivial policies every suite evaluates, as the ``objective`` of their runs' ``config.yaml``:
@@ -75,6 +82,39 @@ def read_config(run_dir: str | os.PathLike) -> RunConfig:
             "e.g. runs/train/<run_id> or runs/<suite>/<run_id>"
         )
     return from_dict(RunConfig, load_yaml(path), where=str(path))
+
+
+def describe_device(record: dict[str, Any], versions: bool = True) -> str:
+    """One line of a run's device record (``wmbench.runtime.device.Placement.record``), e.g.
+    ``cuda: NVIDIA H200, bf16-mixed, compiled (1 visible, torch 2.13.0, CUDA 13.0)``; without
+    ``versions`` only the part before the parenthesis."""
+    line = f"{record['accelerator']}: {record['name']}, {record['precision']}"
+    line += ", eager" if record["compile"] is None else f", compiled ({record['compile']})"
+    if not versions:
+        return line
+    unit = "visible" if record["accelerator"] == "cuda" else "CPUs"
+    cuda = f", CUDA {record['cuda']}" if record["cuda"] else ""
+    return f"{line} ({record['count']} {unit}, torch {record['torch']}{cuda})"
+
+
+def write_config(run_dir: str | os.PathLike, data: dict[str, Any], note: str) -> None:
+    """Writes ``config.yaml``: the configuration ``data`` (``to_dict`` of a ``RunConfig``) below
+    the comment ``# <note>`` (readers see only the configuration, so the file is a valid
+    ``--config``)."""
+    text = f"# {note}\n" + yaml.safe_dump(data, sort_keys=False)
+    atomic_write(Path(run_dir) / CONFIG, lambda f: f.write(text.encode()))
+
+
+def same_run(saved: dict[str, Any], given: dict[str, Any]) -> bool:
+    """Whether two configurations (``to_dict`` of ``RunConfig`` s, e.g. a run's ``config.yaml``
+    and a suite's) describe the same run: equal but for the ``PLACEMENT`` settings of ``train``.
+    """
+
+    def what(data: dict[str, Any]) -> dict[str, Any]:
+        train = {k: v for k, v in data.get("train", {}).items() if k not in PLACEMENT}
+        return {**data, "train": train}
+
+    return what(saved) == what(given)
 
 
 def read_status(run_dir: str | os.PathLike) -> dict[str, Any]:

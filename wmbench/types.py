@@ -113,3 +113,8 @@ class Batch:
         """The batch of ``wmbench.data.replay.Replay.sample`` output (tensors share the arrays'
         memory)."""
         return cls(**{f.name: torch.as_tensor(arrays[f.name]) for f in fields(cls)})
+
+    def pin_memory(self) -> Batch:
+        """The batch in page-locked host memory, from which a GPU copies without blocking (the
+        ``DataLoader`` calls it with ``pin_memory=True``)."""
+        return Batch(**{f.name: getattr(self, f.name).pin_memory() for f in fields(self)})

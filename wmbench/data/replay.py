@@ -1,8 +1,9 @@
-"""Sequence replay buffer over uint8 frames for a single stream of episodes."""
+"""Sequence replay buffer over uint8 frames for a single stream of episodes, and sampling from
+several (one per env or actor of a run)."""
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any, NamedTuple
 
 import numpy as np
@@ -304,3 +305,28 @@ class Replay:
         }
         batch["is_first"][:, 0] = True
         return batch
+
+
+def sample_replays(
+    replays: Sequence[Replay], rng: np.random.Generator, batch_size: int, seq_len: int
+) -> dict[str, np.ndarray]:
+    """Samples ``batch_size`` windows from several replays (one per env or actor of a run).
+
+    The windows are split over the replays that hold at least ``seq_len`` rows in proportion to
+    their sizes (one multinomial draw from ``rng``; a single replay is sampled without it) and
+    concatenated in replay order; each replay draws its own windows (``Replay.sample``).
+
+    Returns:
+        ``Replay.sample``'s arrays, ``[batch_size, seq_len, ...]``.
+
+    Raises:
+        ValueError: no replay holds ``seq_len`` rows.
+    """
+    if len(replays) == 1:
+        return replays[0].sample(batch_size, seq_len)
+    sizes = np.array([len(r) if len(r) >= seq_len else 0 for r in replays], np.float64)
+    if not sizes.sum():
+        raise ValueError(f"cannot sample windows of {seq_len} rows: no replay holds that many")
+    counts = rng.multinomial(batch_size, sizes / sizes.sum())
+    parts = [r.sample(n, seq_len) for r, n in zip(replays, counts, strict=True) if n]
+    return {name: np.concatenate([p[name] for p in parts]) for name in parts[0]}

@@ -18,7 +18,7 @@ from torch import Tensor
 
 from wmbench.agents.world_model import WorldModel
 from wmbench.envs import DMCEnv
-from wmbench.runtime.stream import EnvSteps
+from wmbench.runtime.env_pool import EnvSteps
 from wmbench.types import RSSMState
 
 

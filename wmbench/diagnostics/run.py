@@ -52,7 +52,8 @@ from wmbench.rundir import (
     read_status,
 )
 from wmbench.runtime.checkpoint import RunCheckpoint
-from wmbench.runtime.stream import AgentPolicy, make_run_env
+from wmbench.runtime.env_pool import make_run_env
+from wmbench.runtime.stream import AgentPolicy
 
 ENV_SEED_OFFSET = 2_000_000
 """Diagnostic episodes use env seed ``run seed + ENV_SEED_OFFSET`` (training uses the seed,

@@ -28,7 +28,7 @@ from wmbench.configio import from_dict, with_overrides
 from wmbench.data.replay import Replay
 from wmbench.objectives import available
 from wmbench.run_config import RunConfig, prepare
-from wmbench.runtime.stream import EnvSteps, make_run_env
+from wmbench.runtime.env_pool import EnvSteps, make_run_env
 from wmbench.types import Batch
 
 REFERENCE = "reconstruction"

@@ -94,8 +94,8 @@ class RSSM(nn.Module):
     def _state(self, deter: Tensor, raw: Tensor) -> RSSMState:
         """Turn the raw output of the prior/posterior net into a sampled state."""
         c = self.config
-        if c.classes:
-            logits = raw.reshape(*raw.shape[:-1], c.stoch, c.classes)
+        if c.classes:  # float32 under bf16 autocast, where bf16 probabilities miss the simplex
+            logits = raw.float().reshape(*raw.shape[:-1], c.stoch, c.classes)
             probs = (1 - c.unimix) * logits.softmax(-1) + c.unimix / c.classes
             logits = probs.log()
             stoch = OneHotCategoricalStraightThrough(logits=logits).rsample()

@@ -95,7 +95,8 @@ def _pair_table(matrices: dict[str, np.ndarray], reps: int, seed: int) -> pd.Dat
 
 
 def _cost(runs: pd.DataFrame, objectives: list[str]) -> pd.DataFrame:
-    """Per objective over its done runs: wall time per run, env frames/s, updates/s, parameters."""
+    """Per objective over its done runs: wall time per run, env frames/s, updates/s, parameters,
+    the devices they trained on."""
 
     def shown(value: float, fmt: str) -> str:
         return "n/a" if not np.isfinite(value) else format(value, fmt)
@@ -120,6 +121,9 @@ def _cost(runs: pd.DataFrame, objectives: list[str]) -> pd.DataFrame:
                 else f"{params[0]:,}"
                 if len(params) == 1
                 else f"{params[0]:,}–{params[-1]:,}",
+                "device": "; ".join(  # stores written before devices were recorded: n/a
+                    sorted(set(done.get("device", pd.Series(dtype=str)).fillna("")) - {""})
+                ) or "n/a",
             }
         )
     return pd.DataFrame(rows)

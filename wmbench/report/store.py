@@ -6,7 +6,9 @@ env_frames, metric, value, wall_time`` — one row per logged value.
 ``runs`` (``runs.csv`` and ``runs.parquet``): one row per run of the suite — ``suite, objective,
 task, seed, status`` (``done``, ``failed``, ``running`` or ``pending``), ``final_return`` (last
 ``eval/return``), ``env_frames``, ``updates``, ``wall_time`` (s), ``params`` (trainable parameters;
-missing for runs made before it was recorded, and for the random baseline) and ``error``.
+missing for runs made before it was recorded, and for the random baseline), ``device`` (where and
+how it trained, e.g. ``cuda: NVIDIA H200, bf16-mixed, compiled (default)``; empty where not
+recorded) and ``error``.
 
 Each run directory holds ``config.yaml`` (resolved run config), ``metrics.csv`` (Lightning CSV
 logger) and ``status.json``; after ``wmbench diagnose``, also ``diagnostics/metrics.csv`` (one row
@@ -26,7 +28,7 @@ from pathlib import Path
 import pandas as pd
 import yaml
 
-from wmbench.rundir import CONFIG, DIAGNOSTICS, METRICS, read_status
+from wmbench.rundir import CONFIG, DIAGNOSTICS, METRICS, describe_device, read_status
 
 COLUMNS = ["suite", "objective", "task", "seed", "env_frames", "metric", "value", "wall_time"]
 VERSIONED = (
@@ -51,6 +53,7 @@ RUN_COLUMNS = [
     "updates",
     "wall_time",
     "params",
+    "device",
     "error",
 ]
 
@@ -136,6 +139,8 @@ def run_row(run_dir: Path, suite: str, objective: str, task: str, seed: int) -> 
     row.update(
         {k: status.get(k, float("nan")) for k in ("env_frames", "updates", "wall_time", "params")}
     )
+    device = status.get("device")
+    row["device"] = describe_device(device, versions=False) if device else ""
     row["error"] = status.get("error", "")
     return row
 

@@ -1,7 +1,8 @@
 """The actor side of async mode (``wmbench.runtime.async_learner``): the policy weights in shared
 memory, and the actor process's loop.
 
-An actor process (one per ``train.actors``) builds its own env (seeded ``seed + 1000·i``) and a CPU
+An actor process (one per ``train.actors``) builds its own env (seeded
+``wmbench.runtime.env_pool.env_seed(seed, i)``, as is its torch generator) and a CPU
 ``DreamerModule``, then until the learner stops it: claims the next agent step from the limiter
 (``wmbench.runtime.schedule.RatioSchedule.steps_allowed``; steps before ``learning_starts`` take
 uniform random actions), copies the newest published weights if their version changed, acts with the
@@ -24,12 +25,9 @@ import torch
 from wmbench.agents.module import DreamerModule
 from wmbench.data.replay import Row
 from wmbench.run_config import RunConfig, prepare
+from wmbench.runtime.env_pool import EnvSteps, env_seed, make_run_env
 from wmbench.runtime.schedule import RatioSchedule
-from wmbench.runtime.stream import AgentPolicy, EnvSteps, make_run_env
-
-ACTOR_SEED_STRIDE = 1000
-"""Actor i seeds its env, action space and torch with ``seed + ACTOR_SEED_STRIDE * i`` (actor 0: the
-run's seed)."""
+from wmbench.runtime.stream import AgentPolicy
 
 POLL_S = 0.1
 """Longest single wait on the queue; every wait loop on either side re-checks for failures and stops
@@ -51,14 +49,15 @@ class SharedWeights:
     dies mid-copy can never block the learner.
 
     Attributes:
-        tensors: name -> float tensor in shared memory, shapes as in the module's state dict.
+        tensors: name -> float tensor in shared (CPU) memory, shapes as in the module's state
+            dict, wherever the learner's module is (the actors act on the CPU).
         version: ``updates`` of the learner when last published.
     """
 
     def __init__(self, module: DreamerModule, context: Any) -> None:
         own = module.state_dict()
         self.tensors = {
-            k: v.detach().clone().share_memory_()
+            k: v.detach().to("cpu", copy=True).share_memory_()
             for k, v in own.items()
             if k.startswith(POLICY_PREFIXES)
         }
@@ -166,7 +165,7 @@ def _claim(control: Control, schedule: RatioSchedule) -> int | None:
 
 def _act(index: int, cfg: RunConfig, schedule: RatioSchedule, control: Control) -> None:
     objective_cls, objective_cfg = prepare(cfg)
-    seed = cfg.seed + ACTOR_SEED_STRIDE * index
+    seed = env_seed(cfg.seed, index)
     torch.manual_seed(seed)
     env = make_run_env(cfg, seed)
     env.action_space.seed(seed)

@@ -67,7 +67,7 @@ import torch.multiprocessing as mp
 from lightning.pytorch.loggers import Logger
 
 from wmbench.agents.module import DreamerModule
-from wmbench.data.replay import Replay
+from wmbench.data.replay import Replay, sample_replays
 from wmbench.data.replay_disk import ReplayDisk
 from wmbench.errors import RunError
 from wmbench.run_config import RunConfig
@@ -283,12 +283,7 @@ class AsyncReplayStream(StreamBase):
 
     def _sample(self, extra: dict[str, float] | None) -> Batch:
         t = self.cfg.train
-        sizes = np.array([len(r) if len(r) >= t.seq_len else 0 for r in self.replays], np.float64)
-        counts = self.rng.multinomial(t.batch_size, sizes / sizes.sum())
-        parts = [
-            replay.sample(n, t.seq_len) for replay, n in zip(self.replays, counts, strict=True) if n
-        ]
-        return self._batch({k: np.concatenate([p[k] for p in parts]) for k in parts[0]}, extra)
+        return self._batch(sample_replays(self.replays, self.rng, t.batch_size, t.seq_len), extra)
 
     def flush(self) -> None:
         """Writes the pending replay rows to disk (before a checkpoint)."""

@@ -7,8 +7,11 @@ to continue exactly: the replay stream's state (counters, batches handed out, RN
 numpy, python, the replay sampler and the env, the current episode's actions), the number of
 ``metrics.csv`` rows written, the wandb run id and the next checkpoint's env frame. Top-level
 ``wmbench_format`` is the run-directory format (``wmbench.rundir.RUN_FORMAT``; another format is
-refused) and ``wmbench_threads`` torch's thread count (a resumed run trains with it again, see
-``wmbench.runtime.train.run_threads``).
+refused), ``wmbench_threads`` torch's thread count (a resumed run trains with it again, see
+``wmbench.runtime.train.run_threads``) and ``wmbench_device`` the placement it was written with
+(``wmbench.runtime.device.Placement.record``; a resumed run keeps its precision). Tensors load
+onto the CPU first (``torch.load`` with ``map_location``), so a checkpoint written on a GPU resumes
+on the CPU and the other way round.
 
 Before each checkpoint the loggers and the replay chunks (``wmbench.data.replay_disk``) are flushed,
 so a checkpoint never refers to rows or metrics held only in memory.
@@ -37,6 +40,7 @@ from wmbench.rundir import (
     atomic_write,
     metric_rows,
     read_status,
+    same_run,
 )
 from wmbench.runtime.signals import StopOnSignal
 from wmbench.runtime.stream import StreamBase
@@ -90,7 +94,8 @@ def check_run_dir(cfg: RunConfig, run_dir: Path, resume: bool) -> dict[str, Any]
     Raises:
         ConfigError: ``run_dir`` holds a finished run; holds a checkpoint but ``resume`` is false;
             holds a checkpoint of another run-directory format, or one made with another
-            configuration than ``cfg``. Each message names the fix.
+            configuration than ``cfg`` (where it runs aside, ``wmbench.rundir.same_run``). Each
+            message names the fix.
     """
     if read_status(run_dir).get("status") == "done":
         raise ConfigError(f"{run_dir} holds a finished run; choose another --out or delete it")
@@ -102,8 +107,7 @@ def check_run_dir(cfg: RunConfig, run_dir: Path, resume: bool) -> dict[str, Any]
             f"{run_dir} holds an unfinished run with a checkpoint; continue it with "
             f"`wmbench train --resume {run_dir}` or delete the directory to start over"
         )
-    saved = load_yaml(run_dir / CONFIG)
-    if saved != to_dict(cfg):
+    if not same_run(load_yaml(run_dir / CONFIG), to_dict(cfg)):
         raise ConfigError(
             f"{run_dir} was made with another configuration; resume it with its own config.yaml or "
             "delete it"
@@ -125,13 +129,16 @@ class RunCheckpoint(Callback):
         path: checkpoint file.
         every: env frames between checkpoints.
         stop: the run's signal handlers (``wmbench.runtime.signals``).
+        device: the run's ``Placement.record``, saved as ``wmbench_device``.
 
     Attributes:
         last: ``"<path> (update u, env_frames f)"`` of the newest checkpoint on disk, or ``None``.
     """
 
-    def __init__(self, stream: StreamBase, path: Path, every: int, stop: StopOnSignal) -> None:
+    def __init__(self, stream: StreamBase, path: Path, every: int, stop: StopOnSignal,
+                 device: dict[str, Any]) -> None:
         self.stream, self.path, self.every, self.stop = stream, Path(path), every, stop
+        self.device = device
         self.next_checkpoint = every
         self.metrics_rows = 0
         self.wandb_id: str | None = None
@@ -154,6 +161,7 @@ class RunCheckpoint(Callback):
     ) -> None:
         checkpoint["wmbench_format"] = RUN_FORMAT
         checkpoint["wmbench_threads"] = torch.get_num_threads()  # restored on resume
+        checkpoint["wmbench_device"] = self.device
         checkpoint["wmbench_version"] = wmbench.__version__
 
     def on_load_checkpoint(

@@ -1,10 +1,10 @@
-"""What every training mode shares: the run's env, its steps as replay rows, acting, evaluation, the
-stream's base and the one writer of metric rows.
+"""What every training mode shares: the evaluation env, acting, evaluation, the stream's base and
+the one writer of metric rows.
 
-``make_run_env`` builds ``cfg.env`` with a seed; ``EnvSteps`` steps one env and turns each reset and
-step into a replay row (the one place that does, for sync mode, async actors, evaluation and the
-diagnostics' episodes); ``AgentPolicy`` acts in one env with a ``DreamerModule``'s posterior and
-actor; ``evaluate`` runs full episodes; ``StreamBase`` is the part of the sync
+``make_eval_env`` builds the evaluation env (the run's envs and their rows are
+``wmbench.runtime.env_pool``'s); ``AgentPolicy`` acts in N envs at once with a ``DreamerModule``'s
+posterior and actor, on the module's device; ``evaluate`` runs full episodes; ``StreamBase`` is the
+part of the sync
 (``wmbench.runtime.sync``) and async (``wmbench.runtime.async_learner``) replay streams that counts
 env frames, shows progress, evaluates, hands out batches and writes every metric row (``log``).
 """
@@ -26,26 +26,15 @@ from torch.utils.data import IterableDataset
 from tqdm.auto import tqdm
 
 from wmbench.agents.module import DreamerModule
-from wmbench.data.replay import Row
-from wmbench.envs import make_env
 from wmbench.run_config import RunConfig
+from wmbench.runtime.device import rng_devices
+from wmbench.runtime.env_pool import EnvSteps, make_run_env
 from wmbench.runtime.signals import StopOnSignal
 from wmbench.types import Batch, RSSMState
 
 EVAL_ENV_SEED_OFFSET = 1_000_000
 """The evaluation env is seeded ``run seed + EVAL_ENV_SEED_OFFSET`` (the training env: the run
 seed)."""
-
-
-def make_run_env(cfg: RunConfig, seed: int) -> gym.Env:
-    """The run's environment (``cfg.env``) seeded with ``seed``."""
-    return make_env(
-        cfg.env.task,
-        seed=seed,
-        image_size=cfg.env.image_size,
-        action_repeat=cfg.env.action_repeat,
-        render_quality=cfg.env.render_quality,
-    )
 
 
 def make_eval_env(cfg: RunConfig) -> gym.Env:
@@ -64,68 +53,40 @@ def eval_episode_seed(seed: int, env_frames: int) -> int:
 
 
 def global_rng_state() -> dict[str, Any]:
-    """States of the torch (CPU), numpy and python global generators."""
+    """States of the torch (CPU, and each CUDA device in use), numpy and python global
+    generators."""
     return {
         "torch": torch.get_rng_state(),
+        "cuda": [torch.cuda.get_rng_state(i) for i in rng_devices()],
         "numpy": np.random.get_state(),
         "python": random.getstate(),
     }
 
 
 def set_global_rng_state(state: dict[str, Any]) -> None:
-    """Restores a ``global_rng_state``."""
+    """Restores a ``global_rng_state`` (the CUDA generators where this process has as many CUDA
+    devices: a GPU run resumed on the CPU continues with the CPU generator alone)."""
     torch.set_rng_state(state["torch"])
+    cuda = state.get("cuda", [])
+    if cuda and torch.cuda.is_available() and torch.cuda.device_count() >= len(cuda):
+        for i, generator in enumerate(cuda):
+            torch.cuda.set_rng_state(generator, i)
     np.random.set_state(state["numpy"])
     random.setstate(state["python"])
 
 
-class EnvSteps:
-    """Steps one env and returns each reset and step as a replay row (``wmbench.types``' alignment).
+class AgentPolicy:
+    """Acts with the module's posterior and actor in N envs at once (one forward for all), on the
+    module's device; keeps each env's recurrent state between calls.
 
-    ``reset`` gives row 0 (o_0, zero action, reward 0, ``is_first``); ``step(a)`` gives the next row
-    (o_t, a_{t-1} = a, r_t, ``is_terminal``, ``is_last``). After a last row the episode is over
-    (``in_episode`` is false) until the next ``reset``.
+    Args:
+        module: the learner's module (its current weights and device act).
+        action_dim: A.
 
     Attributes:
-        env: the env (observations uint8 ``[3, 64, 64]``, actions float32 ``[A]`` in [-1, 1]).
-        obs: the current observation; ``None`` between episodes.
-        info: the ``info`` of the last reset or step (e.g. ``qpos``/``qvel``).
-        steps: steps taken in the current episode.
-        episode_return: sum of the current episode's rewards.
+        state: posterior of the last call, ``[N]`` (``None`` before the first).
+        prev_action: the last actions, float32 ``[N, A]`` on the module's device.
     """
-
-    def __init__(self, env: gym.Env) -> None:
-        self.env = env
-        self.obs: np.ndarray | None = None
-        self.info: dict[str, Any] = {}
-        self.steps = 0
-        self.episode_return = 0.0
-
-    @property
-    def in_episode(self) -> bool:
-        return self.obs is not None
-
-    def reset(self, seed: int | None = None) -> Row:
-        """Starts an episode (``env.reset(seed=seed)``); returns its first row."""
-        self.obs, self.info = self.env.reset(seed=seed)
-        self.steps, self.episode_return = 0, 0.0
-        return Row(
-            self.obs, np.zeros(self.env.action_space.shape, np.float32), 0.0, True, False, False
-        )
-
-    def step(self, action: np.ndarray) -> Row:
-        """Steps the env with ``action`` (float32 ``[A]``); returns the new row."""
-        action = np.asarray(action, np.float32)
-        obs, reward, terminated, truncated, self.info = self.env.step(action)
-        self.steps += 1
-        self.episode_return += float(reward)
-        last = bool(terminated or truncated)
-        self.obs = None if last else obs
-        return Row(obs, action, float(reward), False, bool(terminated), last)
-
-
-class AgentPolicy:
-    """Stateful wrapper that acts with the module's posterior and actor, one env at a time."""
 
     def __init__(self, module: DreamerModule, action_dim: int) -> None:
         self.module = module
@@ -133,22 +94,57 @@ class AgentPolicy:
         self.state: RSSMState | None = None
         self.prev_action = torch.zeros(1, action_dim)
 
-    def __call__(self, image: np.ndarray, is_first: bool, explore: bool) -> np.ndarray:
-        """Action float32 ``[A]`` for image uint8 ``[3, 64, 64]``."""
-        if is_first:
-            self.state, self.prev_action = None, torch.zeros(1, self.action_dim)
+    def act(self, images: np.ndarray, is_first: np.ndarray, explore: bool) -> np.ndarray:
+        """Actions of N envs.
+
+        Args:
+            images: uint8 ``[N, 3, 64, 64]``, the envs' current observations (copied to the device
+                as uint8).
+            is_first: bool ``[N]``: the env's episode starts at this observation (its state and
+                previous action start from zeros).
+            explore: sample from the actor (plus ``expl_noise``) if true, else its mode.
+
+        Returns:
+            float32 ``[N, A]`` in [-1, 1].
+        """
+        device = self.module.device
+        if is_first.all():  # every env starts: as a fresh policy
+            self.state, self.prev_action = None, torch.zeros(len(images), self.action_dim)
         was_training = self.module.training
         self.module.eval()
         action, self.state = self.module.act(
-            torch.as_tensor(image[None]),
-            self.prev_action,
-            torch.tensor([is_first]),
+            torch.as_tensor(images).to(device),
+            self.prev_action.to(device),
+            torch.as_tensor(is_first).to(device),
             self.state,
             explore,
         )
         self.module.train(was_training)
         self.prev_action = action
-        return action[0].numpy()
+        return action.cpu().numpy()
+
+    def __call__(self, image: np.ndarray, is_first: bool, explore: bool) -> np.ndarray:
+        """The action float32 ``[A]`` in one env for image uint8 ``[3, 64, 64]`` (``act`` with
+        N = 1)."""
+        return self.act(image[None], np.array([is_first]), explore)[0]
+
+    def state_dict(self) -> dict[str, Any]:
+        """The recurrent state and the last actions (tensors as they are; ``load_state_dict``
+        moves them to the module's device)."""
+        return {
+            "state": None if self.state is None else asdict(self.state),
+            "prev_action": self.prev_action,
+        }
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        """Restores a ``state_dict`` onto the module's device (one written on another device
+        too)."""
+        device = self.module.device
+        saved = state["state"]
+        self.state = None if saved is None else RSSMState(
+            **{k: None if v is None else v.to(device) for k, v in saved.items()}
+        )
+        self.prev_action = state["prev_action"].to(device)
 
 
 def evaluate(
@@ -168,7 +164,7 @@ def evaluate(
         seed: reset seed of the first episode (later episodes use seed + i) and torch's seed.
     """
     steps, returns = EnvSteps(env), []
-    with torch.random.fork_rng(devices=[]):
+    with torch.random.fork_rng(devices=rng_devices()):
         torch.manual_seed(seed)
         for i in range(episodes):
             steps.reset(seed=seed + i)

@@ -1,19 +1,27 @@
 """Synchronous training: collect env steps, then update, at a fixed train ratio.
 
 The Lightning Trainer drives the updates; its data loader is ``ReplayStream``, an
-``IterableDataset`` that, before handing out each replayed batch, steps the environment until the
+``IterableDataset`` that, before handing out each replayed batch, steps the environments until the
 next update is due (``wmbench.runtime.schedule.RatioSchedule`` with no slack: one update every
 ``B·T / train_ratio`` collected agent steps after the random prefill). The stream ends when the
-budget of ``env_frames`` is spent, which ends Lightning's single epoch. Everything runs in one
-process (``num_workers=0``), so the same seed gives the same run; the replay's rows go to disk as
-they come (``wmbench.data.replay_disk``) and checkpoints hold the stream's whole state
-(``wmbench.runtime.checkpoint``), so a killed run resumes to the same end.
+budget of ``env_frames`` is spent, which ends Lightning's single epoch.
+
+With ``train.envs = N`` the stream steps N envs together (``wmbench.runtime.env_pool.EnvPool``;
+worker processes when N > 1): one policy forward chooses the actions of all N, every env steps, and
+each step counts towards the train ratio, so the updates per collected step are those of one env.
+Where fewer steps than N are left (of the prefill or of the budget) only the first envs step, so a
+run collects exactly its budget. Env i's rows go to replay i (``replay/env-<i>/`` on disk; with one
+env, ``replay/``), which holds one stream of whole episodes; a batch draws its windows from the
+replays in proportion to their sizes (``wmbench.data.replay.sample_replays``).
+
+Everything is decided in this process in a fixed order, so the same seed and N give the same run;
+the replays' rows go to disk as they come (``wmbench.data.replay_disk``) and checkpoints hold the
+stream's whole state (``wmbench.runtime.checkpoint``), so a killed run resumes to the same end.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterator
-from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
@@ -22,80 +30,86 @@ import numpy as np
 from lightning.pytorch.loggers import Logger
 
 from wmbench.agents.module import DreamerModule
-from wmbench.data.replay import Replay, Row
+from wmbench.data.replay import Replay, Row, sample_replays
 from wmbench.data.replay_disk import ReplayDisk
 from wmbench.run_config import RunConfig
+from wmbench.runtime.env_pool import EnvPool
 from wmbench.runtime.signals import StopOnSignal
-from wmbench.runtime.stream import AgentPolicy, EnvSteps, StreamBase, set_global_rng_state
-from wmbench.types import Batch, RSSMState
+from wmbench.runtime.stream import AgentPolicy, StreamBase, set_global_rng_state
+from wmbench.types import Batch
 
 
 class ReplayStream(StreamBase):
     """Collect-then-replay stream feeding the Lightning Trainer (see the module docstring).
 
     Yields ``wmbench.types.Batch`` es of ``train.batch_size`` windows of ``train.seq_len`` rows.
-    Every replay row also goes to ``replay_disk`` (chunk files, see ``wmbench.data.replay_disk``).
+    Every replay row also goes to disk (chunk files, see ``wmbench.data.replay_disk``).
     ``state_dict``/``load_state_dict`` make the stream resumable exactly; see ``state_dict``.
 
     Args:
         cfg, eval_env, module, loggers, stop: see ``StreamBase``.
-        env: the training env (``make_run_env`` with the run's seed).
+        envs: the run's ``EnvPool`` (``train.envs`` envs); the stream closes it.
         replay_dir: the run's ``replay/``.
     """
 
-    def __init__(self, cfg: RunConfig, env: gym.Env, eval_env: gym.Env, module: DreamerModule,
+    def __init__(self, cfg: RunConfig, envs: EnvPool, eval_env: gym.Env, module: DreamerModule,
                  loggers: list[Logger], stop: StopOnSignal, replay_dir: Path) -> None:
         super().__init__(cfg, eval_env, module, loggers, stop)
-        self.env = env
-        self.steps = EnvSteps(env)
+        t = cfg.train
+        self.envs = envs
         self.schedule = cfg.ratio_schedule()
-        self.policy = AgentPolicy(module, env.action_space.shape[0])
-        self.replay = Replay(
-            cfg.train.replay_capacity,
-            env.observation_space.shape,
-            env.action_space.shape[0],
-            seed=cfg.seed,
-        )
-        self.replay_disk = ReplayDisk(replay_dir, cfg.train.replay_chunk)
-        self.episode_rng: dict[str, Any] | None = (
-            None  # env generator state before the episode's reset
-        )
-        self.episode_actions: list[np.ndarray] = []
-        self.sample_rng: dict[str, Any] | None = None  # replay sampler state before the last batch
+        shape, action_dim = eval_env.observation_space.shape, eval_env.action_space.shape[0]
+        self.policy = AgentPolicy(module, action_dim)
+        self.replays = [
+            Replay(t.replay_capacity // envs.n, shape, action_dim, seed=cfg.seed + i)
+            for i in range(envs.n)
+        ]
+        dirs = [Path(replay_dir)] if envs.n == 1 else [
+            Path(replay_dir) / f"env-{i}" for i in range(envs.n)
+        ]
+        self.disks = [ReplayDisk(d, t.replay_chunk) for d in dirs]
+        self.rng = np.random.default_rng(cfg.seed)  # draws each batch's split over the replays
+        # the samplers' states before the last batch (a resumed stream samples it again)
+        self.sample_rng: list[dict[str, Any]] | None = None
 
     @property
     def replay_rows(self) -> int:
-        return self.replay.added
+        return sum(replay.added for replay in self.replays)
 
     def close(self) -> None:
         super().close()
-        self.env.close()
+        self.envs.close()
 
-    def _add(self, row: Row) -> None:
-        self.replay.add(*row)
-        self.replay_disk.maybe_flush(self.replay)
+    def _add(self, rows: dict[int, Row]) -> None:
+        for i, row in rows.items():
+            self.replays[i].add(*row)
+            self.disks[i].maybe_flush(self.replays[i])
 
-    def _collect_step(self, random: bool) -> None:
-        if not self.steps.in_episode:
-            # make_env seeded the env with the run's seed; later episodes continue its random
-            # stream.
-            self.episode_rng, self.episode_actions = self.env.unwrapped.rng_state(), []
-            self._add(self.steps.reset())
+    def _collect_step(self, random: bool, count: int) -> None:
+        """One step in each of the first ``count`` envs (first starting an episode in every env
+        between episodes): uniform random actions if ``random``, else the policy's."""
+        envs = self.envs
+        self._add(envs.reset([i for i in range(envs.n) if envs.obs[i] is None]))
         if random:
-            action = self.env.action_space.sample()
+            actions = [space.sample() for space in envs.action_spaces[:count]]
         else:
-            action = self.policy(self.steps.obs, self.steps.steps == 0, explore=True)
-        row = self.steps.step(action)
-        self.episode_actions.append(row.prev_action)
-        self._count_step()
-        self._add(row)
-        if row.is_last:
-            self._episode_done(self.steps.episode_return)
+            is_first = np.array([steps == 0 for steps in envs.steps])
+            actions = self.policy.act(np.stack(envs.obs), is_first, explore=True)
+        rows = envs.step({i: actions[i] for i in range(count)})
+        self._add(rows)
+        for i, row in rows.items():
+            self._count_step()
+            if row.is_last:
+                self._episode_done(envs.returns[i])
+
+    def _steps_left(self, until: int) -> int:
+        """Envs to step now: N, or fewer where fewer steps are left ``until`` a step count."""
+        return min(self.envs.n, until - self.counters.agent_steps)
 
     def _sample(self) -> Batch:
         t = self.cfg.train
-        self.sample_rng = self.replay.rng_state()
-        return self._batch(self.replay.sample(t.batch_size, t.seq_len))
+        self.sample_rng = [self.rng.bit_generator.state] + [r.rng_state() for r in self.replays]
+        return self._batch(sample_replays(self.replays, self.rng, t.batch_size, t.seq_len))
 
     def _next_batch(self) -> Batch | None:
         """Collects until the next update is due and samples its batch; ``None`` once the budget is
@@ -105,7 +119,7 @@ class ReplayStream(StreamBase):
                 self._finish()
                 return None
             self._stop_if_asked()
-            self._collect_step(random=False)
+            self._collect_step(random=False, count=self._steps_left(self.schedule.total_steps))
             self._maybe_evaluate()
         return self._sample()
 
@@ -118,76 +132,61 @@ class ReplayStream(StreamBase):
                 yield self._sample()
             self.resume_state = None
         elif not self.finished:
-            self.env.action_space.seed(self.cfg.seed)
+            self.envs.seed(self.cfg.seed)
             self._maybe_evaluate()
             while self.counters.agent_steps < self.schedule.prefill_steps:
                 self._stop_if_asked()
-                self._collect_step(random=True)
+                self._collect_step(random=True, count=self._steps_left(self.schedule.prefill_steps))
         while not self.finished and (batch := self._next_batch()) is not None:
             yield batch
 
     def flush(self) -> None:
         """Writes the pending replay rows to disk (before a checkpoint)."""
-        self.replay_disk.flush(self.replay)
+        for replay, disk in zip(self.replays, self.disks, strict=True):
+            disk.flush(replay)
 
     def state_dict(self) -> dict[str, Any]:
         """Everything needed to continue the stream exactly (taken between two batches).
 
-        Holds the counters, batches handed out, evaluation schedule, replay row count and sampler
-        state (as it was before the batch just handed out, which ``load_state_dict`` makes the first
-        batch again), the acting policy's recurrent state, the global RNG states and the env: its
-        generator state before the current episode's reset and the episode's actions. The env is not
-        pickled: on resume a fresh env replays the episode, which is exact for ``toy:reach`` and for
-        dm_control on the same machine and MuJoCo build (checked: the replayed last frame must equal
-        the stored one).
+        Holds the counters, batches handed out, evaluation schedule, each replay's row count, the
+        samplers' states (as they were before the batch just handed out, which ``load_state_dict``
+        makes the first batch again), the acting policy's recurrent state, the global RNG states
+        and each env's (``EnvPool.state``: its generator state before the current episode's reset
+        and the episode's actions). The envs are not pickled: on resume fresh envs replay their
+        episodes, which is exact for ``toy:reach`` and for dm_control on the same machine and
+        MuJoCo build (checked: each replayed last frame must equal the stored one).
         """
         return self._stream_state(self.counters) | {
-            "in_episode": self.steps.in_episode,
-            "episode_rng": self.episode_rng
-            if self.steps.in_episode
-            else self.env.unwrapped.rng_state(),
-            "episode_actions": np.stack(self.episode_actions) if self.episode_actions else None,
-            "action_space_rng": self.env.action_space.np_random.bit_generator.state,
-            "replay_rows": self.replay.added,
+            "envs": self.envs.state(),
+            "replay_rows": [replay.added for replay in self.replays],
             "sample_rng": self.sample_rng,
-            "policy": {
-                "state": None if self.policy.state is None else asdict(self.policy.state),
-                "prev_action": self.policy.prev_action,
-            },
+            "policy": self.policy.state_dict(),
         }
 
     def _restore(self, state: dict[str, Any]) -> bool:
         """Restores a ``state_dict``; returns whether a batch was pending (to be sampled again).
 
         Raises:
-            RuntimeError: The replay chunks do not cover the checkpoint, or the env did not
-                reproduce the current episode.
+            RuntimeError: The replay chunks do not cover the checkpoint, or an env did not
+                reproduce its current episode.
         """
         self._restore_stream_state(state)
-        self.replay_disk.restore(self.replay, state["replay_rows"])
-        self.env.action_space.np_random.bit_generator.state = state["action_space_rng"]
-        self.env.unwrapped.set_rng_state(state["episode_rng"])
-        if state["in_episode"]:
-            self._replay_episode(state["episode_actions"])
-        policy = state["policy"]
-        self.policy.state = None if policy["state"] is None else RSSMState(**policy["state"])
-        self.policy.prev_action = policy["prev_action"]
+        for replay, disk, rows in zip(self.replays, self.disks, state["replay_rows"], strict=True):
+            disk.restore(replay, rows)
+        for i, row in self.envs.restore(state["envs"]).items():
+            stored = self.replays[i].rows(self.replays[i].added - 1, self.replays[i].added)
+            if not np.array_equal(row.image, stored["image"][0]):
+                raise RuntimeError(
+                    f"{self.cfg.env.task} did not reproduce its episode on resume (env {i}'s frame "
+                    f"after {self.envs.steps[i]} replayed actions differs from the stored one); "
+                    "the env is not deterministic on this machine, so this run cannot be resumed "
+                    "exactly: start it over"
+                )
+        self.policy.load_state_dict(state["policy"])
         set_global_rng_state(state["rng"])
         if state["finished"] or state["sample_rng"] is None:
             return False
-        self.replay.set_rng_state(state["sample_rng"])
+        self.rng.bit_generator.state = state["sample_rng"][0]
+        for replay, rng in zip(self.replays, state["sample_rng"][1:], strict=True):
+            replay.set_rng_state(rng)
         return True
-
-    def _replay_episode(self, actions: np.ndarray | None) -> None:
-        self.episode_rng, self.episode_actions = self.env.unwrapped.rng_state(), []
-        self.steps.reset()
-        for action in [] if actions is None else actions:
-            self.episode_actions.append(self.steps.step(action).prev_action)
-        stored = self.replay.rows(self.replay.added - 1, self.replay.added)["image"][0]
-        if not np.array_equal(self.steps.obs, stored):
-            raise RuntimeError(
-                f"{self.cfg.env.task} did not reproduce its episode on resume (the frame after "
-                f"{len(self.episode_actions)} replayed actions differs from the stored one); the "
-                "env is not deterministic on this machine, so this run cannot be resumed exactly: "
-                "start it over"
-            )

@@ -41,19 +41,22 @@ from wmbench.rundir import (
     METRICS,
     REPLAY,
     atomic_write,
+    describe_device,
     make_dir,
     read_status,
+    write_config,
     write_status,
 )
 from wmbench.runtime.async_learner import AsyncReplayStream
 from wmbench.runtime.checkpoint import AtomicCheckpointIO, RunCheckpoint, check_run_dir
+from wmbench.runtime.device import Placement, resolve
+from wmbench.runtime.env_pool import EnvPool
 from wmbench.runtime.signals import StopOnSignal
 from wmbench.runtime.stream import (
     StreamBase,
     eval_episode_seed,
     evaluate,
     make_eval_env,
-    make_run_env,
 )
 from wmbench.runtime.sync import ReplayStream
 
@@ -155,14 +158,15 @@ def train(cfg: RunConfig, run_dir: str | Path, resume: bool = False) -> dict[str
     write the same files and the same metrics columns (async adds ``async/*``; its replay lives in
     ``replay/actor-<i>/``).
 
-    Writes ``config.yaml`` (resolved), ``metrics.csv`` (Lightning CSV logger: ``train/*`` every
+    Writes ``config.yaml`` (resolved; a comment above it describes the device, see
+    ``wmbench.runtime.device``), ``metrics.csv`` (Lightning CSV logger: ``train/*`` every
     ``agent.log_every`` updates, ``train/episode_return`` per episode and ``eval/return`` at every
     evaluation, each row with ``env_frames`` and ``wall_time`` in seconds), ``replay/`` (the
     replay's rows in chunk files, see ``wmbench.data.replay_disk``), ``checkpoints/last.ckpt``
     (every ``train.checkpoint_every`` env frames and at the end; see ``wmbench.runtime.checkpoint``)
     and ``status.json`` (``running``; ``done`` with the summary; ``failed`` with the error; or
-    ``interrupted`` by a signal; each with ``threads``, see ``run_threads``); the names are
-    ``wmbench.rundir``'s.
+    ``interrupted`` by a signal; each with ``threads``, see ``run_threads``, and ``device``, see
+    ``wmbench.runtime.device.Placement.record``); the names are ``wmbench.rundir``'s.
 
     Resuming continues from the checkpoint with its counters, replay, RNG states and the batches
     handed out, and appends to ``metrics.csv`` after the rows it had written: on CPU the run ends
@@ -181,8 +185,9 @@ def train(cfg: RunConfig, run_dir: str | Path, resume: bool = False) -> dict[str
 
     Raises:
         UnknownObjectiveError, ConfigError, UnknownTaskError: invalid configuration or run directory
-            (see ``wmbench.runtime.checkpoint.check_run_dir``), or one that cannot be written (see
-            ``wmbench.rundir.make_dir``), before any compute.
+            (see ``wmbench.runtime.checkpoint.check_run_dir``), one that cannot be written (see
+            ``wmbench.rundir.make_dir``), or a device setting this machine cannot follow (see
+            ``wmbench.runtime.device.resolve``), before any compute.
         RunInterrupted: SIGINT or SIGTERM stopped the run (``wmbench.runtime.signals``);
             ``status.json`` says ``interrupted``.
         RendererUnavailableError: no headless OpenGL backend for dm_control.
@@ -195,6 +200,8 @@ def train(cfg: RunConfig, run_dir: str | Path, resume: bool = False) -> dict[str
     run_dir = Path(run_dir)
     earlier = read_status(run_dir).get("status")
     checkpoint = check_run_dir(cfg, run_dir, resume)
+    recorded = checkpoint and checkpoint.get("wmbench_device", {}).get("precision")
+    placement = resolve(cfg.train, recorded)  # a resumed run keeps its precision
     make_dir(run_dir)
     if checkpoint is None:  # start over: nothing of an earlier attempt may leak into this one
         if earlier:
@@ -207,25 +214,29 @@ def train(cfg: RunConfig, run_dir: str | Path, resume: bool = False) -> dict[str
         stream = checkpoint["callbacks"][RunCheckpoint.__qualname__]["stream"]
         log.info("resuming %s from update %d, %d env frames",
                  run_dir, checkpoint["wmbench_updates"], stream["counters"]["env_frames"])
-    (run_dir / CONFIG).write_text(yaml.safe_dump(to_dict(cfg), sort_keys=False))
+    device = placement.record()
+    write_config(run_dir, to_dict(cfg), f"device: {describe_device(device)}")
     threads, process_threads = run_threads(cfg, checkpoint), torch.get_num_threads()
     torch.set_num_threads(threads)  # for this run only: restored below
-    write_status(run_dir, "running", threads=threads)
+    restore_precision = placement.apply()
+    info = {"threads": threads, "device": device}
+    write_status(run_dir, "running", **info)
     try:
         with StopOnSignal() as stop, warnings.catch_warnings():
             for message in LIGHTNING_NOISE:
                 warnings.filterwarnings("ignore", message=message)
-            summary = _train(cfg, run_dir, objective_cls, objective_cfg, checkpoint, stop)
+            summary = _train(cfg, run_dir, objective_cls, objective_cfg, checkpoint, stop,
+                             placement)
     except (RunInterrupted, KeyboardInterrupt) as err:  # KeyboardInterrupt: no handler (thread)
         interrupted = err if isinstance(err, RunInterrupted) else RunInterrupted(signal.SIGINT)
         signum, last = interrupted.signum, interrupted.checkpoint
         write_status(run_dir, "interrupted", signal=signal.Signals(signum).name,
-                     last_checkpoint=last, threads=threads)
+                     last_checkpoint=last, **info)
         raise RunInterrupted(signum, last, str(run_dir)) from None
     except BaseException as err:
-        info = {}
+        failure = {}
         if isinstance(err, NonFiniteLossError):
-            info = {
+            failure = {
                 "updates": err.updates,
                 "non_finite": err.names,
                 "last_checkpoint": err.last_checkpoint,
@@ -234,14 +245,15 @@ def train(cfg: RunConfig, run_dir: str | Path, resume: bool = False) -> dict[str
             run_dir,
             "failed",
             error=f"{type(err).__name__}: {err}",
+            **failure,
             **info,
-            threads=threads,
             traceback=traceback.format_exc(),
         )
         raise
     finally:
         torch.set_num_threads(process_threads)
-    write_status(run_dir, "done", **summary, threads=threads)
+        restore_precision()
+    write_status(run_dir, "done", **summary, **info)
     return summary
 
 
@@ -263,39 +275,43 @@ def run_threads(cfg: RunConfig, checkpoint: dict[str, Any] | None) -> int:
 
 
 def _train(cfg: RunConfig, run_dir: Path, objective_cls: type, objective_cfg: Any,
-           checkpoint: dict[str, Any] | None, stop: StopOnSignal) -> dict[str, Any]:
+           checkpoint: dict[str, Any] | None, stop: StopOnSignal,
+           placement: Placement) -> dict[str, Any]:
     L.seed_everything(cfg.seed, workers=True, verbose=False)
     cpu_started = time.process_time()
     eval_env = make_eval_env(cfg)
     shape, action_dim = eval_env.observation_space.shape, eval_env.action_space.shape[0]
     module = DreamerModule(cfg.agent, shape, action_dim, objective_cls, objective_cfg)
+    placement.compile_module(module)
     resume = None if checkpoint is None else checkpoint["callbacks"][RunCheckpoint.__qualname__]
     loggers = _make_loggers(cfg, run_dir, resume)
     if cfg.train.mode == "async":
         stream: StreamBase = AsyncReplayStream(cfg, eval_env, module, loggers, stop,
                                                run_dir / REPLAY)
     else:
-        env = make_run_env(cfg, seed=cfg.seed)
-        stream = ReplayStream(cfg, env, eval_env, module, loggers, stop, run_dir / REPLAY)
-    checkpointer = RunCheckpoint(stream, run_dir / CHECKPOINT, cfg.train.checkpoint_every, stop)
+        stream = ReplayStream(cfg, EnvPool(cfg), eval_env, module, loggers, stop,
+                              run_dir / REPLAY)
+    checkpointer = RunCheckpoint(stream, run_dir / CHECKPOINT, cfg.train.checkpoint_every, stop,
+                                 placement.record())
     trainer = L.Trainer(
-        accelerator="cpu",
-        devices=1,
-        precision=cfg.train.precision,
+        **placement.trainer_options(),
         max_epochs=1,
         logger=loggers,
-        callbacks=[stop, UpdateRows(stream), checkpointer],  # a checkpoint counts the rows before
+        # a checkpoint counts the rows before it
+        callbacks=[stop, UpdateRows(stream), checkpointer, *placement.callbacks()],
         plugins=[AtomicCheckpointIO()],
         enable_checkpointing=False,  # RunCheckpoint writes the checkpoints
         enable_progress_bar=False,
         enable_model_summary=False,
         num_sanity_val_steps=0,
-        deterministic=True,
     )
+    # On CUDA the uint8 batch is copied once, from page-locked memory and without blocking, and
+    # becomes float on the device (the encoder's ``image_to_float``).
+    loader = DataLoader(stream, batch_size=None, pin_memory=placement.accelerator == "cuda")
     try:
         trainer.fit(
             module,
-            train_dataloaders=DataLoader(stream, batch_size=None),
+            train_dataloaders=loader,
             ckpt_path=None if checkpoint is None else run_dir / CHECKPOINT,
             weights_only=False,
         )

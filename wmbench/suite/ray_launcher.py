@@ -1,10 +1,12 @@
 """Runs of a suite as Ray tasks: ``wmbench suite run FILE --launcher ray`` (extra ``wmbench[ray]``).
 
 Each run is one Ray task that reserves ``train.threads`` CPUs (1 when the config leaves it at 0)
-and trains with that many torch threads. Tasks go to the cluster at ``address`` (what
-``ray.init(address=...)`` accepts, e.g. ``auto`` or ``ray://head:10001``), or to a local Ray
-instance started for the suite and shut down after it. The tasks write their run directories
-themselves, so on a cluster the suite's ``--out`` must be a filesystem that every node shares.
+and trains with that many torch threads, and with ``--gpus-per-run F`` a share ``F`` of a GPU
+(``wmbench.suite.gpus.ray_resources``; Ray sets the task's ``CUDA_VISIBLE_DEVICES``). Tasks go to
+the cluster at ``address`` (what ``ray.init(address=...)`` accepts, e.g. ``auto`` or
+``ray://head:10001``), or to a local Ray instance started for the suite and shut down after it. The
+tasks write their run directories themselves, so on a cluster the suite's ``--out`` must be a
+filesystem that every node shares.
 """
 
 from __future__ import annotations
@@ -14,14 +16,16 @@ from pathlib import Path
 
 from wmbench.configio import ConfigError
 from wmbench.rundir import mark_failed, read_status
+from wmbench.suite.gpus import ray_resources
 from wmbench.suite.spec import Run
 from wmbench.suite.worker import run_one
 
 
 def run_on_ray(todo: list[Run], suite_dir: Path, address: str | None, statuses: dict[str, str],
-               finished: Callable[[str, str | None], None]) -> None:
+               finished: Callable[[str, str | None], None],
+               gpus_per_run: float | None = None) -> None:
     """Run ``todo`` as Ray tasks; call ``finished(run_id, error)`` as each ends (``error`` None on
-    success).
+    success). Each task reserves ``ray_resources(run.config, gpus_per_run)``.
 
     ``statuses`` (run id to status) is kept current for the progress line: an unfinished run counts
     as running once its ``status.json`` says so.
@@ -42,10 +46,11 @@ def run_on_ray(todo: list[Run], suite_dir: Path, address: str | None, statuses: 
         task = ray.remote(run_one)
         pending = {}
         for run in todo:
-            cpus = run.config.train.threads or 1
-            pending[task.options(num_cpus=cpus).remote(run, suite_dir / run.run_id, cpus)] = (
-                run.run_id
+            resources = ray_resources(run.config, gpus_per_run)
+            ref = task.options(**resources).remote(
+                run, suite_dir / run.run_id, int(resources["num_cpus"])
             )
+            pending[ref] = run.run_id
         while pending:
             (ref,), _ = ray.wait(list(pending), num_returns=1)
             run_id = pending.pop(ref)

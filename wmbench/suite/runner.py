@@ -30,6 +30,7 @@ from concurrent.futures import ProcessPoolExecutor, as_completed
 from pathlib import Path
 
 import pandas as pd
+import torch
 import yaml
 
 from wmbench.configio import ConfigError, to_dict
@@ -37,9 +38,11 @@ from wmbench.errors import RunInterrupted
 from wmbench.report.comparison import comparison_tables, markdown
 from wmbench.report.plots import colours, plot_curves
 from wmbench.report.store import collect, run_row, runs_frame, save
-from wmbench.rundir import CHECKPOINT, CONFIG, make_dir, mark_failed, read_status
+from wmbench.rundir import CHECKPOINT, CONFIG, make_dir, mark_failed, read_status, same_run
 from wmbench.runtime.checkpoint import read_checkpoint
+from wmbench.runtime.device import resolve
 from wmbench.runtime.train import baseline
+from wmbench.suite.gpus import runs_per_gpu, visible_gpus, worker_devices
 from wmbench.suite.plan import progress
 from wmbench.suite.spec import Run, baseline_runs, load_suite
 from wmbench.suite.worker import init_worker, run_one
@@ -70,7 +73,8 @@ def _check_not_stale(runs: list[Run], suite_dir: Path, path: str | Path) -> None
     stale = [
         r.run_id
         for r in kept
-        if yaml.safe_load((suite_dir / r.run_id / CONFIG).read_text()) != to_dict(r.config)
+        if not same_run(yaml.safe_load((suite_dir / r.run_id / CONFIG).read_text()),
+                        to_dict(r.config))
     ]
     if stale:
         raise ConfigError(
@@ -82,8 +86,12 @@ def _check_not_stale(runs: list[Run], suite_dir: Path, path: str | Path) -> None
 
 
 def _run_local(todo: list[Run], suite_dir: Path, workers: int, statuses: dict[str, str],
-               finished: Callable[[str, str | None], None]) -> None:
+               finished: Callable[[str, str | None], None],
+               devices: list[str] | None = None) -> None:
     """Run ``todo`` in this process (``workers`` 1) or in a pool of ``workers`` spawned processes.
+
+    ``devices`` (``wmbench.suite.gpus.worker_devices``) gives each pool worker its
+    ``CUDA_VISIBLE_DEVICES``; in this process a run uses the first visible GPU.
 
     ``statuses`` (run id to status) is kept current for the progress line; ``finished(run_id,
     error)`` is called as each run ends (``error`` None on success).
@@ -112,7 +120,13 @@ def _run_local(todo: list[Run], suite_dir: Path, workers: int, statuses: dict[st
         for child in multiprocessing.active_children():
             os.kill(child.pid, signum)
 
-    with ProcessPoolExecutor(workers, mp_context=context, initializer=init_worker) as pool:
+    queue = None
+    if devices is not None:
+        queue = context.Queue()
+        for value in devices:
+            queue.put(value)
+    with ProcessPoolExecutor(workers, mp_context=context, initializer=init_worker,
+                             initargs=(queue,)) as pool:
         futures = {pool.submit(run_one, r, suite_dir / r.run_id, threads): r.run_id for r in todo}
         previous = {s: signal.signal(s, forward) for s in (signal.SIGINT, signal.SIGTERM)}
         try:
@@ -146,7 +160,8 @@ def _run_local(todo: list[Run], suite_dir: Path, workers: int, statuses: dict[st
 
 
 def run_suite(path: str | Path, out: str | Path = "runs", workers: int = 1, launcher: str = "local",
-              address: str | None = None) -> tuple[pd.DataFrame, pd.DataFrame, list[str]]:
+              address: str | None = None, gpus_per_run: float | None = None
+              ) -> tuple[pd.DataFrame, pd.DataFrame, list[str]]:
     """Validate, then run a suite file; write the result store and the comparison.
 
     Args:
@@ -157,6 +172,9 @@ def run_suite(path: str | Path, out: str | Path = "runs", workers: int = 1, laun
             them in this process.
         launcher: ``local`` or ``ray`` (each run a Ray task, see ``wmbench.suite.ray_launcher``).
         address: Ray cluster address for ``ray.init``; None starts a local Ray instance.
+        gpus_per_run: share of a GPU per run, in (0, 1] (``wmbench.suite.gpus``): the local
+            launcher gives each worker its GPU, the Ray launcher reserves it per task. None: no
+            placement (every run sees the suite's GPUs and uses the first).
 
     Finished runs are skipped and unfinished ones resumed from their checkpoints; a run that raises
     is recorded as failed and the others go on. Only this suite's runs (and its baseline) enter the
@@ -168,13 +186,23 @@ def run_suite(path: str | Path, out: str | Path = "runs", workers: int = 1, laun
         (``wmbench.report.comparison.comparison_tables``) and the runs that failed.
 
     Raises:
-        ConfigError: the suite is invalid, or finished or resumable runs in its directory were made
-            with another configuration or another run-directory format (raised before any run
-            starts).
+        ConfigError: the suite is invalid, finished or resumable runs in its directory were made
+            with another configuration or another run-directory format, a run's device settings
+            cannot work on this machine (local launcher; ``wmbench.runtime.device.resolve``), or
+            the GPU placement cannot (``wmbench.suite.gpus``); raised before any run starts.
     """
     spec, runs = load_suite(path)
     suite_dir = Path(out) / spec.name
     _check_not_stale(runs, suite_dir, path)
+    devices = None
+    if launcher == "local":
+        for train in {r.config.train for r in runs}:
+            resolve(train)  # the placement errors before any run
+        if gpus_per_run is not None:
+            gpus = visible_gpus(os.environ, torch.cuda.device_count)
+            devices = worker_devices(gpus, workers, gpus_per_run)
+    elif gpus_per_run is not None:
+        runs_per_gpu(gpus_per_run)
     make_dir(suite_dir)
     (suite_dir / "suite.yaml").write_text(Path(path).read_text())
     statuses = {
@@ -195,9 +223,9 @@ def run_suite(path: str | Path, out: str | Path = "runs", workers: int = 1, laun
     if launcher == "ray":
         from wmbench.suite.ray_launcher import run_on_ray
 
-        run_on_ray(todo, suite_dir, address, statuses, finished)
+        run_on_ray(todo, suite_dir, address, statuses, finished, gpus_per_run)
     else:
-        _run_local(todo, suite_dir, workers, statuses, finished)
+        _run_local(todo, suite_dir, workers, statuses, finished, devices if workers > 1 else None)
     failed = [run_id_ for run_id_, status in statuses.items() if status == "failed"]
     labelled = [(suite_dir / r.run_id, r.label, r.config.env.task, r.config.seed) for r in runs]
     for run in baseline_runs(spec, runs):
