@@ -63,9 +63,17 @@ class SelfPredictiveConfig:
 
 
 def byol_mlp(in_dim: int, hidden: int, out_dim: int) -> nn.Sequential:
-    """BYOL's projection/prediction MLP: Linear, BatchNorm, ReLU, Linear; input ``[N, in_dim]``."""
+    """BYOL's projection/prediction MLP: Linear, BatchNorm, ReLU, Linear; input ``[N, in_dim]``.
+
+    The batch normalisation always uses the batch's statistics and keeps no running ones: they
+    would be state changed by every forward (the objective only runs in training mode, where
+    BatchNorm uses batch statistics anyway).
+    """
     return nn.Sequential(
-        nn.Linear(in_dim, hidden), nn.BatchNorm1d(hidden), nn.ReLU(), nn.Linear(hidden, out_dim)
+        nn.Linear(in_dim, hidden),
+        nn.BatchNorm1d(hidden, track_running_stats=False),
+        nn.ReLU(),
+        nn.Linear(hidden, out_dim),
     )
 
 
