@@ -29,9 +29,14 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from wmbench.nn.nets import MLP, ConvEncoder
-from wmbench.objectives.base import ModelDims, Objective, ObjectiveInputs, ObjectiveOutput
-from wmbench.objectives.ema import EMATarget
+from wmbench.objectives import (
+    MLP,
+    EMATarget,
+    ModelDims,
+    Objective,
+    ObjectiveInputs,
+    ObjectiveOutput,
+)
 
 
 @dataclass(frozen=True)
@@ -57,7 +62,7 @@ class SelfPredictiveConfig:
     def __post_init__(self) -> None:
         if self.horizon < 1 or not 0 < self.target_fraction <= 1:
             raise ValueError(
-                "objective_config: horizon must be >= 1 and target_fraction in (0, 1], got "
+                "horizon must be >= 1 and target_fraction in (0, 1], got "
                 f"{self.horizon}, {self.target_fraction}"
             )
 
@@ -82,6 +87,7 @@ class SelfPredictiveObjective(Objective):
 
     name = "self_predictive"
     Config = SelfPredictiveConfig
+    loss_scales = {"self_predictive": 1.0}
 
     def __init__(self, config: SelfPredictiveConfig, dims: ModelDims) -> None:
         super().__init__(config, dims)
@@ -90,22 +96,19 @@ class SelfPredictiveObjective(Objective):
         )
         self.projection = byol_mlp(dims.embed, config.units, config.proj_dim)
         self.head = byol_mlp(config.proj_dim, config.units, config.proj_dim)
-        self.target = EMATarget(
-            {
-                "encoder": ConvEncoder(
-                    dims.cnn_depth, dims.image_shape[0], dims.cnn_act, dims.norm
-                ),
-                "projection": byol_mlp(dims.embed, config.units, config.proj_dim),
-            }
+        self.target = EMATarget.with_encoder(
+            dims,
+            config.target_fraction,
+            projection=byol_mlp(dims.embed, config.units, config.proj_dim),
         )
+
+    def after_update(self, encoder: nn.Module, rssm: nn.Module) -> None:
+        """Moves the EMA target encoder and projection toward the online ones."""
+        self.target.update(encoder=encoder, projection=self.projection)
 
     def forward(self, inp: ObjectiveInputs) -> ObjectiveOutput:
         """Returns loss ``"self_predictive"`` ``[B, T]`` in [0, 4K]; zero where no future step is
         valid."""
-        if self.training:
-            self.target.update(
-                {"encoder": inp.encoder, "projection": self.projection}, self.config.target_fraction
-            )
         batch, steps = inp.is_first.shape
         with torch.no_grad():
             embed = self.target["encoder"](inp.image).flatten(0, 1)

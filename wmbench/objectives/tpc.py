@@ -22,9 +22,15 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from wmbench.nn.nets import MLP
-from wmbench.objectives.base import ModelDims, Objective, ObjectiveInputs, ObjectiveOutput
-from wmbench.objectives.contrastive import gaussian_log_density_matrix, info_nce
+from wmbench.objectives import (
+    MLP,
+    ModelDims,
+    Objective,
+    ObjectiveInputs,
+    ObjectiveOutput,
+    gaussian_log_density_matrix,
+    info_nce,
+)
 
 
 @dataclass(frozen=True)
@@ -49,6 +55,7 @@ class TPCObjective(Objective):
 
     name = "tpc"
     Config = TPCConfig
+    loss_scales = {"tpc": 1.0}
 
     def __init__(self, config: TPCConfig, dims: ModelDims) -> None:
         super().__init__(config, dims)
