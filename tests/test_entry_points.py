@@ -4,6 +4,7 @@ its provenance recorded, and every way an entry point can be broken, each one er
 from __future__ import annotations
 
 import importlib
+import json
 import math
 import sys
 import textwrap
@@ -97,6 +98,46 @@ def test_entry_point_objective_is_discovered(toy_plugin):
     assert cls.__name__ == "ToyObjective" and cls.__module__ == MODULE
     assert issubclass(cls, objectives.Objective)
     assert cls is sys.modules[MODULE].ToyObjective
+
+
+def test_a_plugin_suite_records_its_provenance_and_own_metrics_in_the_report(toy_plugin, tmp_path):
+    suite = tmp_path / "suite.yaml"
+    tiny = tiny_run_dict()
+    config = {key: tiny[key] for key in ("env", "agent", "train")}
+    del config["env"]["task"]
+    suite.write_text(
+        "name: p\nobjectives: [toy]\ntasks: [toy:reach]\nseeds: [0, 1]\nrandom_baseline: false\n"
+        f"config: {json.dumps(config)}\n"
+    )
+    out = tmp_path / "runs"
+    assert main(["suite", "run", str(suite), "--out", str(out)]) == 0
+    versions = json.loads((out / "p" / "versions.json").read_text())
+    assert versions["objectives"] == {
+        "toy": {
+            "objective": "toy",
+            "origin": "plugin",
+            "distribution": "toy-wmbench-plugin",
+            "version": "0.1",
+            "entry_point": f"{MODULE}:ToyObjective",
+        }
+    }
+    assert versions["wmbench"] == "0.1.0"  # the package versions stay beside it
+    assert main(["report", str(out / "p"), "-o", str(tmp_path / "rep"), "--reps", "20"]) == 0
+    report = (tmp_path / "rep" / "report.md").read_text()
+    section = report.split("## Objectives", 1)[1].split("\n## ", 1)[0]
+    rows = [[c.strip() for c in line.strip("|").split("|")] for line in section.splitlines()
+            if line.startswith("| toy")]
+    assert rows[0] == ["toy", "toy", "plugin", "toy-wmbench-plugin 0.1", f"{MODULE}:ToyObjective"]
+    finals = {  # the last logged value of each run, by hand
+        name: [pd.read_csv(out / "p" / f"toy-toy_reach-s{seed}" / "metrics.csv")[f"train/{name}"]
+               .dropna().iloc[-1] for seed in (0, 1)]
+        for name in ("loss/objective/toy_mse", "objective/toy_pred")
+    }
+    assert rows[1:] == [
+        ["toy", name, f"{pd.Series(values).mean():.4g} ± {pd.Series(values).std():.2g}"]
+        for name, values in finals.items()
+    ]
+    assert "| objectives" not in report  # provenance is not a package row
 
 
 def test_entry_point_objective_trains_through_lightning(toy_plugin, tmp_path):

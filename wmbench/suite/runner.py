@@ -6,7 +6,8 @@ Output layout::
     <out>/<suite>/suite.yaml       copy of the suite file
     <out>/<suite>/results.csv      tidy table (see ``wmbench.report.store``), also results.parquet
     <out>/<suite>/runs.csv         one row per run: status, final return, cost; also runs.parquet
-    <out>/<suite>/versions.json    package versions of the process that wrote the store
+    <out>/<suite>/versions.json    package versions of the process that wrote the store, and each
+                                   objective's origin (built-in, or distribution and entry point)
     <out>/<suite>/comparison.md    objective × task: final evaluation return, mean ± std over seeds
     <out>/<suite>/curves.png       evaluation return against env frames (mean, 95 % CI over seeds)
 
@@ -32,6 +33,7 @@ import yaml
 
 from wmbench.configio import ConfigError, to_dict
 from wmbench.errors import RunInterrupted
+from wmbench.objectives.registry import entry
 from wmbench.report.plots import plot_curves
 from wmbench.report.store import collect, comparison, final_scores, run_row, runs_frame, save
 from wmbench.rundir import CHECKPOINT, CONFIG, make_dir, mark_failed, read_status
@@ -155,7 +157,7 @@ def run_suite(path: str | Path, out: str | Path = "runs", workers: int = 1, laun
     Finished runs are skipped and unfinished ones resumed from their checkpoints; a run that raises
     is recorded as failed and the others go on. Only this suite's runs (and its baseline) enter the
     store (see ``wmbench.report.store``), which is written with a copy of the suite file
-    (``suite.yaml``) and the package versions.
+    (``suite.yaml``), the package versions and each objective's origin.
 
     Returns:
         ``(comparison_table, failed_run_ids)``.
@@ -198,7 +200,10 @@ def run_suite(path: str | Path, out: str | Path = "runs", workers: int = 1, laun
             random_baseline(run.config, suite_dir / run.run_id)
         labelled.append((suite_dir / run.run_id, run.label, run.config.env.task, run.config.seed))
     table = collect([d for d, *_ in labelled], spec.name, [label for _, label, *_ in labelled])
-    save(suite_dir, table, runs_frame([run_row(d, spec.name, *key) for d, *key in labelled]))
+    origins = {o.name: {"objective": o.registered, **entry(o.registered).provenance()}
+               for o in spec.objectives}
+    save(suite_dir, table, runs_frame([run_row(d, spec.name, *key) for d, *key in labelled]),
+         origins)
     result = comparison(final_scores(table))
     (suite_dir / "comparison.md").write_text(format_comparison(result, spec.name))
     plot_curves(table, suite_dir / "curves.png")
