@@ -41,6 +41,7 @@ PLUGIN_SOURCE = textwrap.dedent(
     class ToyObjective(Objective):
         name = "toy"
         Config = ToyConfig
+        loss_scales = {"toy_mse": 1.0}
 
         def __init__(self, config: ToyConfig, dims: ModelDims) -> None:
             super().__init__(config, dims)

@@ -56,8 +56,6 @@ def _cmd_objectives_check(args: argparse.Namespace) -> int:
             print(f"wmbench: error: {err}", file=sys.stderr)
             failed += 1
             continue
-        for line in report.warnings:
-            print(f"wmbench: warning: {line}", file=sys.stderr)
         for line in report.problems:
             print(f"wmbench: error: {line}", file=sys.stderr)
         if report.ok:

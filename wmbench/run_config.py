@@ -220,10 +220,8 @@ def prepare(cfg: RunConfig) -> tuple[type, Any]:
         )
     cls = registry.get(cfg.objective)
     obj_cfg = build_config(cls, cfg.objective_config)
-    report = require_ok(cls, obj_cfg)
-    check_objective_scales(
-        cfg.objective, cfg.agent.world_model.objective_scales, cls.loss_scales or report.losses
-    )
+    require_ok(cls, obj_cfg)
+    check_objective_scales(cfg.objective, cfg.agent.world_model.objective_scales, cls.loss_scales)
     check_task(cfg.env.task)
     return cls, obj_cfg
 
@@ -236,8 +234,8 @@ def check_objective_scales(
     Args:
         objective: the objective's name.
         scales: loss name to weight, as configured.
-        losses: the loss names the objective declares (``Objective.loss_scales``' keys), or, for
-            an objective that declares none, the names its check saw it return.
+        losses: the loss names the objective declares (``Objective.loss_scales``' keys; its
+            check makes them the names ``forward`` returns).
 
     Raises:
         ConfigError: a key that is not one of ``losses`` (with a close match), or a weight that is

@@ -73,9 +73,10 @@ class NonFiniteLossError(RunError):
 
 def objective_scale(world_model: WorldModel, name: str) -> float:
     """The weight of objective loss ``name``: ``objective_scales[name]`` if set, else the default
-    the objective declares (``Objective.loss_scales``), else 1."""
+    the objective declares (``Objective.loss_scales[name]``; its check requires every loss to be
+    declared)."""
     given = world_model.config.objective_scales
-    return float(given.get(name, world_model.objective.loss_scales.get(name, 1.0)))
+    return float(given.get(name, world_model.objective.loss_scales[name]))
 
 
 def world_model_loss(

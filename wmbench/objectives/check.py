@@ -73,7 +73,6 @@ class CheckReport:
         origin: ``built-in``, the entry point and distribution, or ``class module.Class`` for a
             class that is not registered.
         problems: one line each: ``objective NAME (ORIGIN): what is wrong; the fix``.
-        warnings: one line each, in the same form; they do not fail the check.
         losses: loss names ``forward`` returned (Gaussian latents).
         metrics: metric names it returned (Gaussian latents).
         parameters: its trainable parameters at the fake dims (Gaussian latents).
@@ -84,7 +83,6 @@ class CheckReport:
     name: str
     origin: str
     problems: tuple[str, ...]
-    warnings: tuple[str, ...]
     losses: tuple[str, ...]
     metrics: tuple[str, ...]
     parameters: int
@@ -437,7 +435,6 @@ def check_objective(cls: type, config: Any = None) -> CheckReport:
     where = origin(cls)
     label = _label(cls, where)
     found: dict[tuple[str, str], list[str]] = {}
-    warnings: list[str] = []
 
     def note(what: str, fix: str, latent: str = "") -> None:
         found.setdefault((what, fix), []).append(latent)
@@ -451,7 +448,6 @@ def check_objective(cls: type, config: Any = None) -> CheckReport:
             name=str(getattr(cls, "name", cls.__qualname__)),
             origin=where,
             problems=tuple(lines),
-            warnings=tuple(f"{label}: {w}" for w in warnings),
             losses=seen.get("losses", ()),
             metrics=seen.get("metrics", ()),
             parameters=seen.get("parameters", 0),
@@ -482,15 +478,11 @@ def check_objective(cls: type, config: Any = None) -> CheckReport:
             result = _check_latent(cls, config, latent, lambda w, f, k=latent: note(w, f, k))
             seen = seen or result
     declared, returned = set(cls.loss_scales or {}), set(seen.get("losses", ()))
-    if "losses" in seen and declared and declared != returned:
+    if "losses" in seen and declared != returned:
+        example = ", ".join(f"{k!r}: 1.0" for k in sorted(returned))
         note(f"forward returns losses {sorted(returned)} but loss_scales declares "
-             f"{sorted(declared)}", "make loss_scales' keys the names of the losses it returns")
-    elif "losses" in seen and returned and not declared:
-        warnings.append(
-            f"forward returns losses {sorted(returned)} but loss_scales declares none; declare "
-            f"them (loss_scales = {{{', '.join(f'{k!r}: 1.0' for k in sorted(returned))}}}) so "
-            "that objective_scales are checked against them without running it"
-        )
+             f"{sorted(declared)}", "make loss_scales' keys the names of the losses it returns, "
+             f"e.g. loss_scales = {{{example}}}")
     return report(seen)
 
 
