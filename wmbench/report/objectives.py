@@ -93,9 +93,10 @@ def objectives_section(suite_dir: Path, table: pd.DataFrame, objectives: list[st
         index=["order", "objective", "metric"], columns="task", values="value", aggfunc="first"
     ).reset_index(level="order", drop=True).fillna("—")  # —: not run on that task
     lines += [
-        "Each objective's own losses (`loss/objective/<loss>`, as weighed in the world-model "
-        "loss by its scale) and metrics (`objective/<metric>`) at the end of training: the last "
-        "logged value of each run, mean ± std over seeds.",
+        "Each objective's own losses (`train/loss/objective/<loss>`, as weighed in the "
+        "world-model loss by its scale) and metrics (`train/objective/<metric>`), named here "
+        "without `train/`, at the end of training: the last logged value of each run, mean ± std "
+        "over seeds.",
         "",
         wide.reset_index().rename_axis(columns=None).to_markdown(index=False),
         "",
