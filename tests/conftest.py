@@ -72,6 +72,7 @@ def tiny_run_dict(
             "seq_len": 4,
             "eval_every": 1000,
             "eval_episodes": 1,
+            "final_eval_episodes": 2,
             "progress": False,
         },
     }

@@ -28,7 +28,7 @@ from wmbench.report.diagnostics import diagnostics_section
 from wmbench.report.store import run_table
 from wmbench.run_config import RunConfig
 from wmbench.rundir import CHECKPOINT
-from wmbench.runtime.train import random_baseline, train
+from wmbench.runtime.train import baseline, train
 
 
 def test_probe_recovers_a_linear_map_and_scores_noise_near_zero():
@@ -254,7 +254,8 @@ def test_diagnostics_section_renders_table_and_figures(diagnosed, tmp_path):
             }
         ).reset_index()
 
-    text = diagnostics_section([diagnosed], tmp_path, per_task)
+    colour = {"reconstruction": (0.1, 0.2, 0.3)}
+    text = diagnostics_section([diagnosed], ["reconstruction"], tmp_path, per_task, colour)
     results = json.loads((diagnosed / "diagnostics" / "results.json").read_text())
     feat = results["r2"]["feat"]["overall"]
     assert text.startswith("## Representation diagnostics")
@@ -266,7 +267,7 @@ def test_diagnostics_section_renders_table_and_figures(diagnosed, tmp_path):
     assert (tmp_path / "diagnostics" / "horizon.png").exists()
     assert (tmp_path / "diagnostics" / "reconstruction-toy_reach-s0.png").exists()
     assert "No run has diagnostics" in diagnostics_section(
-        [tmp_path / "nothing"], tmp_path, per_task
+        [tmp_path / "nothing"], ["reconstruction"], tmp_path, per_task, colour
     )
 
 
@@ -302,12 +303,13 @@ def test_diagnose_refuses_bad_input(tmp_path, capsys):
         DiagnoseConfig(episodes=2, test_episodes=2)
 
 
-def test_diagnose_of_the_random_baseline_says_what_it_is(tmp_path, capsys):
-    run_dir = tmp_path / "random-toy_reach-s0"
-    random_baseline(from_dict(RunConfig, tiny_run_dict()), run_dir)
+@pytest.mark.parametrize("policy", ["zero", "random"])
+def test_diagnose_of_a_baseline_says_what_it_is(tmp_path, capsys, policy):
+    run_dir = tmp_path / f"{policy}-toy_reach-s0"
+    baseline(from_dict(RunConfig, tiny_run_dict()), run_dir, policy)
     assert main(["diagnose", str(run_dir)]) == 2
     err = capsys.readouterr().err
-    assert err.startswith(f"wmbench: error: {run_dir} is the random-policy baseline")
+    assert err.startswith(f"wmbench: error: {run_dir} is the {policy} baseline (a fixed policy)")
     assert "--resume" not in err and err.count("\n") == 1
     assert main(["train", "--resume", str(run_dir)]) == 2
-    assert "is the random-policy baseline: nothing trains or resumes" in capsys.readouterr().err
+    assert f"is the {policy} baseline (a fixed policy): nothing trains" in capsys.readouterr().err

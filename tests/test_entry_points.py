@@ -107,7 +107,7 @@ def test_a_plugin_suite_records_its_provenance_and_own_metrics_in_the_report(toy
     config = {key: tiny[key] for key in ("env", "agent", "train")}
     del config["env"]["task"]
     suite.write_text(
-        "name: p\nobjectives: [toy]\ntasks: [toy:reach]\nseeds: [0, 1]\nrandom_baseline: false\n"
+        "name: p\nobjectives: [toy]\ntasks: [toy:reach]\nseeds: [0, 1]\n"
         f"config: {json.dumps(config)}\n"
     )
     out = tmp_path / "runs"

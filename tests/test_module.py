@@ -222,3 +222,40 @@ def test_deterministic_evaluation_is_repeatable_and_leaves_the_global_generator_
     again = actions()
     assert len(first) == len(again) == EPISODE_STEPS
     assert all(np.array_equal(a, b) for a, b in zip(first, again, strict=True))
+
+
+def test_the_first_and_final_evaluations_and_the_baselines_share_their_episodes(
+    tmp_path, monkeypatch
+):
+    """0 env frames and the end: final_eval_episodes from eval_episode_seed(seed, 0); between them
+    eval_episodes of their own; the zero and random baselines on the first/final episodes."""
+    from wmbench.runtime import stream
+    from wmbench.runtime import train as train_module
+    from wmbench.runtime.train import baseline
+
+    calls = []
+    original = stream.evaluate
+
+    def recording(env, act, episodes, seed):
+        calls.append((episodes, seed))
+        return original(env, act, episodes, seed)
+
+    monkeypatch.setattr(stream, "evaluate", recording)
+    monkeypatch.setattr(train_module, "evaluate", recording)
+    data = tiny_run_dict(seed=3)
+    data["train"].update(env_frames=30, learning_starts=8, train_ratio=4, eval_every=10,
+                         eval_episodes=1, final_eval_episodes=3)
+    cfg = from_dict(RunConfig, data)
+    train(cfg, tmp_path / "run")
+    first = stream.eval_episode_seed(3, 0)
+    assert calls == [(3, first), (1, stream.eval_episode_seed(3, 10)),
+                     (1, stream.eval_episode_seed(3, 20)), (3, first)]
+    metrics = pd.read_csv(tmp_path / "run" / "metrics.csv").dropna(subset=["eval/return"])
+    assert metrics.env_frames.tolist() == [0, 10, 20, 30]
+    calls.clear()
+    zero = baseline(cfg, tmp_path / "zero", "zero")
+    assert baseline(cfg, tmp_path / "zero-again", "zero") == zero  # deterministic
+    baseline(cfg, tmp_path / "random", "random")
+    assert calls == [(3, first)] * 3
+    status = pd.read_json(tmp_path / "zero" / "status.json", typ="series")
+    assert status["status"] == "done" and status["eval_return"] == zero

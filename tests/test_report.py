@@ -84,23 +84,15 @@ def test_score_matrices_keep_only_seeds_done_on_every_task():
 
 
 def _store(suite_dir, final: dict[tuple[str, str, int], float]) -> pd.DataFrame:
-    """A result store: trained runs evaluated at 0 and 1000 env frames, the baseline once at 0."""
+    """A result store: trained runs evaluated at 0 (the untrained agent: the seed, plus 10 for
+    objective ``b``) and 1000 env frames, the baselines once at 0."""
     rows, runs = [], []
     for (objective, task, seed), value in final.items():
-        if objective != "random":
-            rows.append(("syn", objective, task, seed, 0, "eval/return", 0.0, 1.0))
-        rows.append(
-            (
-                "syn",
-                objective,
-                task,
-                seed,
-                1000 * (objective != "random"),
-                "eval/return",
-                value,
-                100.0,
-            )
-        )
+        trained = objective not in ("zero", "random")
+        if trained:
+            untrained = float(seed + 10 * (objective == "b"))
+            rows.append(("syn", objective, task, seed, 0, "eval/return", untrained, 1.0))
+        rows.append(("syn", objective, task, seed, 1000 * trained, "eval/return", value, 100.0))
         cost = (
             {"env_frames": 1000, "updates": 50, "wall_time": 100.0 * (1 + seed), "params": 1234}
             if objective == "a"
@@ -137,11 +129,14 @@ def test_report_tables_equal_a_recomputation_from_the_raw_store(tmp_path, capsys
     rng = np.random.default_rng(1)
     final = {
         (o, t, s): float(rng.uniform(0, 1000))
-        for o in ("a", "b", "random")
+        for o in ("a", "b", "zero", "random")
         for t in ("dmc:cartpole-balance", "toy:reach")
         for s in range(3)
     }
     final[("a", "toy:reach", 0)] = 0.5  # toy:reach is not normalised (raw return, reference (0, 1))
+    final[("b", "toy:reach", 1)] = 990.0  # b clearly above every baseline on toy:reach
+    final[("b", "toy:reach", 2)] = 995.0
+    final[("b", "toy:reach", 0)] = 985.0
     table = _store(tmp_path / "syn", final)
     assert (
         main(["report", str(tmp_path / "syn"), "-o", str(tmp_path / "rep"), "--reps", str(REPS)])
@@ -161,18 +156,55 @@ def test_report_tables_equal_a_recomputation_from_the_raw_store(tmp_path, capsys
         table.env_frames == table.groupby(["objective", "task", "seed"]).env_frames.transform("max")
     ]
     expected = raw.groupby(["task", "objective"]).value.agg(["mean", "count"])
-    assert len(shown) == 6
+    untrained = table[(table.env_frames == 0) & table.objective.isin(["a", "b"])]
+    untrained = untrained.groupby("task").value.agg(["mean", "count"])
+    assert list(zip(shown.task, shown.objective, strict=True)) == [
+        ("dmc:cartpole-balance", "a"),
+        ("dmc:cartpole-balance", "b"),
+        ("toy:reach", "a"),
+        ("toy:reach", "b"),
+    ]
     for row in shown.itertuples():
-        objective = row.objective.removesuffix(" (reference)")
-        assert (objective == "random") == row.objective.endswith("(reference)")
         mean, low, high = map(float, re.findall(r"-?\d+\.\d+", row[3]))
-        assert mean == pytest.approx(expected.loc[(row.task, objective), "mean"], abs=0.05)
+        assert mean == pytest.approx(expected.loc[(row.task, row.objective), "mean"], abs=0.05)
         assert low <= mean <= high
-        assert int(row.seeds) == expected.loc[(row.task, objective), "count"] == 3
+        assert int(row.seeds) == expected.loc[(row.task, row.objective), "count"] == 3
+        bars = {
+            "zero action": expected.loc[(row.task, "zero"), "mean"],
+            "uniform random": expected.loc[(row.task, "random"), "mean"],
+            "untrained agent": untrained.loc[row.task, "mean"],
+        }
+        best = max(bars, key=bars.get)
+        verdict = (
+            "clearly above"
+            if low > bars[best]
+            else "not clearly above"
+            if mean > bars[best]
+            else "below"
+        )
+        assert row[5] == f"{verdict} {best} ({bars[best]:.1f})"
+    assert shown.iloc[3, 4].startswith("clearly above")  # b on toy:reach
+    baselines = _markdown_table(text, "## Final return per task", nth=1)
+    assert list(zip(baselines.task, baselines.baseline, baselines.seeds, strict=True)) == [
+        (task, name, seeds)
+        for task in ("dmc:cartpole-balance", "toy:reach")
+        for name, seeds in (("zero action", "3"), ("uniform random", "3"), ("untrained agent", "6"))
+    ]
+    for row in baselines.itertuples():
+        mean = float(row[3].split()[0])
+        if row.baseline == "untrained agent":
+            assert mean == pytest.approx(
+                untrained.loc[row.task, "mean"], abs=0.05
+            )  # (0+1+2+10+11+12)/6
+        else:
+            key = "zero" if row.baseline == "zero action" else "random"
+            assert mean == pytest.approx(expected.loc[(row.task, key), "mean"], abs=0.05)
 
     references = _markdown_table(text, "## Aggregate over tasks")
-    assert references.values.tolist() == [["dmc:cartpole-balance", "0", "1000", "dm_control range"],
-                                           ["toy:reach", "0", "1", "none (raw return)"]]
+    assert references.values.tolist() == [
+        ["dmc:cartpole-balance", "0", "1000", "dm_control range"],
+        ["toy:reach", "0", "1", "none (raw return)"],
+    ]
     aggregate = _markdown_table(text, "## Aggregate over tasks", nth=1)
     assert list(aggregate.objective) == ["a", "b"]  # the baseline is not a competitor
     for row in aggregate.itertuples():
@@ -254,8 +286,9 @@ def test_load_rebuilds_the_runs_table_of_a_suite_written_before_it(tmp_path):
     assert runs.params.isna().all()  # not recorded then: the report shows n/a
 
 
-def test_the_default_report_directory_is_in_the_suite_directory_not_in_reports(tmp_path, capsys,
-                                                                               monkeypatch):
+def test_the_default_report_directory_is_in_the_suite_directory_not_in_reports(
+    tmp_path, capsys, monkeypatch
+):
     """reports/ holds curated results tracked in git: a default must not overwrite them."""
     suite_dir = tmp_path / "runs" / "smoke"
     dirs = []
@@ -267,8 +300,11 @@ def test_the_default_report_directory_is_in_the_suite_directory_not_in_reports(t
         (run_dir / "metrics.csv").write_text(f"env_frames,wall_time,eval/return\n0,1.0,{seed}.0\n")
         (run_dir / "status.json").write_text(json.dumps({"status": "done", "eval_return": seed}))
         dirs.append(run_dir)
-    save(suite_dir, collect(dirs, "smoke"),
-         runs_frame([run_row(d, "smoke", "reward", "toy:reach", s) for s, d in enumerate(dirs)]))
+    save(
+        suite_dir,
+        collect(dirs, "smoke"),
+        runs_frame([run_row(d, "smoke", "reward", "toy:reach", s) for s, d in enumerate(dirs)]),
+    )
     monkeypatch.chdir(tmp_path)
     assert main(["report", "runs/smoke", "--reps", "10"]) == 0
     assert (suite_dir / "report" / "report.md").exists() and not (tmp_path / "reports").exists()

@@ -241,14 +241,13 @@ def test_suite_runner_resumes_an_interrupted_run_from_its_checkpoint(tmp_path, m
         "objectives": ["reward"],
         "tasks": ["toy:reach"],
         "seeds": [0],
-        "random_baseline": False,
         "config": config,
     }
     path = tmp_path / "suite.yaml"
     path.write_text(yaml.safe_dump(suite))
     with monkeypatch.context() as patch:
         crash_at_update(patch, 10)
-        assert run_suite(path, tmp_path / "runs")[1] == ["reward-toy_reach-s0"]
+        assert run_suite(path, tmp_path / "runs")[2] == ["reward-toy_reach-s0"]
     run_dir = tmp_path / "runs" / "r" / "reward-toy_reach-s0"
     assert load(run_dir)["wmbench_updates"] == 10
 
@@ -259,13 +258,13 @@ def test_suite_runner_resumes_an_interrupted_run_from_its_checkpoint(tmp_path, m
         "training_step",
         lambda self, *a: (updates_run.append(1), original(self, *a))[1],
     )
-    result, failed = run_suite(path, tmp_path / "runs")
+    trained, _, failed = run_suite(path, tmp_path / "runs")
     assert (
         failed == [] and len(updates_run) == 10
     )  # the 10 updates after the checkpoint, not all 20
     status = json.loads((run_dir / "status.json").read_text())
     assert (status["status"], status["updates"], status["env_frames"]) == ("done", 20, 28)
-    assert result["seeds"].tolist() == [1]
+    assert trained["seeds"].tolist() == [1]
 
 
 @pytest.mark.parametrize(
@@ -359,7 +358,7 @@ def test_a_suite_stopped_by_sigterm_resumes_its_run_when_run_again(tmp_path, mon
     config = {k: v for k, v in tiny_run_dict().items() if k in ("env", "agent", "train")}
     config["train"].update(env_frames=28, checkpoint_every=1000)
     suite = {"name": "r", "objectives": ["reward"], "tasks": ["toy:reach"], "seeds": [0],
-             "random_baseline": False, "config": config}
+             "config": config}
     path = tmp_path / "suite.yaml"
     path.write_text(yaml.safe_dump(suite))
     updates_run = []
@@ -377,7 +376,7 @@ def test_a_suite_stopped_by_sigterm_resumes_its_run_when_run_again(tmp_path, mon
     assert stopped.value.exit_code == 143
     run_dir = tmp_path / "runs" / "r" / "reward-toy_reach-s0"
     assert json.loads((run_dir / "status.json").read_text())["status"] == "interrupted"
-    result, failed = run_suite(path, tmp_path / "runs")  # the signal is sent at update 6 only
+    *_, failed = run_suite(path, tmp_path / "runs")  # the signal is sent at update 6 only
     assert failed == [] and updates_run == list(range(1, 7)) + list(range(7, 21))
     assert json.loads((run_dir / "status.json").read_text())["updates"] == 20
 

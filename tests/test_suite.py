@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import logging
 import math
+import re
 import textwrap
 from pathlib import Path
 
@@ -40,7 +41,7 @@ config:
     actor_critic: {units: 8, actor_layers: 1, critic_layers: 1, imag_horizon: 3}
     log_every: 1
   train: {env_frames: 160, learning_starts: 80, train_ratio: 16, batch_size: 2, seq_len: 4,
-          eval_every: 1000, eval_episodes: 1, progress: false}
+          eval_every: 1000, eval_episodes: 1, final_eval_episodes: 2, progress: false}
 """
 
 
@@ -118,7 +119,7 @@ def test_valid_suite_expands_to_objectives_x_tasks_x_seeds(tmp_path):
         ),
         (
             "name: s\nobjectives: [random]\ntasks: [toy:reach]\nseeds: [0]\n",
-            "suite.objectives[0].name: 'random' is reserved for the random-policy baseline",
+            "suite.objectives[0].name: 'random' is reserved for a baseline",
         ),
         (
             "name: s\nobjectives: [{name: a/b, objective: reward}]\ntasks: [toy:reach]\nseeds: "
@@ -280,7 +281,7 @@ def test_a_run_that_raises_is_marked_failed_and_the_others_finish(
     assert main(["suite", "status", str(path), "--out", str(out)]) == 0
     assert (
         capsys.readouterr().out.splitlines()[-1]
-        == "runs: 0 done, 0 running, 0 failed, 3 pending (of 3)"
+        == "runs: 0 done, 0 running, 0 failed, 4 pending (of 4)"
     )
     with caplog.at_level(logging.INFO, logger="wmbench"):
         assert main(["suite", "run", str(path), "--out", str(out)]) == 1
@@ -291,18 +292,23 @@ def test_a_run_that_raises_is_marked_failed_and_the_others_finish(
     runs = pd.read_parquet(out / "f" / "runs.parquet")
     assert list(runs.columns) == RUN_COLUMNS
     runs = runs.set_index("objective")
-    assert runs.status.to_dict() == {"failing": "failed", "reward": "done", "random": "done"}
+    assert runs.status.to_dict() == {
+        "failing": "failed", "reward": "done", "zero": "done", "random": "done"
+    }
     assert runs.loc["failing", "error"] == "RuntimeError: deliberate failure"
     _, (_, reward_run) = load_suite(path)
     assert runs.loc["reward", "updates"] == planned_updates(reward_run.config) == 20
     assert runs.loc["reward", "params"] > 0 and pd.isna(runs.loc["random", "params"])
-    assert set(pd.read_parquet(out / "f" / "results.parquet").objective) == {"reward", "random"}
+    assert set(pd.read_parquet(out / "f" / "results.parquet").objective) == {
+        "reward", "zero", "random"
+    }
     assert main(["suite", "status", str(path), "--out", str(out)]) == 0
     printed = [line.split() for line in capsys.readouterr().out.splitlines()]
     assert printed[2][:4] == ["failing-toy_reach-s0", "failed", "—", "RuntimeError:"]
     assert printed[3][:2] == ["reward-toy_reach-s0", "done"]
-    assert printed[4][:2] == ["random-toy_reach-s0", "done"]  # the baseline is listed too
-    assert printed[-1] == "runs: 2 done, 0 running, 1 failed, 0 pending (of 3)".split()
+    assert printed[4][:2] == ["zero-toy_reach-s0", "done"]  # the baselines are listed too
+    assert printed[5][:2] == ["random-toy_reach-s0", "done"]
+    assert printed[-1] == "runs: 3 done, 0 running, 1 failed, 0 pending (of 4)".split()
     assert main(["report", str(out / "f"), "-o", str(tmp_path / "report"), "--reps", "20"]) == 0
     report = (tmp_path / "report" / "report.md").read_text()
     assert "## Failed runs" in report and "RuntimeError: deliberate failure" in report
@@ -316,7 +322,7 @@ def test_ray_launcher_runs_each_run_as_a_task_on_a_local_instance(tmp_path):
     path = write(
         tmp_path,
         "name: r\nobjectives: [reward]\ntasks: [toy:reach]\nseeds: "
-        "[0]\nrandom_baseline: false\n" + TINY_CONFIG,
+        "[0]\n" + TINY_CONFIG,
     )
     out = tmp_path / "runs"
     assert main(["suite", "run", str(path), "--out", str(out), "--launcher", "ray"]) == 0
@@ -398,14 +404,18 @@ def test_tiny_suite_on_dm_control_pixels_writes_the_results_table(tmp_path, caps
         "random",
         "reconstruction",
         "reward",
+        "zero",
     ]
     assert all(math.isfinite(v) and 0 <= v <= 1000 for v in finals["value"])
-    trained = finals.drop(index="random", level="objective")
+    trained = finals.drop(index=["random", "zero"], level="objective")
     assert set(trained["env_frames"]) == {160.0}
-    # One row per run in the comparison: three objectives and the baseline, one seed each.
+    # One row per objective in the comparison, then the three baselines, one seed each (the
+    # untrained agent: one run per objective).
     comparison = (out / "e2e" / "comparison.md").read_text()
-    for objective in ("reward", "reconstruction", "contrastive", "random"):
+    for objective in ("reward", "reconstruction", "contrastive"):
         assert f"| {objective}" in comparison
+    for baseline, runs in (("zero action", 1), ("uniform random", 1), ("untrained agent", 3)):
+        assert re.search(rf"\| {baseline} +\| [0-9.]+ \[[0-9., ]+\] +\| +{runs} \|", comparison)
     assert (out / "e2e" / "curves.png").stat().st_size > 0
     losses = table[table.metric.str.startswith("train/loss/")]
     assert set(losses.metric) >= {
@@ -417,7 +427,14 @@ def test_tiny_suite_on_dm_control_pixels_writes_the_results_table(tmp_path, caps
     assert losses.value.map(math.isfinite).all()
     # The printed table has the three objectives and the baseline.
     printed = capsys.readouterr().out
-    assert all(name in printed for name in ("reward", "reconstruction", "contrastive", "random"))
+    assert all(
+        name in printed
+        for name in ("reward", "reconstruction", "contrastive", "zero action", "uniform random")
+    )
+    # The untrained agent's evaluation and the final one are over the same 2 seeded episodes, so a
+    # run's first eval/return equals what the untrained baseline row averages.
+    first = table[(table.metric == "eval/return") & (table.env_frames == 0)]
+    assert set(first.objective) == {"reward", "reconstruction", "contrastive", "zero", "random"}
     # One logged row per update (log_every=1): nothing repeated at later optimizer steps.
     for objective in ("reward", "reconstruction", "contrastive"):
         status = json.loads(
@@ -431,15 +448,15 @@ def test_tiny_suite_on_dm_control_pixels_writes_the_results_table(tmp_path, caps
         pd.read_parquet(out / "e2e" / "results.parquet"), table, check_dtype=False
     )
     runs = pd.read_csv(out / "e2e" / "runs.csv").set_index("objective")
-    assert (runs.status == "done").all() and (runs.drop(index="random").params > 0).all()
+    assert (runs.status == "done").all() and (runs.drop(index=["random", "zero"]).params > 0).all()
     assert runs.loc["reconstruction", "params"] > runs.loc["reward", "params"]  # the decoder
-    assert set(runs.drop(index="random").updates) == {
+    assert set(runs.drop(index=["random", "zero"]).updates) == {
         planned_updates(load_suite(path)[1][0].config)
     }
     assert main(["report", str(out / "e2e"), "-o", str(tmp_path / "report"), "--reps", "20"]) == 0
     report = (tmp_path / "report" / "report.md").read_text()
-    for objective in ("reward", "reconstruction", "contrastive", "random (reference)"):
-        assert f"| dmc:cartpole-balance | {objective} " in report
+    for name in ("reward", "reconstruction", "contrastive", "zero action", "uniform random"):
+        assert f"| dmc:cartpole-balance | {name} " in report
     assert "name: e2e" in report  # the suite file
     # Running the suite again skips finished runs (no new rows, same table).
     assert main(["suite", "run", str(path), "--out", str(out)]) == 0
@@ -457,7 +474,7 @@ def test_tiny_suite_on_dm_control_pixels_writes_the_results_table(tmp_path, caps
         "narrow.yaml",
     )
     assert main(["suite", "run", str(narrow), "--out", str(out)]) == 0
-    assert set(pd.read_csv(out / "e2e" / "results.csv").objective) == {"reward", "random"}
+    assert set(pd.read_csv(out / "e2e" / "results.csv").objective) == {"reward", "zero", "random"}
 
 
 def test_cli_train_refuses_to_overwrite_a_finished_run(tmp_path, capsys):
@@ -492,5 +509,6 @@ def test_suite_status_of_an_unfinished_suite_shows_no_nan_and_lists_the_baseline
     assert "NaN" not in out
     rows = {line.split()[0]: line.split()[1:] for line in out.splitlines()[2:-1]}
     assert rows == {name: ["pending", "—"] for name in (
-        "reward-toy_reach-s0", "reward-toy_reach-s1", "random-toy_reach-s0", "random-toy_reach-s1")}
-    assert out.splitlines()[-1] == "runs: 0 done, 0 running, 0 failed, 4 pending (of 4)"
+        "reward-toy_reach-s0", "reward-toy_reach-s1", "zero-toy_reach-s0", "zero-toy_reach-s1",
+        "random-toy_reach-s0", "random-toy_reach-s1")}
+    assert out.splitlines()[-1] == "runs: 0 done, 0 running, 0 failed, 6 pending (of 6)"

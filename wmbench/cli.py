@@ -67,7 +67,7 @@ def _cmd_objectives_check(args: argparse.Namespace) -> int:
 def _cmd_train(args: argparse.Namespace) -> int:
     from wmbench.configio import from_dict, load_yaml, with_overrides
     from wmbench.run_config import RunConfig
-    from wmbench.rundir import BASELINE, read_config, run_id
+    from wmbench.rundir import BASELINES, read_config, run_id
     from wmbench.runtime.train import quiet_libraries, train
 
     quiet_libraries()
@@ -85,8 +85,11 @@ def _cmd_train(args: argparse.Namespace) -> int:
             )
         run_dir = Path(args.resume)
         cfg = read_config(run_dir)
-        if cfg.objective == BASELINE:
-            raise ConfigError(f"{run_dir} is the random-policy baseline: nothing trains or resumes")
+        if cfg.objective in BASELINES:
+            raise ConfigError(
+                f"{run_dir} is the {cfg.objective} baseline (a fixed policy): nothing trains or "
+                "resumes"
+            )
     else:
         data = load_yaml(args.config) if args.config else {}
         cfg = from_dict(RunConfig, data, where=str(args.config or "config"))
@@ -113,7 +116,8 @@ def _cmd_suite_run(args: argparse.Namespace) -> int:
         print(plan.to_string(index=False))
         print(
             f"\n{len(plan)} runs, {plan.env_frames.sum():,} env frames and {plan.updates.sum():,} "
-            "updates in all (plus the random baseline's evaluations); nothing was run"
+            "updates in all (plus the zero-action and random baselines' evaluations); nothing was "
+            "run"
         )
         return 0
     if args.launcher == "ray" and args.workers != 1:
@@ -127,14 +131,16 @@ def _cmd_suite_run(args: argparse.Namespace) -> int:
     from wmbench.suite.runner import run_suite
 
     quiet_libraries()
-    result, failed = run_suite(
+    trained, baselines, failed = run_suite(
         args.file, args.out, workers=args.workers, launcher=args.launcher, address=args.address
     )
     print(
-        "\nFinal evaluation return (deterministic policy), mean and std over seeds; random = "
-        "uniform random policy"
+        "\nFinal evaluation return (deterministic policy; every policy on the same episodes), mean "
+        "over seeds [95 % bootstrap CI], against the best trivial baseline:"
     )
-    print(result.to_string(index=False, float_format=lambda v: f"{v:.1f}"))
+    print(trained.to_string(index=False))
+    print("\nTrivial baselines (untrained agent = every run's evaluation at 0 env frames):")
+    print(baselines.to_string(index=False))
     if failed:
         print(
             f"\n{len(failed)} run(s) failed (see status.json in each): {', '.join(failed)}",

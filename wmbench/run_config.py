@@ -65,7 +65,10 @@ class TrainConfig:
         replay_capacity: replay size in agent steps (FIFO eviction beyond).
         eval_every: env frames between evaluations (deterministic policy); also one at 0 and at
             the end.
-        eval_episodes: episodes per evaluation.
+        eval_episodes: episodes per evaluation between the first and the last.
+        final_eval_episodes: episodes of the evaluation at 0 env frames (the untrained agent) and
+            of the final one: the same episodes for both (seeded), on which the zero-action and
+            random baselines are scored too (10).
         threads: torch intra-op threads; 0 keeps torch's default (in async mode the learner then
             leaves one core to each actor; actors use one thread each).
         precision: Lightning precision of the updates: ``32-true`` (fp32, default) or ``bf16-mixed``
@@ -95,6 +98,7 @@ class TrainConfig:
     replay_capacity: int = 1_000_000
     eval_every: int = 10_000
     eval_episodes: int = 1
+    final_eval_episodes: int = 10
     threads: int = 0
     precision: Literal["32-true", "bf16-mixed"] = "32-true"
     logger: Literal["csv", "wandb"] = "csv"
@@ -113,6 +117,7 @@ class TrainConfig:
             "replay_capacity",
             "eval_every",
             "eval_episodes",
+            "final_eval_episodes",
             "checkpoint_every",
             "replay_chunk",
             "actors",

@@ -44,8 +44,13 @@ STATUSES = ("running", "done", "failed", "interrupted")
 """``running`` (or killed while running), ``done`` with the run's summary, ``failed`` with the
 error, ``interrupted`` by SIGINT/SIGTERM with its checkpoint (see ``wmbench.runtime.signals``)."""
 
-BASELINE = "random"
-"""The ``objective`` in ``config.yaml`` of a random-policy baseline (no suite may use it)."""
+BASELINES = ("zero", "random")
+"""The trivial policies every suite evaluates, as the ``objective`` of their runs' ``config.yaml``:
+``zero`` takes action 0 in every dimension, ``random`` uniform random actions. No suite may use
+these names, nor ``UNTRAINED``."""
+
+UNTRAINED = "untrained"
+"""The report's label of the untrained agent: the runs' own evaluation at 0 env frames."""
 
 
 def run_id(objective: str, task: str, seed: int) -> str:

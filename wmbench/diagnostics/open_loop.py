@@ -178,9 +178,9 @@ def save_strip(
     context: int,
     path: str | Path,
     title: str = "",
-    max_columns: int = 16,
 ) -> None:
-    """Write an image strip as a PNG: one row per label, context frames left of a red line.
+    """Write an image strip as a PNG: one row per label, every column (no step left out), the
+    context frames left of a red line; each frame is drawn 0.9 inch wide (about 90 pixels).
 
     Args:
         strip: uint8 ``[R, C, 3, 64, 64]``.
@@ -188,31 +188,17 @@ def save_strip(
         context: columns before the first imagined one.
         path: output file.
         title: figure title.
-        max_columns: at most this many columns are drawn (evenly spaced, the last context frame and
-            the last prediction always among them).
     """
-    columns = strip.shape[1]
-    keep = sorted(
-        set(np.linspace(0, columns - 1, min(columns, max_columns)).round().astype(int))
-        | {context - 1}
-    )
-    grid = (
-        strip[:, keep]
-        .permute(0, 3, 1, 4, 2)
-        .reshape(strip.shape[0] * strip.shape[3], len(keep) * strip.shape[4], 3)
-    )
-    fig, ax = plt.subplots(figsize=(0.8 * len(keep) + 1.2, 0.8 * len(labels) + 0.5))
+    rows, columns, _, side, _ = strip.shape
+    grid = strip.permute(0, 3, 1, 4, 2).reshape(rows * side, columns * side, 3)
+    fig, ax = plt.subplots(figsize=(0.9 * columns + 1.4, 0.9 * rows + 0.9))
     ax.imshow(grid.numpy(), interpolation="nearest")
-    side = strip.shape[-1]
-    ax.axvline(side * (keep.index(context - 1) + 1) - 0.5, color="red", lw=1.5)
-    ax.set_yticks([side * (i + 0.5) for i in range(len(labels))], labels, fontsize=7)
-    ax.set_xticks(
-        [side * (i + 0.5) for i in range(len(keep))],
-        [str(c - context + 1) for c in keep],
-        fontsize=6,
-    )
-    ax.set_xlabel("horizon step (≤ 0: observed context)", fontsize=7)
-    ax.set_title(title, fontsize=8)
+    ax.axvline(side * context - 0.5, color="red", lw=2)
+    ax.set_yticks([side * (i + 0.5) for i in range(rows)], labels, fontsize=9)
+    ax.set_xticks([side * (i + 0.5) for i in range(columns)],
+                  [str(c - context + 1) for c in range(columns)], fontsize=8)
+    ax.set_xlabel("step (≤ 0: observed context; > 0: imagined open loop)", fontsize=9)
+    ax.set_title(title, fontsize=10)
     fig.tight_layout()
     fig.savefig(path, dpi=100)
     plt.close(fig)

@@ -43,7 +43,7 @@ from wmbench.diagnostics.probe import RidgeProbe, select_alpha
 from wmbench.diagnostics.probe_decoder import train_probe_decoder
 from wmbench.run_config import RunConfig, prepare
 from wmbench.rundir import (
-    BASELINE,
+    BASELINES,
     CHECKPOINT,
     DIAGNOSTICS,
     METRICS,
@@ -82,15 +82,15 @@ def load_run(run_dir: str | Path) -> tuple[RunConfig, Checkpoint]:
     ``RUN_FORMAT``, see ``wmbench.runtime.checkpoint``).
 
     Raises:
-        ConfigError: ``run_dir`` has no ``config.yaml``, holds the random-policy baseline (no world
+        ConfigError: ``run_dir`` has no ``config.yaml``, holds a baseline (no world
             model), has no checkpoint, or the checkpoint cannot be read (each names the fix).
     """
     run_dir = Path(run_dir)
     cfg = read_config(run_dir)
-    if cfg.objective == BASELINE:
+    if cfg.objective in BASELINES:
         raise ConfigError(
-            f"{run_dir} is the random-policy baseline: it has no world model to diagnose; give the "
-            "directory of a trained run"
+            f"{run_dir} is the {cfg.objective} baseline (a fixed policy): it has no world model to "
+            "diagnose; give the directory of a trained run"
         )
     path = run_dir / CHECKPOINT
     if not path.exists():

@@ -8,19 +8,19 @@ result store (``wmbench.report.store``) and the ``diagnostics/open_loop.png`` st
 from __future__ import annotations
 
 import shutil
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 
-import matplotlib
+import matplotlib.pyplot as plt
+import pandas as pd
+from matplotlib.figure import Figure
+from matplotlib.ticker import MaxNLocator
 
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import pandas as pd  # noqa: E402
-
-from wmbench.configio import load_yaml  # noqa: E402
-from wmbench.diagnostics.config import PROBES  # noqa: E402
-from wmbench.report.store import collect  # noqa: E402
-from wmbench.rundir import CONFIG, DIAGNOSTICS, read_status, run_id  # noqa: E402
+from wmbench.configio import load_yaml
+from wmbench.diagnostics.config import PROBES
+from wmbench.report.plots import _save
+from wmbench.report.store import collect
+from wmbench.rundir import CONFIG, DIAGNOSTICS, read_status, run_id
 
 PROBE_TITLES = {
     "feat": "R² feat",
@@ -83,14 +83,21 @@ def horizon_frame(table: pd.DataFrame) -> pd.DataFrame:
     ]
 
 
-def plot_horizon(frame: pd.DataFrame, path: str | Path) -> None:
+def plot_horizon(
+    frame: pd.DataFrame, path: str | Path, colour: Mapping[str, tuple[float, ...]]
+) -> Figure:
     """Prediction error against horizon step: one row of panels per task, one panel per quantity.
 
-    Lines are the mean over seeds per objective; the band spans the seeds' minimum to maximum.
+    Lines are the mean over seeds per objective (colours from ``colour``, the report's map); the
+    band spans the seeds' minimum to maximum. Horizon steps are integers on the x-axis.
 
     Args:
         frame: see ``horizon_frame``.
         path: output PNG.
+        colour: objective to colour (``wmbench.report.plots.colours``); others are not drawn.
+
+    Returns:
+        The figure (saved and closed).
     """
     tasks = sorted(frame.task.unique())
     quantities = [q for q in QUANTITIES if q in set(frame.quantity)]
@@ -103,33 +110,46 @@ def plot_horizon(frame: pd.DataFrame, path: str | Path) -> None:
     for row, task in zip(axes, tasks, strict=True):
         for ax, quantity in zip(row, quantities, strict=True):
             part = frame[(frame.task == task) & (frame.quantity == quantity)]
-            for objective, group in part.groupby("objective"):
+            for objective in colour:
+                group = part[part.objective == objective]
+                if group.empty:
+                    continue
                 stats = group.groupby("horizon")["value"].agg(["mean", "min", "max"]).reset_index()
-                ax.plot(stats["horizon"], stats["mean"], marker=".", label=objective)
-                ax.fill_between(stats["horizon"], stats["min"], stats["max"], alpha=0.2)
-            ax.set_title(f"{task}: {QUANTITIES[quantity]}", fontsize=8)
-            ax.set_xlabel("horizon step")
+                ax.plot(stats["horizon"], stats["mean"], marker=".", label=objective,
+                        color=colour[objective])
+                ax.fill_between(stats["horizon"], stats["min"], stats["max"], alpha=0.2,
+                                color=colour[objective])
+            ax.set_title(task, fontsize=8)
+            ax.set_xlabel("imagined steps after the context")
+            ax.set_ylabel(QUANTITIES[quantity], fontsize=8)
+            ax.xaxis.set_major_locator(MaxNLocator(integer=True))
             ax.legend(fontsize=7)
     fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
+    return _save(fig, path)
 
 
-def _strips(run_dirs: Sequence[str | Path]) -> dict[tuple[str, str, int], Path]:
-    """``(task, objective, seed) -> run_dir`` of the finished runs that have an open-loop strip."""
+def _strips(
+    run_dirs: Sequence[str | Path], labels: Sequence[str]
+) -> dict[tuple[str, str, int], Path]:
+    """``(task, label, seed) -> run_dir`` of the finished runs that have an open-loop strip."""
     found = {}
-    for run_dir in map(Path, run_dirs):
+    for run_dir, label in zip(map(Path, run_dirs), labels, strict=True):
         if (
             read_status(run_dir).get("status") == "done"
             and (run_dir / DIAGNOSTICS / "open_loop.png").exists()
         ):
             cfg = load_yaml(run_dir / CONFIG)
-            found[(cfg["env"]["task"], cfg["objective"], cfg["seed"])] = run_dir
+            found[(cfg["env"]["task"], label, cfg["seed"])] = run_dir
     return found
 
 
 def diagnostics_section(
-    run_dirs: Sequence[str | Path], out_dir: str | Path, per_task: PerTask, suite: str = ""
+    run_dirs: Sequence[str | Path],
+    labels: Sequence[str],
+    out_dir: str | Path,
+    per_task: PerTask,
+    colour: Mapping[str, tuple[float, ...]],
+    suite: str = "",
 ) -> str:
     """Markdown of the report's diagnostics section, with its figures written under ``out_dir``.
 
@@ -140,8 +160,10 @@ def diagnostics_section(
 
     Args:
         run_dirs: run directories (e.g. a suite's).
+        labels: each run's objective label (the suite's name of its objective or variant).
         out_dir: the report's directory.
         per_task: mean and CI over seeds, see ``PerTask``.
+        colour: objective label to colour (the report's ``wmbench.report.plots.colours``).
         suite: suite name for the result store's ``suite`` column.
 
     Returns:
@@ -149,7 +171,7 @@ def diagnostics_section(
         short section saying how to make them.
     """
     heading = "## Representation diagnostics\n\n"
-    table = collect([Path(d) for d in run_dirs], suite)
+    table = collect([Path(d) for d in run_dirs], suite, list(labels))
     table = table[table.metric.str.startswith("diagnose/")]
     if table.empty:
         return (
@@ -158,9 +180,9 @@ def diagnostics_section(
         )
     figures = Path(out_dir) / DIAGNOSTICS
     figures.mkdir(parents=True, exist_ok=True)
-    plot_horizon(horizon_frame(table), figures / "horizon.png")
+    plot_horizon(horizon_frame(table), figures / "horizon.png", colour)
     strips: dict[tuple[str, str], str] = {}
-    for (task, objective, seed), run_dir in sorted(_strips(run_dirs).items()):
+    for (task, objective, seed), run_dir in sorted(_strips(run_dirs, labels).items()):
         if (task, objective) not in strips:  # one strip per objective x task: the lowest seed
             name = run_id(objective, task, seed)
             shutil.copyfile(run_dir / DIAGNOSTICS / "open_loop.png", figures / f"{name}.png")

@@ -5,9 +5,10 @@ file copy ``suite.yaml`` and ``versions.json`` when present, and writes ``out_di
 ``curves.png``, ``aggregates.png`` and ``profiles.png``; each objective's origin and own final
 metrics come from ``wmbench.report.objectives``. Statistics follow Agarwal et al., NeurIPS
 2021 (see ``wmbench.report.stats``): final return per task with 95 % stratified-bootstrap CIs over
-seeds; IQM, mean, median and optimality gap of normalised scores over tasks; the probability of
-improvement of every pair of objectives; performance profiles. The ``random`` baseline is a
-reference row per task, never a competitor in the aggregates.
+seeds, flagged against the best trivial baseline (``wmbench.report.comparison``); IQM, mean, median
+and optimality gap of normalised scores over tasks; the probability of improvement of every pair of
+objectives; performance profiles. The baselines are reference rows, never competitors in the
+aggregates.
 """
 
 from __future__ import annotations
@@ -20,12 +21,18 @@ import numpy as np
 import pandas as pd
 
 from wmbench.configio import ConfigError
-from wmbench.report import stats
+from wmbench.report import comparison, stats
 from wmbench.report.diagnostics import diagnostics_section
 from wmbench.report.objectives import objectives_section
-from wmbench.report.plots import colours, plot_aggregates, plot_curves, plot_profiles
+from wmbench.report.plots import (
+    colours,
+    plot_aggregates,
+    plot_curves,
+    plot_profiles,
+    profile_taus,
+)
 from wmbench.report.store import final_scores, load, package_versions
-from wmbench.rundir import BASELINE, CONFIG, make_dir, run_id
+from wmbench.rundir import BASELINES, CONFIG, make_dir, run_id
 from wmbench.suite.spec import SuiteSpec, read_suite
 
 DMC_REFERENCE = (
@@ -61,26 +68,6 @@ def references(tasks: list[str], spec: SuiteSpec | None) -> pd.DataFrame:
 
 def _ci(value: float, low: float, high: float, digits: int) -> str:
     return f"{value:.{digits}f} [{low:.{digits}f}, {high:.{digits}f}]"
-
-
-def _task_table(scores: pd.DataFrame, objectives: list[str], reps: int, seed: int) -> pd.DataFrame:
-    """Final return per task and objective (suite order, the baseline last as a reference row)."""
-    rows = stats.per_task(scores, reps, seed)
-    rows = rows.assign(
-        order=rows.objective.map({o: i for i, o in enumerate(objectives)}).fillna(len(objectives))
-    )
-    rows = rows.sort_values(["task", "order"])
-    return pd.DataFrame(
-        {
-            "task": rows.task,
-            "objective": [f"{o} (reference)" if o == BASELINE else o for o in rows.objective],
-            "final return: mean [95 % CI]": [
-                _ci(m, lo, hi, 1)
-                for m, lo, hi in zip(rows["mean"], rows.ci_low, rows.ci_high, strict=True)
-            ],
-            "seeds": rows.seeds,
-        }
-    )
 
 
 def _aggregate_table(aggregates: pd.DataFrame, matrices: dict[str, np.ndarray]) -> pd.DataFrame:
@@ -168,21 +155,19 @@ def build(suite_dir: str | Path, out_dir: str | Path, reps: int = 2000, seed: in
             f"{suite_dir}: no finished run with an evaluation return; nothing to report"
         )
     spec = read_suite(suite_dir / "suite.yaml") if (suite_dir / "suite.yaml").exists() else None
-    present = (set(scores.objective) | set(runs.objective)) - {
-        BASELINE
-    }  # failed-only objectives included
+    present = (set(scores.objective) | set(runs.objective)) - set(BASELINES)  # failed ones too
     objectives = [o.name for o in spec.objectives if o.name in present] if spec else sorted(present)
     tasks = sorted(scores.task.unique())
     refs = references(tasks, spec)
     scores = stats.normalise(scores, {r.task: (r.low, r.high) for r in refs.itertuples()})
-    matrices, _ = stats.score_matrices(scores[scores.objective != BASELINE])
+    matrices, _ = stats.score_matrices(scores[~scores.objective.isin(BASELINES)])
     matrices = {o: matrices[o] for o in objectives if o in matrices}
     colour = colours(objectives)
-    plot_curves(table, out_dir / "curves.png", reps=reps, colour=colour)
+    plot_curves(table, out_dir / "curves.png", colour, reps=reps)
     aggregates = stats.aggregates(matrices, reps, seed)
     if matrices:
         plot_aggregates(aggregates, out_dir / "aggregates.png", colour)
-        taus = np.linspace(0.0, max(1.0, max(m.max() for m in matrices.values())), PROFILE_POINTS)
+        taus = profile_taus(matrices, PROFILE_POINTS)
         plot_profiles(
             stats.profile(matrices, taus, reps, seed), taus, out_dir / "profiles.png", colour
         )
@@ -197,7 +182,7 @@ def build(suite_dir: str | Path, out_dir: str | Path, reps: int = 2000, seed: in
         *([spec.description, ""] if spec and spec.description else []),
         f"Objectives: {', '.join(objectives)}. Tasks: {', '.join(tasks)}. "
         f"Seeds: {', '.join(map(str, sorted(scores.seed.unique())))}. "
-        f"Runs: {counts} (of {len(runs)}, the random baseline included).",
+        f"Runs: {counts} (of {len(runs)}, the baselines' included).",
         "",
         "Statistics follow Agarwal et al., *Deep Reinforcement Learning at the Edge of the "
         "Statistical Precipice*, NeurIPS 2021 (rliable): 95 % percentile confidence intervals "
@@ -206,16 +191,16 @@ def build(suite_dir: str | Path, out_dir: str | Path, reps: int = 2000, seed: in
         "",
         "## Final return per task",
         "",
-        "Mean over seeds with its 95 % bootstrap CI; `random (reference)` is a uniform random "
-        "policy."
-        + (
-            f" With as few as {fewest} seeds a bootstrap CI cannot reach beyond the seeds' own "
-            "range: read it as rough."
+        comparison.markdown(*comparison.comparison_tables(table, objectives, reps, seed)),
+        *(
+            [
+                "",
+                f"With as few as {fewest} seeds a bootstrap CI cannot reach beyond the seeds' own "
+                "range: read it as rough.",
+            ]
             if fewest < FEW_SEEDS
-            else ""
+            else []
         ),
-        "",
-        _task_table(scores, objectives, reps, seed).to_markdown(index=False),
         "",
         "## Aggregate over tasks",
         "",
@@ -252,7 +237,8 @@ def build(suite_dir: str | Path, out_dir: str | Path, reps: int = 2000, seed: in
         "## Learning curves",
         "",
         "Evaluation return against env frames (physics steps, action repeat included): mean over "
-        "seeds, band = pointwise 95 % bootstrap CI; dashed: the random baseline.",
+        "seeds, band = pointwise 95 % bootstrap CI; horizontal lines: the zero-action and uniform "
+        "random baselines (the untrained agent is each curve's first point).",
         "",
         "![learning curves](curves.png)",
         "",
@@ -277,16 +263,14 @@ def build(suite_dir: str | Path, out_dir: str | Path, reps: int = 2000, seed: in
         "",
         *objectives_section(suite_dir, table, objectives),
     ]
-    run_dirs = [
-        suite_dir / run_id(r.objective, r.task, r.seed)
-        for r in runs.itertuples()
-        if r.objective != BASELINE
-    ]
+    trained = [r for r in runs.itertuples() if r.objective not in BASELINES]
     lines += [
         diagnostics_section(
-            run_dirs,
+            [suite_dir / run_id(r.objective, r.task, r.seed) for r in trained],
+            [r.objective for r in trained],
             out_dir,
             partial(stats.per_task, reps=reps, seed=seed),
+            colour,
             str(table.suite.iloc[0]),
         ),
         "",

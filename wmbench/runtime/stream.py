@@ -56,7 +56,9 @@ def make_eval_env(cfg: RunConfig) -> gym.Env:
 def eval_episode_seed(seed: int, env_frames: int) -> int:
     """Reset seed of the first episode of the evaluation at ``env_frames`` of a run with ``seed``.
 
-    Every objective's run (and the random baseline, at 0 frames) is evaluated on the same episodes.
+    Every objective's run is evaluated on the same episodes at the same env frames. The first and
+    the final evaluation, and the baselines, use ``eval_episode_seed(seed, 0)`` (see
+    ``StreamBase``).
     """
     return 10_000 * (seed + 1) + env_frames
 
@@ -196,6 +198,13 @@ class StreamBase(IterableDataset):
     noted when the batch was handed out (Lightning fetches one batch ahead, so the counters have
     moved on by the time the update ends).
 
+    Evaluations (``eval/return``, the deterministic policy's mean return): one at 0 env frames
+    (the untrained agent) and one when the budget is spent, each over ``train.final_eval_episodes``
+    episodes reset with the same seeds, ``eval_episode_seed(seed, 0) + i`` (the zero-action and
+    random baselines are scored on these episodes too, ``wmbench.runtime.train.baseline``); between
+    them one every ``train.eval_every`` env frames over ``train.eval_episodes`` episodes of their
+    own.
+
     Args:
         cfg: the run's configuration.
         eval_env: evaluation environment (``make_eval_env``).
@@ -285,14 +294,15 @@ class StreamBase(IterableDataset):
         self.bar.update(self.cfg.env.action_repeat)
 
     def _maybe_evaluate(self, force: bool = False) -> None:
-        if self.counters.env_frames < self.next_eval and not force:
+        frames, t = self.counters.env_frames, self.cfg.train
+        if frames < self.next_eval and not force:
             return
-        t = self.cfg.train
+        first_or_last = frames == 0 or frames >= t.env_frames
         self.last_eval = evaluate(
             self.eval_env,
             lambda obs, first: self.eval_policy(obs, first, explore=False),
-            t.eval_episodes,
-            seed=eval_episode_seed(self.cfg.seed, self.counters.env_frames),
+            t.final_eval_episodes if first_or_last else t.eval_episodes,
+            seed=eval_episode_seed(self.cfg.seed, 0 if first_or_last else frames),
         )
         self.log({"eval/return": self.last_eval})
         self.next_eval = self.counters.env_frames + t.eval_every

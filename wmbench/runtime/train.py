@@ -1,9 +1,10 @@
-"""Training one run: the run directory, the loggers, the Lightning Trainer and the random baseline.
+"""Training one run: the run directory, the loggers, the Lightning Trainer, and the baselines.
 
 ``train`` checks the run directory (``wmbench.runtime.checkpoint.check_run_dir``), builds the
 module, the replay stream of ``train.mode`` (``wmbench.runtime.sync.ReplayStream`` or
 ``wmbench.runtime.async_learner.AsyncReplayStream``) and the loggers, and lets a Lightning Trainer
-run one epoch over the stream; ``random_baseline`` evaluates a uniform random policy as a run.
+run one epoch over the stream; ``baseline`` evaluates a zero-action or uniform random policy as a
+run.
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ from pathlib import Path
 from typing import Any
 
 import lightning as L
+import numpy as np
 import torch
 import yaml
 from lightning.pytorch.callbacks import Callback
@@ -33,7 +35,7 @@ from wmbench.configio import to_dict
 from wmbench.errors import RunInterrupted
 from wmbench.run_config import RunConfig, prepare
 from wmbench.rundir import (
-    BASELINE,
+    BASELINES,
     CHECKPOINT,
     CONFIG,
     METRICS,
@@ -316,26 +318,47 @@ def _train(cfg: RunConfig, run_dir: Path, objective_cls: type, objective_cfg: An
     }
 
 
-def random_baseline(cfg: RunConfig, run_dir: str | Path) -> float:
-    """Evaluate a uniform random policy on ``cfg.env`` and store it as a run of objective
-    ``random``.
+def baseline(cfg: RunConfig, run_dir: str | Path, policy: str) -> float:
+    """Evaluate a trivial policy on ``cfg.env`` and store it as a run of objective ``policy``.
 
-    Episodes reset with the seeds of a trained run's first evaluation (``eval_episode_seed``) in
-    the run's evaluation environment (``make_eval_env``). Writes ``config.yaml``,
-    ``metrics.csv`` (one ``eval/return`` row at 0 env frames) and ``status.json``.
+    ``zero`` acts with 0 in every action dimension; ``random`` with uniform random actions (the
+    action space seeded with the run's seed). Both are scored on the episodes of a trained run's
+    first and final evaluations (``train.final_eval_episodes`` episodes reset from
+    ``eval_episode_seed(seed, 0)``) in the run's evaluation environment (``make_eval_env``).
+    Writes ``config.yaml``, ``metrics.csv`` (one ``eval/return`` row at 0 env frames) and
+    ``status.json``.
+
+    Args:
+        cfg: the configuration of the runs the baseline stands beside.
+        run_dir: its run directory (created).
+        policy: one of ``wmbench.rundir.BASELINES``.
 
     Returns:
-        Mean return over ``cfg.train.eval_episodes`` episodes.
+        The mean return over the episodes.
+
+    Raises:
+        ValueError: ``policy`` is not a baseline.
     """
+    if policy not in BASELINES:
+        raise ValueError(f"unknown baseline {policy!r}; choose one of {', '.join(BASELINES)}")
     run_dir = make_dir(run_dir)
     started = time.time()
     env = make_eval_env(cfg)
     env.action_space.seed(cfg.seed)
-    value = evaluate(env, lambda obs, first: env.action_space.sample(), cfg.train.eval_episodes,
-                     seed=eval_episode_seed(cfg.seed, 0))
+    zero = np.zeros(env.action_space.shape, np.float32)
+
+    def act(obs: np.ndarray, first: bool) -> np.ndarray:
+        return zero if policy == "zero" else env.action_space.sample()
+
+    value = evaluate(
+        env,
+        act,
+        cfg.train.final_eval_episodes,
+        seed=eval_episode_seed(cfg.seed, 0),
+    )
     env.close()
     data = to_dict(cfg)
-    data["objective"] = BASELINE
+    data["objective"] = policy
     (run_dir / CONFIG).write_text(yaml.safe_dump(data, sort_keys=False))
     (run_dir / METRICS).write_text(
         f"env_frames,wall_time,eval/return\n0,{time.time() - started},{value}\n"

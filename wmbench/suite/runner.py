@@ -8,7 +8,9 @@ Output layout::
     <out>/<suite>/runs.csv         one row per run: status, final return, cost; also runs.parquet
     <out>/<suite>/versions.json    package versions of the process that wrote the store, and each
                                    objective's origin (built-in, or distribution and entry point)
-    <out>/<suite>/comparison.md    objective × task: final evaluation return, mean ± std over seeds
+    <out>/<suite>/comparison.md    final evaluation return per objective × task with its 95 % CI,
+                                   flagged against the best trivial baseline (zero action, uniform
+                                   random, untrained agent; ``wmbench.report.comparison``)
     <out>/<suite>/curves.png       evaluation return against env frames (mean, 95 % CI over seeds)
 
 A finished run (``status.json`` says ``done``) is skipped when the suite is run again; an unfinished
@@ -34,16 +36,20 @@ import yaml
 from wmbench.configio import ConfigError, to_dict
 from wmbench.errors import RunInterrupted
 from wmbench.objectives.registry import entry
-from wmbench.report.plots import plot_curves
-from wmbench.report.store import collect, comparison, final_scores, run_row, runs_frame, save
+from wmbench.report.comparison import comparison_tables, markdown
+from wmbench.report.plots import colours, plot_curves
+from wmbench.report.store import collect, run_row, runs_frame, save
 from wmbench.rundir import CHECKPOINT, CONFIG, make_dir, mark_failed, read_status
 from wmbench.runtime.checkpoint import read_checkpoint
-from wmbench.runtime.train import random_baseline
+from wmbench.runtime.train import baseline
 from wmbench.suite.plan import progress
 from wmbench.suite.spec import Run, baseline_runs, load_suite
 from wmbench.suite.worker import init_worker, run_one
 
 log = logging.getLogger("wmbench")
+
+COMPARISON_REPS = 2000
+"""Bootstrap resamples of the printed comparison's CIs (as ``wmbench report``'s default)."""
 
 
 def _check_not_stale(runs: list[Run], suite_dir: Path, path: str | Path) -> None:
@@ -142,7 +148,7 @@ def _run_local(todo: list[Run], suite_dir: Path, workers: int, statuses: dict[st
 
 
 def run_suite(path: str | Path, out: str | Path = "runs", workers: int = 1, launcher: str = "local",
-              address: str | None = None) -> tuple[pd.DataFrame, list[str]]:
+              address: str | None = None) -> tuple[pd.DataFrame, pd.DataFrame, list[str]]:
     """Validate, then run a suite file; write the result store and the comparison.
 
     Args:
@@ -160,7 +166,8 @@ def run_suite(path: str | Path, out: str | Path = "runs", workers: int = 1, laun
     (``suite.yaml``), the package versions and each objective's origin.
 
     Returns:
-        ``(comparison_table, failed_run_ids)``.
+        ``(trained, baselines, failed_run_ids)``: the comparison tables
+        (``wmbench.report.comparison.comparison_tables``) and the runs that failed.
 
     Raises:
         ConfigError: the suite is invalid, or finished or resumable runs in its directory were made
@@ -197,35 +204,20 @@ def run_suite(path: str | Path, out: str | Path = "runs", workers: int = 1, laun
     labelled = [(suite_dir / r.run_id, r.label, r.config.env.task, r.config.seed) for r in runs]
     for run in baseline_runs(spec, runs):
         if read_status(suite_dir / run.run_id).get("status") != "done":
-            random_baseline(run.config, suite_dir / run.run_id)
+            baseline(run.config, suite_dir / run.run_id, run.label)
         labelled.append((suite_dir / run.run_id, run.label, run.config.env.task, run.config.seed))
     table = collect([d for d, *_ in labelled], spec.name, [label for _, label, *_ in labelled])
     origins = {o.name: {"objective": o.registered, **entry(o.registered).provenance()}
                for o in spec.objectives}
     save(suite_dir, table, runs_frame([run_row(d, spec.name, *key) for d, *key in labelled]),
          origins)
-    result = comparison(final_scores(table))
-    (suite_dir / "comparison.md").write_text(format_comparison(result, spec.name))
-    plot_curves(table, suite_dir / "curves.png")
+    labels = [o.name for o in spec.objectives]
+    trained, baselines = comparison_tables(table, labels, COMPARISON_REPS)
+    (suite_dir / "comparison.md").write_text(
+        f"# Suite `{spec.name}`\n\n{markdown(trained, baselines)}\n"
+    )
+    plot_curves(table, suite_dir / "curves.png", colours(labels))
     log.info(
         "wrote the result store (results, runs), comparison.md and curves.png in %s", suite_dir
     )
-    return result, failed
-
-
-def format_comparison(result: pd.DataFrame, suite: str) -> str:
-    """Markdown of the comparison table (final evaluation return, mean ± std over seeds)."""
-    shown = result.assign(
-        **{
-            "final eval return": [
-                f"{m:.1f} ± {s:.1f}" if s == s else f"{m:.1f}"
-                for m, s in zip(result["mean"], result["std"], strict=True)
-            ]
-        }
-    )[["task", "objective", "final eval return", "seeds"]]
-    return (
-        f"# Suite `{suite}`\n\nFinal evaluation return (deterministic policy) of each run, mean ± "
-        "std over seeds (std with ddof=1); `random` is a uniform random policy.\n\n"
-        + shown.to_markdown(index=False)
-        + "\n"
-    )
+    return trained, baselines, failed

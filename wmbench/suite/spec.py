@@ -10,14 +10,17 @@ Schema (``suites/smoke.yaml`` and ``suites/dmc-vision.yaml`` are examples)::
       - {name: recon-x2, objective: reconstruction, objective_scales: {image: 2.0}}
     tasks: [dmc:cartpole-balance]
     seeds: [0, 1]
-    random_baseline: true            # also evaluate a uniform random policy per task and seed
-    evaluation: {every: 2500, episodes: 5}   # sets train.eval_every and train.eval_episodes
+    evaluation: {every: 2500, episodes: 5, final_episodes: 10}   # train.eval_every, .eval_episodes
+                                     # and .final_eval_episodes
     references:                      # per-task (low, high) return for normalised scores in reports
       dmc:cartpole-balance: {low: 0, high: 1000}
     config:                          # RunConfig keys shared by every run (same RSSM and learner
       env: {action_repeat: 8}        # for every objective); not objective, objective_config,
                                      # agent.world_model.objective_scales or seed
       train: {env_frames: 20000}
+
+Besides the grid, every suite evaluates two trivial policies per task × seed, a zero-action and a
+uniform random one (``baseline_runs``), on the episodes of the runs' first and final evaluations.
 
 Every run's configuration is built and checked (unknown keys, wrong types, impossible values,
 unknown objective or task) before any run starts; all problems are reported together, each naming
@@ -33,7 +36,7 @@ from typing import Any
 
 from wmbench.configio import ConfigError, from_dict, load_yaml
 from wmbench.run_config import RunConfig, prepare
-from wmbench.rundir import BASELINE, run_id
+from wmbench.rundir import BASELINES, UNTRAINED, run_id
 
 SUITE_NAME = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]*")
 SCOPED = {
@@ -73,11 +76,15 @@ class EvaluationSpec:
 
     Attributes:
         every: env frames between evaluations (``train.eval_every``).
-        episodes: episodes per evaluation (``train.eval_episodes``).
+        episodes: episodes per evaluation between the first and the last
+            (``train.eval_episodes``).
+        final_episodes: episodes of the first and the final evaluation, and of the baselines
+            (``train.final_eval_episodes``).
     """
 
     every: int | None = None
     episodes: int | None = None
+    final_episodes: int | None = None
 
 
 @dataclass(frozen=True)
@@ -103,7 +110,6 @@ class SuiteSpec:
         seeds: integer seeds; every objective × task runs once per seed.
         config: ``RunConfig`` overrides shared by all runs (not ``objective``, ``objective_config``,
             ``agent.world_model.objective_scales`` or ``seed``).
-        random_baseline: evaluate a uniform random policy per task × seed for reference.
         evaluation: evaluation cadence (see ``EvaluationSpec``).
         references: task to the (low, high) returns that normalise its scores in reports.
         description: free text.
@@ -114,7 +120,6 @@ class SuiteSpec:
     tasks: tuple[str, ...]
     seeds: tuple[int, ...]
     config: dict[str, Any] = field(default_factory=dict)
-    random_baseline: bool = True
     evaluation: EvaluationSpec = field(default_factory=EvaluationSpec)
     references: dict[str, Reference] = field(default_factory=dict)
     description: str = ""
@@ -130,13 +135,15 @@ class Run:
 
 
 def baseline_runs(spec: SuiteSpec, runs: list[Run]) -> list[Run]:
-    """The random-policy baseline's runs of a suite (none unless ``random_baseline``): one per task
-    and seed, with that cell's configuration (its evaluation) and the label ``random``."""
-    if not spec.random_baseline:
-        return []
+    """The baselines' runs of a suite: each of ``BASELINES`` once per task and seed, with that
+    cell's configuration (its evaluation episodes) and the baseline's name as label."""
     first = spec.objectives[0].name
-    return [Run(run_id(BASELINE, r.config.env.task, r.config.seed), r.config, BASELINE)
-            for r in runs if r.label == first]
+    return [
+        Run(run_id(policy, r.config.env.task, r.config.seed), r.config, policy)
+        for policy in BASELINES
+        for r in runs
+        if r.label == first
+    ]
 
 
 def read_suite(path: str | Path) -> SuiteSpec:
@@ -169,7 +176,11 @@ def _run_data(spec: SuiteSpec, objective: ObjectiveSpec, task: str, seed: int) -
         if isinstance(world_model, dict):
             scales = {"objective_scales": objective.objective_scales}
             data["agent"] = {**agent, "world_model": {**world_model, **scales}}
-    cadence = {"eval_every": spec.evaluation.every, "eval_episodes": spec.evaluation.episodes}
+    cadence = {
+        "eval_every": spec.evaluation.every,
+        "eval_episodes": spec.evaluation.episodes,
+        "final_eval_episodes": spec.evaluation.final_episodes,
+    }
     if isinstance(train, dict):
         data["train"] = {**train, **{k: v for k, v in cadence.items() if v is not None}}
     return data
@@ -205,10 +216,10 @@ def load_suite(path: str | Path) -> tuple[SuiteSpec, list[Run]]:
                 f"{key}: {value!r} must be letters, digits, '.', '_' or '-' (it names a directory)"
             )
     for i, name in enumerate(names):
-        if name == BASELINE:
+        if name in (*BASELINES, UNTRAINED):
             problem(
-                f"suite.objectives[{i}].name: {name!r} is reserved for the random-policy baseline; "
-                "choose another label"
+                f"suite.objectives[{i}].name: {name!r} is reserved for a baseline; choose another "
+                "label"
             )
     for key in ("objective", "objective_config", "seed"):
         if key in spec.config:
@@ -224,7 +235,11 @@ def load_suite(path: str | Path) -> tuple[SuiteSpec, list[Run]]:
             "config.agent.world_model.objective_scales: set objective_scales in an entry of the "
             "suite's 'objectives' list (loss names differ between objectives), not in config"
         )
-    for key, field_ in (("every", "eval_every"), ("episodes", "eval_episodes")):
+    for key, field_ in (
+        ("every", "eval_every"),
+        ("episodes", "eval_episodes"),
+        ("final_episodes", "final_eval_episodes"),
+    ):
         if getattr(spec.evaluation, key) is not None and field_ in (spec.config.get("train") or {}):
             problem(
                 f"suite.evaluation.{key} and config.train.{field_} both set the evaluation "
