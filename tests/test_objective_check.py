@@ -312,13 +312,22 @@ def test_suites_set_scales_per_objective_entry(tmp_path):
         load_suite(suite)
 
 
-def test_an_invalid_objective_config_has_no_doubled_prefix():
+@pytest.mark.parametrize(
+    "objective, override, message",
+    [
+        ("prototypes", "temperature=0", "PrototypesConfig: temperature and sinkhorn_eps must be "
+         "> 0, target_fraction in (0, 1]"),
+        ("contrastive", "units=0", "ContrastiveConfig: units and layers must be >= 1 and min_std "
+         "> 0, got 0, 2, 0.1"),
+        ("tpc", "min_std=0", "TPCConfig: code, units and layers must be >= 1 and min_std > 0, got "
+         "32, 400, 2, 0.0"),
+    ],
+)
+def test_an_invalid_objective_config_is_one_error_without_a_doubled_prefix(objective, override,
+                                                                           message):
     with pytest.raises(ConfigError) as err:
-        prepare(_cfg("prototypes", "objective_config.temperature=0"))
-    assert str(err.value) == (
-        "objective_config: invalid PrototypesConfig: temperature and sinkhorn_eps must be > 0, "
-        "target_fraction in (0, 1]"
-    )
+        prepare(_cfg(objective, f"objective_config.{override}"))
+    assert str(err.value) == f"objective_config: invalid {message}"
 
 
 API_MODULES = {"__init__", "augment", "base", "check", "ema", "nce", "registry"}

@@ -43,6 +43,13 @@ class ContrastiveConfig:
     layers: int = 2
     min_std: float = 0.1
 
+    def __post_init__(self) -> None:
+        if self.units < 1 or self.layers < 1 or not self.min_std > 0:
+            raise ValueError(
+                "units and layers must be >= 1 and min_std > 0, got "
+                f"{self.units}, {self.layers}, {self.min_std}"
+            )
+
 
 class ContrastiveObjective(Objective):
     """InfoNCE between posterior states and observation embeddings, per step in nats."""

@@ -49,6 +49,13 @@ class TPCConfig:
     layers: int = 2
     min_std: float = 0.1
 
+    def __post_init__(self) -> None:
+        if self.code < 1 or self.units < 1 or self.layers < 1 or not self.min_std > 0:
+            raise ValueError(
+                "code, units and layers must be >= 1 and min_std > 0, got "
+                f"{self.code}, {self.units}, {self.layers}, {self.min_std}"
+            )
+
 
 class TPCObjective(Objective):
     """InfoNCE of the prior's prediction at t against the observation embeddings, nats per step."""
