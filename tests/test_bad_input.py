@@ -15,6 +15,7 @@ import yaml
 from conftest import tiny_run_dict
 from wmbench.cli import main
 from wmbench.envs import gl
+from wmbench.objectives import available
 from wmbench.rundir import CHECKPOINT, RUN_FORMAT
 
 RUN_ID = "reward-toy_reach-s0"
@@ -71,8 +72,8 @@ CASES = {
     ),
     "unknown objective": (
         lambda tmp: train_args(tmp, "--objective", "nope"),
-        "unknown objective 'nope'; available: contrastive, prototypes, reconstruction, reward, "
-        "self_predictive, tpc",
+        f"unknown objective 'nope'; available: {', '.join(sorted(available()))} (third-party "
+        "objectives register an entry point in group 'wmbench.objectives')",
     ),
     "unknown task": (
         lambda tmp: train_args(tmp, "--task", "toy:nope"),

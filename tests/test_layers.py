@@ -128,6 +128,7 @@ def test_the_report_run_directory_suite_planning_and_config_are_light():
         "wmbench.report.stats",
         "wmbench.report.plots",
         "wmbench.report.diagnostics",
+        "wmbench.report.objectives",
         "wmbench.report.markdown",
     ):
         assert module in light, module

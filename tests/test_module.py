@@ -13,7 +13,7 @@ from torch.utils.data import DataLoader
 
 from conftest import IMAGE_SHAPE, PRESETS, A, random_batch, tiny_agent_config, tiny_run_dict
 from wmbench import objectives
-from wmbench.agents.module import DreamerModule
+from wmbench.agents.module import DreamerModule, world_model_loss
 from wmbench.configio import from_dict
 from wmbench.envs import make_env
 from wmbench.envs.toy import EPISODE_STEPS
@@ -24,7 +24,14 @@ from wmbench.runtime.train import train
 
 
 def snapshot(module: torch.nn.Module) -> dict[str, torch.Tensor]:
-    return {n: p.detach().clone() for n, p in module.named_parameters()}
+    """Parameters, but not an objective's EMA target (``objective.target``), which moves after
+    the world model's step (``test_ema_targets_move_once_per_update_after_the_world_model_step``).
+    """
+    return {
+        n: p.detach().clone()
+        for n, p in module.named_parameters()
+        if not n.startswith("objective.target.")
+    }
 
 
 def snapshot_all(module: torch.nn.Module) -> dict[str, torch.Tensor]:
@@ -126,6 +133,46 @@ def test_actor_and_critic_updates_leave_world_model_untouched(objective, preset)
                 slow, mid["slow"][name] + tau * (end["critic"][name] - mid["slow"][name])
             )
         previous = end
+
+
+@pytest.mark.parametrize("objective", ["prototypes", "self_predictive"])
+def test_ema_targets_move_once_per_update_after_the_world_model_step(objective):
+    torch.manual_seed(0)
+    cls = objectives.get(objective)
+    config = cls.Config(target_fraction=0.5)
+    module = DreamerModule(tiny_agent_config(), IMAGE_SHAPE, A, cls, config)
+    target, encoder = module.world_model.objective.target, module.world_model.encoder
+    expected = [p.detach().clone() for p in encoder.parameters()]  # built: the target is a copy
+    assert all(map(torch.equal, target["encoder"].parameters(), expected))
+
+    class ExtraForwards(L.Callback):
+        def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
+            # this update moved the target once, halfway toward the encoder after its step
+            online = [p.detach() for p in encoder.parameters()]
+            expected[:] = [e + 0.5 * (o - e) for e, o in zip(expected, online, strict=True)]
+            for _ in range(2):  # more forwards in training mode (as diagnostics do) move nothing
+                world_model_loss(pl_module.world_model, batch, grad_norms=True)
+
+    trainer = L.Trainer(
+        accelerator="cpu",
+        devices=1,
+        max_epochs=1,
+        logger=False,
+        enable_checkpointing=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        callbacks=[ExtraForwards()],
+    )
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        trainer.fit(
+            module, train_dataloaders=DataLoader([random_batch(seed=i) for i in range(3)],
+                                                 batch_size=None)
+        )
+    assert module.updates == 3 and int(target.updates) == 1 + 3
+    for got, want in zip(target["encoder"].parameters(), expected, strict=True):
+        torch.testing.assert_close(got, want)
+    assert not torch.equal(expected[0], next(encoder.parameters()))  # still behind the encoder
 
 
 def _run_metrics(tmp_path, name: str, seed: int, preset: str) -> pd.DataFrame:

@@ -14,8 +14,7 @@ from conftest import IMAGE_SHAPE, A, random_batch, tiny_wm_config
 from wmbench import objectives
 from wmbench.agents.module import world_model_loss
 from wmbench.agents.world_model import WorldModel
-from wmbench.objectives.augment import random_shift
-from wmbench.objectives.ema import EMATarget
+from wmbench.objectives import EMATarget, random_shift
 from wmbench.objectives.prototypes import sinkhorn
 
 
@@ -54,42 +53,58 @@ def test_sinkhorn_spreads_identical_samples_evenly():
 def test_ema_target_copies_then_moves_by_the_fraction_and_gets_no_gradient():
     torch.manual_seed(0)
     online = nn.Linear(3, 2)
-    ema = EMATarget({"net": nn.Linear(3, 2)})
-    ema.update({"net": online}, fraction=0.25)  # first update copies
+    ema = EMATarget(0.25, net=nn.Linear(3, 2))
+    ema.update(net=online)  # first update copies
     torch.testing.assert_close(ema["net"].weight, online.weight)
     old = ema["net"].weight.detach().clone()
     with torch.no_grad():
         online.weight.add_(1.0)
-    ema.update({"net": online}, fraction=0.25)
+    ema.update(net=online)
     torch.testing.assert_close(ema["net"].weight, old + 0.25 * (online.weight.detach() - old))
     assert int(ema.updates) == 2 and "updates" in ema.state_dict()
     assert all(not p.requires_grad for p in ema.parameters())
     with pytest.raises(ValueError, match="does not match"):
-        ema.update({"net": nn.Linear(3, 4)}, fraction=0.25)
+        ema.update(net=nn.Linear(3, 4))
+    with pytest.raises(ValueError, match="update got"):
+        ema.update(other=online)
+    with pytest.raises(ValueError, match=r"fraction in \(0, 1\]"):
+        EMATarget(0.0, net=nn.Linear(3, 2))
+
+
+@pytest.mark.parametrize("preset", ["dreamer-v1", "dreamer-v3"])
+def test_ema_target_with_encoder_matches_the_world_model_encoder(preset):
+    wm = WorldModel(tiny_wm_config(preset), IMAGE_SHAPE, A, objectives.get("reward"), None)
+    target = EMATarget.with_encoder(wm.dims, 0.5, head=nn.Linear(2, 2))
+    assert list(target.nets) == ["encoder", "head"]
+    shapes = {k: v.shape for k, v in wm.encoder.state_dict().items()}
+    assert {k: v.shape for k, v in target["encoder"].state_dict().items()} == shapes
+    target.update(encoder=wm.encoder, head=nn.Linear(2, 2))  # copies: same names and shapes
+    image = random_batch().image
+    torch.testing.assert_close(target["encoder"](image), wm.encoder(image))
 
 
 @pytest.mark.parametrize("name", ["prototypes", "self_predictive"])
-def test_ema_target_encoder_follows_the_world_model_encoder_without_gradient(name):
+def test_ema_target_encoder_follows_the_world_model_encoder_in_after_update_only(name):
     wm = build(name, target_fraction=0.1)
-    batch = random_batch()
-    world_model_loss(wm, batch)[0].backward()  # first call: target = online encoder
     target = wm.objective.target["encoder"]
-    for (_, t), (_, o) in zip(
+    for (_, t), (_, o) in zip(  # built: the target is a copy of the online encoder
         target.named_parameters(), wm.encoder.named_parameters(), strict=True
     ):
-        torch.testing.assert_close(t, o.detach())
-        assert t.grad is None and not t.requires_grad
+        assert torch.equal(t, o) and not t.requires_grad
+    batch = random_batch()
+    world_model_loss(wm, batch)[0].backward()
+    assert all(t.grad is None for t in target.parameters())
     before = [t.detach().clone() for t in target.parameters()]
     with torch.no_grad():
         for p in wm.encoder.parameters():
             p.add_(0.5)
-    wm.loss(batch)
+    for _ in range(3):  # forwards in training mode move nothing
+        wm.loss(batch)
+    assert all(torch.equal(t, b) for t, b in zip(target.parameters(), before, strict=True))
+    wm.after_update()  # as after an optimizer step: one move by the fraction
     for t, b, o in zip(target.parameters(), before, wm.encoder.parameters(), strict=True):
         torch.testing.assert_close(t, b + 0.1 * (o.detach() - b))
-    wm.eval()  # no update outside training
-    frozen = [t.detach().clone() for t in target.parameters()]
-    wm.loss(batch)
-    assert all(torch.equal(t, f) for t, f in zip(target.parameters(), frozen, strict=True))
+    assert int(wm.objective.target.updates) == 2  # the copy at construction, this update
 
 
 def test_random_shift_is_a_replicate_padded_crop_shared_over_time():

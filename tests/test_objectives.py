@@ -16,8 +16,13 @@ from wmbench.agents.config import RSSMConfig
 from wmbench.agents.module import world_model_loss
 from wmbench.agents.world_model import WorldModel
 from wmbench.configio import from_dict
-from wmbench.objectives import ObjectiveInputs, ObjectiveOutput, UnknownObjectiveError
-from wmbench.objectives.contrastive import gaussian_log_density_matrix, info_nce
+from wmbench.objectives import (
+    ObjectiveInputs,
+    ObjectiveOutput,
+    UnknownObjectiveError,
+    gaussian_log_density_matrix,
+    info_nce,
+)
 from wmbench.objectives.registry import BUILTIN
 from wmbench.run_config import RunConfig
 from wmbench.runtime.train import train

@@ -13,6 +13,7 @@ import pytest
 from wmbench.cli import main
 from wmbench.report import stats
 from wmbench.report.comparison import verdict
+from wmbench.report.objectives import final_own_metrics, objectives_section
 from wmbench.report.store import COLUMNS, collect, load, run_row, runs_frame, save
 
 REPS = 200
@@ -327,3 +328,42 @@ def test_the_default_report_directory_is_in_the_suite_directory_not_in_reports(
     assert main(["report", "runs/smoke", "--reps", "10"]) == 0
     assert (suite_dir / "report" / "report.md").exists() and not (tmp_path / "reports").exists()
     assert capsys.readouterr().out.strip() == f"wrote {Path('runs/smoke/report/report.md')}"
+
+
+def test_objectives_section_shows_origins_and_the_last_own_values_over_seeds(tmp_path):
+    rows = [  # (objective, task, seed, env_frames, metric, value)
+        ("a", "t1", 0, 10, "train/loss/objective/x", 5.0),
+        ("a", "t1", 0, 20, "train/loss/objective/x", 2.0),  # the last of run (a, t1, 0)
+        ("a", "t1", 1, 20, "train/loss/objective/x", 4.0),
+        ("a", "t1", 1, 20, "train/objective/acc", 0.5),
+        ("a", "t1", 1, 20, "train/loss/reward", 9.0),  # core, not the objective's own
+        ("b", "t1", 0, 20, "train/loss/objective/y", 1.0),
+        ("b", "t2", 0, 20, "train/loss/objective/y", 3.0),
+        ("random", "t1", 0, 0, "eval/return", 1.0),
+    ]
+    table = pd.DataFrame(
+        [("s", o, t, s, f, m, v, 0.0) for o, t, s, f, m, v in rows], columns=COLUMNS
+    )
+    final = final_own_metrics(table).set_index(["objective", "metric", "task"])
+    assert final.loc[("a", "loss/objective/x", "t1")].tolist() == [3.0, np.std([2, 4], ddof=1), 2]
+    assert final.loc[("a", "objective/acc", "t1"), "seeds"] == 1
+    assert len(final) == 4  # a: x, acc; b: y on t1 and t2
+    origins = {
+        "a": {"objective": "reconstruction", "origin": "built-in"},
+        "b": {"objective": "curl", "origin": "plugin", "distribution": "wmbench-curl",
+              "version": "0.1.0", "entry_point": "wmbench_curl.objective:CurlObjective"},
+    }
+    save(tmp_path, table, runs_frame([]), origins)
+    text = "\n".join(objectives_section(tmp_path, table, ["b", "a"]))
+    provenance = _markdown_table(text, "## Objectives")
+    assert provenance.values.tolist() == [
+        ["b", "curl", "plugin", "wmbench-curl 0.1.0", "wmbench_curl.objective:CurlObjective"],
+        ["a", "reconstruction", "built-in", "—", "—"],
+    ]
+    values = _markdown_table(text, "## Objectives", nth=1)
+    assert values.values.tolist() == [
+        ["b", "loss/objective/y", "1", "3"],
+        ["a", "loss/objective/x", "3 ± 1.4", "—"],
+        ["a", "objective/acc", "0.5", "—"],
+    ]
+    assert list(values.columns) == ["objective", "metric", "t1", "t2"]

@@ -190,12 +190,13 @@ def test_an_objective_returning_nan_stops_the_run_naming_update_losses_and_check
     def forward(self, inp):
         calls = getattr(self, "calls", 0) + 1
         self.calls = calls
-        scale = float("nan") if calls == 4 else 0.0
+        scale = float("nan") if calls == 4 else 1.0  # 1: its losses pass the objective check
         return ObjectiveOutput(
             losses={"bad": scale * inp.feat.mean(-1)}
         )  # NaN loss and NaN gradients
 
     monkeypatch.setattr(RewardObjective, "forward", forward)
+    monkeypatch.setattr(RewardObjective, "loss_scales", {"bad": 1.0})  # every loss is declared
     run_dir = tmp_path / "run"
     with pytest.raises(NonFiniteLossError) as err:
         train(cfg, run_dir)

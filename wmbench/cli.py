@@ -1,10 +1,11 @@
 """Command line: ``wmbench objectives``, ``train``, ``suite run``, ``suite status``, ``report``,
 ``diagnose``.
 
-Invalid input (unknown objective or task, malformed suite, bad override, missing renderer, a run
-directory that cannot be resumed) prints one ``wmbench: error: ...`` message and exits with status 2
-before any training starts. A run stopped by the NaN guard, or by a failed actor process in async
-mode, prints its message (the actor's traceback included) and exits with status 1.
+Invalid input (unknown objective or task, a broken objective plugin or one that fails its check,
+malformed suite, bad override, missing renderer, a run directory that cannot be resumed) prints one
+``wmbench: error: ...`` message and exits with status 2 before any training starts. A run stopped
+by the NaN guard, or by a failed actor process in async mode, prints its message (the actor's
+traceback included) and exits with status 1.
 
 This module imports only light modules at the top (``wmbench.errors``, ``wmbench.configio``, the
 diagnose settings); each command imports what it needs, so ``--help`` and ``report`` load no torch
@@ -23,11 +24,44 @@ from wmbench.errors import RunError, RunInterrupted, UsageError
 
 
 def _cmd_objectives(args: argparse.Namespace) -> int:
-    from wmbench.objectives import available
+    from wmbench.objectives import registry
 
-    for name, target in available().items():
-        print(f"{name:16s} {target}")
+    if args.objectives_command == "check":
+        return _cmd_objectives_check(args)
+    rows = [("name", "origin", "class", "status")]
+    for entry in registry.entries():
+        try:
+            registry.load(entry)
+            status = "ok"
+        except registry.ObjectiveLoadError as err:
+            status = f"BROKEN: {err.what} (wmbench objectives check {entry.key})"
+        origin = "built-in" if entry.builtin else f"{entry.distribution} {entry.version}"
+        rows.append((entry.key, origin, entry.target, status))
+    widths = [max(len(row[i]) for row in rows) for i in range(3)]
+    for row in rows:
+        print("  ".join(cell.ljust(width) for cell, width in zip(row[:3], widths, strict=True))
+              + "  " + row[3])
     return 0
+
+
+def _cmd_objectives_check(args: argparse.Namespace) -> int:
+    from wmbench.objectives import check_objective, registry
+
+    names = args.names or list(dict.fromkeys(e.key for e in registry.entries()))
+    failed = 0
+    for name in names:
+        try:
+            report = check_objective(registry.get(name))
+        except ConfigError as err:  # unknown, or a broken entry
+            print(f"wmbench: error: {err}", file=sys.stderr)
+            failed += 1
+            continue
+        for line in report.problems:
+            print(f"wmbench: error: {line}", file=sys.stderr)
+        if report.ok:
+            print(report.summary())
+        failed += not report.ok
+    return 2 if failed else 0
 
 
 def _cmd_train(args: argparse.Namespace) -> int:
@@ -193,8 +227,24 @@ def build_parser() -> argparse.ArgumentParser:
     )
     sub = parser.add_subparsers(dest="command", required=True)
 
-    p = sub.add_parser("objectives", help="list registered objectives (built-in and entry points)")
-    p.set_defaults(func=_cmd_objectives)
+    p = sub.add_parser(
+        "objectives",
+        help="list registered objectives (built-in and entry points), or check them",
+        description="List every registered objective: where it comes from (built-in, or the "
+        "distribution and version of its entry point), its class, and whether it loads.",
+    )
+    p.set_defaults(func=_cmd_objectives, objectives_command=None)
+    check = p.add_subparsers(dest="objectives_command").add_parser(
+        "check",
+        help="run objectives on fake batches: shapes, finiteness, gradients, config, loss names",
+        description="Load each objective through the registry, build it with its default config "
+        "at tiny sizes (Gaussian and categorical latents) and run after_update, forward, backward "
+        "and decode on a fake batch; print one line per problem with its fix (exit 2), or an ok "
+        "line. train and suite run (--dry-run too) run the same check before any env is created.",
+    )
+    check.add_argument(
+        "names", nargs="*", metavar="NAME", help="objectives to check (default: every one)"
+    )
 
     p = sub.add_parser(
         "train",

@@ -10,12 +10,14 @@ and the report read configurations cheaply.
 
 from __future__ import annotations
 
+import difflib
 import math
+from collections.abc import Collection, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from wmbench.agents.config import SUPPORTED_IMAGE_SIZE, AgentConfig
-from wmbench.configio import ConfigError, from_dict
+from wmbench.configio import ConfigError
 from wmbench.runtime.schedule import RatioSchedule
 
 
@@ -225,20 +227,27 @@ class RunConfig:
 def prepare(cfg: RunConfig) -> tuple[type, Any]:
     """Resolves and validates the objective and the task before any compute.
 
-    Imports the objective (torch) and, for ``dmc:`` tasks, dm_control's task list.
+    Loads the objective (torch) and runs its fake-batch check once per process
+    (``wmbench.objectives.check``), validates ``objective_config`` and
+    ``agent.world_model.objective_scales`` (``check_objective_scales``), and, for ``dmc:`` tasks,
+    imports dm_control's task list. Creates no environment.
 
     Returns:
         ``(objective_cls, objective_config)``.
 
     Raises:
         wmbench.objectives.UnknownObjectiveError: unknown objective name (lists the available ones).
-        ConfigError: bad ``objective_config`` keys or types; ``train.actors`` > 1 in sync mode, or
-            ``train.envs`` > 1 in async mode.
+        wmbench.objectives.ObjectiveLoadError: a broken registry entry (one line: key, entry point,
+            distribution, error, fix).
+        wmbench.objectives.check.ObjectiveCheckError: the objective fails its check.
+        ConfigError: bad ``objective_config`` keys or values; bad ``objective_scales``;
+            ``train.actors`` > 1 in sync mode, or ``train.envs`` > 1 in async mode.
         wmbench.envs.UnknownTaskError: unknown task (see ``wmbench.envs.check_task``).
         wmbench.envs.RendererUnavailableError: a ``dmc:`` task and no headless OpenGL backend.
     """
     from wmbench.envs import check_task
     from wmbench.objectives import registry
+    from wmbench.objectives.check import build_config, require_ok
 
     if cfg.train.actors > 1 and cfg.train.mode == "sync":
         raise ConfigError(
@@ -251,6 +260,37 @@ def prepare(cfg: RunConfig) -> tuple[type, Any]:
             "steps one env: set train.actors instead, or train.envs=1"
         )
     cls = registry.get(cfg.objective)
-    obj_cfg = from_dict(cls.Config, cfg.objective_config, where="objective_config")
+    obj_cfg = build_config(cls, cfg.objective_config)
+    require_ok(cls, obj_cfg)
+    check_objective_scales(cfg.objective, cfg.agent.world_model.objective_scales, cls.loss_scales)
     check_task(cfg.env.task)
     return cls, obj_cfg
+
+
+def check_objective_scales(
+    objective: str, scales: Mapping[str, float], losses: Collection[str]
+) -> None:
+    """Validates ``agent.world_model.objective_scales`` against the objective's loss names.
+
+    Args:
+        objective: the objective's name.
+        scales: loss name to weight, as configured.
+        losses: the loss names the objective declares (``Objective.loss_scales``' keys; its
+            check makes them the names ``forward`` returns).
+
+    Raises:
+        ConfigError: a key that is not one of ``losses`` (with a close match), or a weight that is
+            not a finite float >= 0.
+    """
+    where = "agent.world_model.objective_scales"
+    for key, value in scales.items():
+        if key not in losses:
+            close = difflib.get_close_matches(key, list(losses), n=1)
+            hint = f"did you mean {close[0]!r}? " if close else ""
+            names = ", ".join(map(repr, sorted(losses))) or "none"
+            raise ConfigError(
+                f"{where}.{key}: objective {objective!r} has no loss {key!r}; {hint}its losses: "
+                f"{names}"
+            )
+        if not (isinstance(value, (int, float)) and math.isfinite(value) and value >= 0):
+            raise ConfigError(f"{where}.{key}: must be a finite float >= 0, got {value!r}")

@@ -124,7 +124,10 @@ class WorldModelConfig:
             output) or ``gaussian`` (unit-variance Gaussian, v1).
         reward_scale: weight of the reward NLL (1.0).
         cont_scale: weight of the continue NLL (1.0).
-        objective_scales: weight per objective loss name (missing names weigh 1.0).
+        objective_scales: weight of each objective loss in the world-model loss, by the loss names
+            the objective declares (``Objective.loss_scales``' keys, e.g. ``image`` for
+            reconstruction); a name not set here takes the objective's default. Checked before any
+            compute: unknown names and weights that are not floats >= 0 are errors.
         lr: Adam learning rate (v3: 1e-4; v1: 6e-4).
         eps: Adam epsilon (v3: 1e-8; v1: 1e-7, TensorFlow's default).
         grad_clip: gradient-norm clip (v3: 1000; v1: 100).
@@ -141,7 +144,7 @@ class WorldModelConfig:
     reward_head: Literal["symlog_twohot", "gaussian"] = "symlog_twohot"
     reward_scale: float = 1.0
     cont_scale: float = 1.0
-    objective_scales: dict[str, Any] = field(default_factory=dict)
+    objective_scales: dict[str, float] = field(default_factory=dict)
     lr: float = 1e-4
     eps: float = 1e-8
     grad_clip: float = 1000.0

@@ -2,7 +2,8 @@
 
 One update on a replayed batch ``[B, T]`` (Dream to Control, Algorithm 1):
 
-1. world model (with its objective): loss on the batch, backward, clip, Adam step;
+1. world model (with its objective): loss on the batch, backward, clip, Adam step, then the
+   objective's ``after_update`` hook (its EMA targets move);
 2. actor: imagine H steps from the posterior states (``N = B·T`` starts, or ``imag_starts`` of
    them; detached) with the world model frozen, maximise λ-returns by dynamics backpropagation;
 3. critic: regress the λ-returns of the same rollout; then move the slow critic.
@@ -72,9 +73,10 @@ class NonFiniteLossError(RunError):
 
 def objective_scale(world_model: WorldModel, name: str) -> float:
     """The weight of objective loss ``name``: ``objective_scales[name]`` if set, else the default
-    the objective declares (``Objective.loss_scales``), else 1."""
+    the objective declares (``Objective.loss_scales[name]``; its check requires every loss to be
+    declared)."""
     given = world_model.config.objective_scales
-    return float(given.get(name, world_model.objective.loss_scales.get(name, 1.0)))
+    return float(given.get(name, world_model.objective.loss_scales[name]))
 
 
 def world_model_loss(
@@ -223,6 +225,7 @@ class DreamerModule(L.LightningModule):
                 self.world_model, batch, grad_norms=bool(every) and (self.updates + 1) % every == 0
             )
             self._step(wm_opt, wm_loss, wm_cfg.grad_clip, check=("world_model", metrics))
+        self.world_model.after_update()  # the objective's EMA targets follow the stepped weights
 
         start = post.detach().map(lambda x: x.flatten(0, 1))
         if 0 < ac_cfg.imag_starts < len(start.deter):

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from typing import Any
 
+import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 from torch.distributions import Normal
@@ -19,7 +20,7 @@ from wmbench.nn.dists import TwoHot
 from wmbench.nn.nets import ConvEncoder, ScalarHead, TwoHotHead
 from wmbench.nn.rssm import RSSM
 from wmbench.objectives import ModelDims, Objective, ObjectiveInputs
-from wmbench.objectives.base import check_output
+from wmbench.objectives.check import check_output
 from wmbench.types import Batch, RSSMState
 
 
@@ -65,6 +66,13 @@ class WorldModel(nn.Module):
             norm=config.norm,
         )
         self.objective = objective_cls(objective_config, self.dims)
+        self.after_update()  # the objective's targets start as copies of the online networks
+
+    @torch.no_grad()
+    def after_update(self) -> None:
+        """The objective's ``after_update`` hook (EMA targets move): called when the world model is
+        built and by ``DreamerModule`` after each world-model optimizer step."""
+        self.objective.after_update(self.encoder, self.rssm)
 
     def reward(self, feat: Tensor) -> TwoHot | Normal:
         """p(r_t | s_t): a ``TwoHot`` (``symlog_twohot``) or a unit-variance ``Normal``
@@ -120,7 +128,7 @@ class WorldModel(nn.Module):
                 rssm=self.rssm,
             )
         )
-        check_output(self.objective.name, out, tuple(feat.shape[:2]))
+        check_output(self.objective, out, tuple(feat.shape[:2]))
         terms.update({f"objective/{name}": value for name, value in out.losses.items()})
         metrics.update({f"objective/{k}": v.detach() for k, v in out.metrics.items()})
         return terms, post, metrics

@@ -9,8 +9,8 @@ is row ``k + h − 1``. At every step the prediction is compared with the truth:
 - ``state``: squared error of the state probe (fitted on posterior features) against the true state,
   in standardised units, averaged over state dimensions;
 - ``image``: per-pixel squared error of the probe decoder against o_t in [-0.5, 0.5] units;
-- ``decoder_image``: the same through the objective's own decoder, for objectives that have one
-  (an attribute ``decoder`` that is a ``ConvDecoder``, as in ``reconstruction``).
+- ``decoder_image``: the same through the objective's own decoder, for objectives whose ``decode``
+  hook returns images (``reconstruction``).
 
 Each is averaged over windows, giving arrays of shape ``[n]``.
 """
@@ -53,12 +53,6 @@ class HorizonErrors:
     image: np.ndarray
     decoder_image: np.ndarray | None
     windows: int
-
-
-def own_decoder(world_model: WorldModel) -> ConvDecoder | None:
-    """The objective's own image decoder (``objective.decoder``, a ``ConvDecoder``), or ``None``."""
-    decoder = getattr(world_model.objective, "decoder", None)
-    return decoder if isinstance(decoder, ConvDecoder) else None
 
 
 def windows(episodes: list[Episode], context: int, horizon: int) -> dict[str, Tensor]:
@@ -162,8 +156,8 @@ def evaluate(
         ** 2
     ).mean((0, 2))
     decoders = {"probe decoder": probe_decoder}
-    if (decoder := own_decoder(world_model)) is not None:
-        decoders["objective's decoder"] = decoder
+    if world_model.objective.decode(predicted[:1, :1]) is not None:
+        decoders["objective's decoder"] = world_model.objective.decode
     image_errors, strip = {}, [cut["image"][0]]
     for name, decoder in decoders.items():
         image_errors[name] = ((decoder(predicted) - truth) ** 2).mean((0, 2, 3, 4)).double().numpy()

@@ -13,15 +13,20 @@ reach the encoder (through q) and the RSSM (through the state).
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
-from torch import Tensor
 
-from wmbench.nn.nets import MLP
-from wmbench.objectives.base import ModelDims, Objective, ObjectiveInputs, ObjectiveOutput
+from wmbench.objectives import (
+    MLP,
+    ModelDims,
+    Objective,
+    ObjectiveInputs,
+    ObjectiveOutput,
+    gaussian_log_density_matrix,
+    info_nce,
+)
 
 
 @dataclass(frozen=True)
@@ -38,35 +43,12 @@ class ContrastiveConfig:
     layers: int = 2
     min_std: float = 0.1
 
-
-def info_nce(scores: Tensor) -> Tensor:
-    """InfoNCE loss from a square score matrix.
-
-    Args:
-        scores: float ``[N, N]``; ``scores[i, j]`` is the log-score of state i under observation j;
-            the diagonal holds the positive pairs.
-
-    Returns:
-        ``[N]`` losses ``logsumexp_j scores[i, j] − scores[i, i]`` (nats, ≥ 0). Equals ``ln N`` when
-        all scores are equal (an uninformative model).
-    """
-    return torch.logsumexp(scores, dim=1) - scores.diagonal()
-
-
-def gaussian_log_density_matrix(x: Tensor, mean: Tensor, std: Tensor) -> Tensor:
-    """``out[i, j] = ln N(x_i; mean_j, diag(std_j²))`` for every pair, via matrix products.
-
-    Args:
-        x: ``[N, F]`` points.
-        mean, std: ``[M, F]`` Gaussian parameters (std > 0).
-
-    Returns:
-        ``[N, M]`` log-densities in nats.
-    """
-    prec = std.pow(-2)
-    quad = x.pow(2) @ prec.T - 2 * x @ (mean * prec).T + (mean.pow(2) * prec).sum(-1)
-    log_norm = std.log().sum(-1) + 0.5 * x.shape[-1] * math.log(2 * math.pi)
-    return -0.5 * quad - log_norm
+    def __post_init__(self) -> None:
+        if self.units < 1 or self.layers < 1 or not self.min_std > 0:
+            raise ValueError(
+                "units and layers must be >= 1 and min_std > 0, got "
+                f"{self.units}, {self.layers}, {self.min_std}"
+            )
 
 
 class ContrastiveObjective(Objective):
@@ -74,6 +56,9 @@ class ContrastiveObjective(Objective):
 
     name = "contrastive"
     Config = ContrastiveConfig
+    # Matched to reconstruction's gradient norm on the shared encoder and RSSM at initialisation
+    # (reports/objective-scales.md; wmbench.diagnostics.scales).
+    loss_scales = {"infonce": 1.9}
 
     def __init__(self, config: ContrastiveConfig, dims: ModelDims) -> None:
         super().__init__(config, dims)

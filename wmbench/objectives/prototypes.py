@@ -33,10 +33,14 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from wmbench.nn.nets import ConvEncoder
-from wmbench.objectives.augment import random_shift
-from wmbench.objectives.base import ModelDims, Objective, ObjectiveInputs, ObjectiveOutput
-from wmbench.objectives.ema import EMATarget
+from wmbench.objectives import (
+    EMATarget,
+    ModelDims,
+    Objective,
+    ObjectiveInputs,
+    ObjectiveOutput,
+    random_shift,
+)
 
 
 @dataclass(frozen=True)
@@ -65,13 +69,10 @@ class PrototypesConfig:
 
     def __post_init__(self) -> None:
         if self.prototypes < 1 or self.proj_dim < 1 or self.sinkhorn_iters < 1 or self.shift < 0:
-            raise ValueError(
-                "objective_config: prototypes, proj_dim and sinkhorn_iters must be >= 1, shift >= 0"
-            )
+            raise ValueError("prototypes, proj_dim and sinkhorn_iters must be >= 1, shift >= 0")
         if self.temperature <= 0 or self.sinkhorn_eps <= 0 or not 0 < self.target_fraction <= 1:
             raise ValueError(
-                "objective_config: temperature and sinkhorn_eps must be > 0, target_fraction in "
-                "(0, 1]"
+                "temperature and sinkhorn_eps must be > 0, target_fraction in (0, 1]"
             )
 
 
@@ -106,6 +107,9 @@ class PrototypesObjective(Objective):
 
     name = "prototypes"
     Config = PrototypesConfig
+    # Matched to reconstruction's gradient norm on the shared encoder and RSSM at initialisation
+    # (reports/objective-scales.md; wmbench.diagnostics.scales).
+    loss_scales = {"swav": 23.0, "temporal": 23.0}
 
     def __init__(self, config: PrototypesConfig, dims: ModelDims) -> None:
         super().__init__(config, dims)
@@ -114,14 +118,13 @@ class PrototypesObjective(Objective):
         )
         self.obs_proj = nn.Linear(dims.embed, config.proj_dim)
         self.feat_proj = nn.Linear(dims.feat, config.proj_dim)
-        self.target = EMATarget(
-            {
-                "encoder": ConvEncoder(
-                    dims.cnn_depth, dims.image_shape[0], dims.cnn_act, dims.norm
-                ),
-                "proj": nn.Linear(dims.embed, config.proj_dim),
-            }
+        self.target = EMATarget.with_encoder(
+            dims, config.target_fraction, proj=nn.Linear(dims.embed, config.proj_dim)
         )
+
+    def after_update(self, encoder: nn.Module, rssm: nn.Module) -> None:
+        """Moves the EMA target encoder and projection toward the online ones."""
+        self.target.update(encoder=encoder, proj=self.obs_proj)
 
     def _log_probs(self, proj: Tensor, protos: Tensor) -> Tensor:
         """``[..., P]`` projections to log-softmax over prototypes ``[..., M]``."""
@@ -130,8 +133,6 @@ class PrototypesObjective(Objective):
     def forward(self, inp: ObjectiveInputs) -> ObjectiveOutput:
         """Returns losses ``"swav"`` and ``"temporal"``, each ``[B, T]`` cross-entropies in nats."""
         cfg = self.config
-        if self.training:
-            self.target.update({"encoder": inp.encoder, "proj": self.obs_proj}, cfg.target_fraction)
         views = torch.cat(
             [random_shift(inp.image, cfg.shift), random_shift(inp.image, cfg.shift)], 0
         )  # [2B, T, ...]

@@ -10,9 +10,17 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import torch.nn.functional as F
+from torch import Tensor
 
-from wmbench.nn.nets import ConvDecoder, gaussian_nll, image_to_float
-from wmbench.objectives.base import ModelDims, Objective, ObjectiveInputs, ObjectiveOutput
+from wmbench.objectives import (
+    ConvDecoder,
+    ModelDims,
+    Objective,
+    ObjectiveInputs,
+    ObjectiveOutput,
+    gaussian_nll,
+    image_to_float,
+)
 
 
 @dataclass(frozen=True)
@@ -31,6 +39,7 @@ class ReconstructionObjective(Objective):
 
     name = "reconstruction"
     Config = ReconstructionConfig
+    loss_scales = {"image": 1.0}  # the reference of the other objectives' default scales
 
     def __init__(self, config: ReconstructionConfig, dims: ModelDims) -> None:
         super().__init__(config, dims)
@@ -47,3 +56,7 @@ class ReconstructionObjective(Objective):
             losses={"image": nll},
             metrics={"image_mse": F.mse_loss(mean.detach(), target)},
         )
+
+    def decode(self, feat: Tensor) -> Tensor:
+        """The decoder's mean image, float32 ``[..., 3, 64, 64]`` in [-0.5, 0.5] pixel scale."""
+        return self.decoder(feat)

@@ -7,7 +7,7 @@ prediction and the KL between posterior and prior. This objective adds no loss a
 
 from __future__ import annotations
 
-from wmbench.objectives.base import Objective, ObjectiveInputs, ObjectiveOutput
+from wmbench.objectives import Objective, ObjectiveInputs, ObjectiveOutput
 
 
 class RewardObjective(Objective):

@@ -29,9 +29,14 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from wmbench.nn.nets import MLP, ConvEncoder
-from wmbench.objectives.base import ModelDims, Objective, ObjectiveInputs, ObjectiveOutput
-from wmbench.objectives.ema import EMATarget
+from wmbench.objectives import (
+    MLP,
+    EMATarget,
+    ModelDims,
+    Objective,
+    ObjectiveInputs,
+    ObjectiveOutput,
+)
 
 
 @dataclass(frozen=True)
@@ -57,15 +62,23 @@ class SelfPredictiveConfig:
     def __post_init__(self) -> None:
         if self.horizon < 1 or not 0 < self.target_fraction <= 1:
             raise ValueError(
-                "objective_config: horizon must be >= 1 and target_fraction in (0, 1], got "
+                "horizon must be >= 1 and target_fraction in (0, 1], got "
                 f"{self.horizon}, {self.target_fraction}"
             )
 
 
 def byol_mlp(in_dim: int, hidden: int, out_dim: int) -> nn.Sequential:
-    """BYOL's projection/prediction MLP: Linear, BatchNorm, ReLU, Linear; input ``[N, in_dim]``."""
+    """BYOL's projection/prediction MLP: Linear, BatchNorm, ReLU, Linear; input ``[N, in_dim]``.
+
+    The batch normalisation always uses the batch's statistics and keeps no running ones: they
+    would be state changed by every forward (the objective only runs in training mode, where
+    BatchNorm uses batch statistics anyway).
+    """
     return nn.Sequential(
-        nn.Linear(in_dim, hidden), nn.BatchNorm1d(hidden), nn.ReLU(), nn.Linear(hidden, out_dim)
+        nn.Linear(in_dim, hidden),
+        nn.BatchNorm1d(hidden, track_running_stats=False),
+        nn.ReLU(),
+        nn.Linear(hidden, out_dim),
     )
 
 
@@ -74,6 +87,9 @@ class SelfPredictiveObjective(Objective):
 
     name = "self_predictive"
     Config = SelfPredictiveConfig
+    # Matched to reconstruction's gradient norm on the shared encoder and RSSM at initialisation
+    # (reports/objective-scales.md; wmbench.diagnostics.scales).
+    loss_scales = {"self_predictive": 320.0}
 
     def __init__(self, config: SelfPredictiveConfig, dims: ModelDims) -> None:
         super().__init__(config, dims)
@@ -82,22 +98,19 @@ class SelfPredictiveObjective(Objective):
         )
         self.projection = byol_mlp(dims.embed, config.units, config.proj_dim)
         self.head = byol_mlp(config.proj_dim, config.units, config.proj_dim)
-        self.target = EMATarget(
-            {
-                "encoder": ConvEncoder(
-                    dims.cnn_depth, dims.image_shape[0], dims.cnn_act, dims.norm
-                ),
-                "projection": byol_mlp(dims.embed, config.units, config.proj_dim),
-            }
+        self.target = EMATarget.with_encoder(
+            dims,
+            config.target_fraction,
+            projection=byol_mlp(dims.embed, config.units, config.proj_dim),
         )
+
+    def after_update(self, encoder: nn.Module, rssm: nn.Module) -> None:
+        """Moves the EMA target encoder and projection toward the online ones."""
+        self.target.update(encoder=encoder, projection=self.projection)
 
     def forward(self, inp: ObjectiveInputs) -> ObjectiveOutput:
         """Returns loss ``"self_predictive"`` ``[B, T]`` in [0, 4K]; zero where no future step is
         valid."""
-        if self.training:
-            self.target.update(
-                {"encoder": inp.encoder, "projection": self.projection}, self.config.target_fraction
-            )
         batch, steps = inp.is_first.shape
         with torch.no_grad():
             embed = self.target["encoder"](inp.image).flatten(0, 1)

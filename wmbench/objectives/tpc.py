@@ -22,9 +22,15 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from wmbench.nn.nets import MLP
-from wmbench.objectives.base import ModelDims, Objective, ObjectiveInputs, ObjectiveOutput
-from wmbench.objectives.contrastive import gaussian_log_density_matrix, info_nce
+from wmbench.objectives import (
+    MLP,
+    ModelDims,
+    Objective,
+    ObjectiveInputs,
+    ObjectiveOutput,
+    gaussian_log_density_matrix,
+    info_nce,
+)
 
 
 @dataclass(frozen=True)
@@ -43,12 +49,22 @@ class TPCConfig:
     layers: int = 2
     min_std: float = 0.1
 
+    def __post_init__(self) -> None:
+        if self.code < 1 or self.units < 1 or self.layers < 1 or not self.min_std > 0:
+            raise ValueError(
+                "code, units and layers must be >= 1 and min_std > 0, got "
+                f"{self.code}, {self.units}, {self.layers}, {self.min_std}"
+            )
+
 
 class TPCObjective(Objective):
     """InfoNCE of the prior's prediction at t against the observation embeddings, nats per step."""
 
     name = "tpc"
     Config = TPCConfig
+    # Matched to reconstruction's gradient norm on the shared encoder and RSSM at initialisation
+    # (reports/objective-scales.md; wmbench.diagnostics.scales).
+    loss_scales = {"tpc": 49.0}
 
     def __init__(self, config: TPCConfig, dims: ModelDims) -> None:
         super().__init__(config, dims)

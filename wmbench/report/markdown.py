@@ -2,7 +2,8 @@
 
 ``build(suite_dir, out_dir)`` reads ``results`` and ``runs`` (``wmbench.report.store``), the suite
 file copy ``suite.yaml`` and ``versions.json`` when present, and writes ``out_dir/report.md``,
-``curves.png``, ``aggregates.png`` and ``profiles.png``. Statistics follow Agarwal et al., NeurIPS
+``curves.png``, ``aggregates.png`` and ``profiles.png``; each objective's origin and own final
+metrics come from ``wmbench.report.objectives``. Statistics follow Agarwal et al., NeurIPS
 2021 (see ``wmbench.report.stats``): final return per task with 95 % stratified-bootstrap CIs over
 seeds, flagged against the best trivial baseline (``wmbench.report.comparison``); IQM, mean, median
 and optimality gap of normalised scores over tasks; the probability of improvement of every pair of
@@ -22,6 +23,7 @@ import pandas as pd
 from wmbench.configio import ConfigError
 from wmbench.report import comparison, stats
 from wmbench.report.diagnostics import diagnostics_section
+from wmbench.report.objectives import objectives_section
 from wmbench.report.plots import (
     colours,
     plot_aggregates,
@@ -263,6 +265,7 @@ def build(suite_dir: str | Path, out_dir: str | Path, reps: int = 2000, seed: in
         "",
         _cost(runs, objectives).to_markdown(index=False, disable_numparse=True),
         "",
+        *objectives_section(suite_dir, table, objectives),
     ]
     trained = [r for r in runs.itertuples() if r.objective not in BASELINES]
     lines += [
@@ -322,6 +325,7 @@ def _configuration(
         ]
     recorded = suite_dir / "versions.json"
     versions = json.loads(recorded.read_text()) if recorded.exists() else package_versions()
+    versions.pop("objectives", None)  # in the objectives section
     lines += [
         "## Package versions",
         "",

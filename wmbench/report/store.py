@@ -13,7 +13,8 @@ recorded) and ``error``.
 Each run directory holds ``config.yaml`` (resolved run config), ``metrics.csv`` (Lightning CSV
 logger) and ``status.json``; after ``wmbench diagnose``, also ``diagnostics/metrics.csv`` (one row
 of ``diagnose/*`` values in the same format, see ``wmbench.diagnostics.run``). ``versions.json``
-beside the tables records ``package_versions()`` of the process that wrote them. ``objective`` is
+beside the tables records ``package_versions()`` of the process that wrote them and, under
+``objectives``, where each objective's code came from (``save``). ``objective`` is
 the suite's label of the objective (a variant such as ``contrastive-small`` when the suite overrides
 its configuration), else the registered name.
 """
@@ -163,13 +164,31 @@ def package_versions() -> dict[str, str]:
     return versions
 
 
-def save(suite_dir: Path, table: pd.DataFrame, runs: pd.DataFrame) -> None:
+def save(
+    suite_dir: Path,
+    table: pd.DataFrame,
+    runs: pd.DataFrame,
+    objectives: dict[str, dict[str, str]] | None = None,
+) -> None:
     """Write ``results.{csv,parquet}``, ``runs.{csv,parquet}`` and ``versions.json`` into
-    ``suite_dir``."""
+    ``suite_dir``.
+
+    Args:
+        suite_dir: the suite's output directory.
+        table: the ``results`` table.
+        runs: the ``runs`` table.
+        objectives: provenance of each objective label, stored as ``versions.json``'s
+            ``objectives``: ``{"objective": registered name, "origin": "built-in"}`` or, for a
+            plugin, ``"origin": "plugin"`` with ``distribution``, ``version`` and
+            ``entry_point`` (see ``wmbench.objectives.registry.Entry.provenance``).
+    """
     for name, frame in (("results", table), ("runs", runs)):
         frame.to_csv(suite_dir / f"{name}.csv", index=False)
         frame.to_parquet(suite_dir / f"{name}.parquet", index=False)
-    (suite_dir / "versions.json").write_text(json.dumps(package_versions(), indent=2))
+    versions: dict = package_versions()
+    if objectives:
+        versions["objectives"] = objectives
+    (suite_dir / "versions.json").write_text(json.dumps(versions, indent=2))
 
 
 def load(suite_dir: str | Path) -> tuple[pd.DataFrame, pd.DataFrame]:

@@ -6,7 +6,8 @@ Output layout::
     <out>/<suite>/suite.yaml       copy of the suite file
     <out>/<suite>/results.csv      tidy table (see ``wmbench.report.store``), also results.parquet
     <out>/<suite>/runs.csv         one row per run: status, final return, cost; also runs.parquet
-    <out>/<suite>/versions.json    package versions of the process that wrote the store
+    <out>/<suite>/versions.json    package versions of the process that wrote the store, and each
+                                   objective's origin (built-in, or distribution and entry point)
     <out>/<suite>/comparison.md    final evaluation return per objective × task with its 95 % CI,
                                    flagged against the best trivial baseline (zero action, uniform
                                    random, untrained agent; ``wmbench.report.comparison``)
@@ -35,6 +36,7 @@ import yaml
 
 from wmbench.configio import ConfigError, to_dict
 from wmbench.errors import RunInterrupted
+from wmbench.objectives.registry import entry
 from wmbench.report.comparison import comparison_tables, markdown
 from wmbench.report.plots import colours, plot_curves
 from wmbench.report.store import collect, run_row, runs_frame, save
@@ -179,7 +181,7 @@ def run_suite(path: str | Path, out: str | Path = "runs", workers: int = 1, laun
     Finished runs are skipped and unfinished ones resumed from their checkpoints; a run that raises
     is recorded as failed and the others go on. Only this suite's runs (and its baseline) enter the
     store (see ``wmbench.report.store``), which is written with a copy of the suite file
-    (``suite.yaml``) and the package versions.
+    (``suite.yaml``), the package versions and each objective's origin.
 
     Returns:
         ``(trained, baselines, failed_run_ids)``: the comparison tables
@@ -233,7 +235,10 @@ def run_suite(path: str | Path, out: str | Path = "runs", workers: int = 1, laun
             baseline(run.config, suite_dir / run.run_id, run.label)
         labelled.append((suite_dir / run.run_id, run.label, run.config.env.task, run.config.seed))
     table = collect([d for d, *_ in labelled], spec.name, [label for _, label, *_ in labelled])
-    save(suite_dir, table, runs_frame([run_row(d, spec.name, *key) for d, *key in labelled]))
+    origins = {o.name: {"objective": o.registered, **entry(o.registered).provenance()}
+               for o in spec.objectives}
+    save(suite_dir, table, runs_frame([run_row(d, spec.name, *key) for d, *key in labelled]),
+         origins)
     labels = [o.name for o in spec.objectives]
     trained, baselines = comparison_tables(table, labels, COMPARISON_REPS)
     (suite_dir / "comparison.md").write_text(

@@ -7,6 +7,7 @@ Schema (``suites/smoke.yaml`` and ``suites/dmc-vision.yaml`` are examples)::
     objectives:                      # a registered name, or a labelled variant with its options
       - reward
       - {name: contrastive-wide, objective: contrastive, objective_config: {units: 800}}
+      - {name: recon-x2, objective: reconstruction, objective_scales: {image: 2.0}}
     tasks: [dmc:cartpole-balance]
     seeds: [0, 1]
     evaluation: {every: 2500, episodes: 5, final_episodes: 10}   # train.eval_every, .eval_episodes
@@ -14,7 +15,8 @@ Schema (``suites/smoke.yaml`` and ``suites/dmc-vision.yaml`` are examples)::
     references:                      # per-task (low, high) return for normalised scores in reports
       dmc:cartpole-balance: {low: 0, high: 1000}
     config:                          # RunConfig keys shared by every run (same RSSM and learner
-      env: {action_repeat: 8}        # for every objective); not objective, objective_config or seed
+      env: {action_repeat: 8}        # for every objective); not objective, objective_config,
+                                     # agent.world_model.objective_scales or seed
       train: {env_frames: 20000}
 
 Besides the grid, every suite evaluates two trivial policies per task × seed, a zero-action and a
@@ -37,6 +39,11 @@ from wmbench.run_config import RunConfig, prepare
 from wmbench.rundir import BASELINES, UNTRAINED, run_id
 
 SUITE_NAME = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]*")
+SCOPED = {
+    "objective_config": "objective_config",
+    "agent.world_model.objective_scales": "objective_scales",
+}
+"""Run-config keys an entry of the suite's ``objectives`` list sets, by that entry's key."""
 
 
 @dataclass(frozen=True)
@@ -48,11 +55,14 @@ class ObjectiveSpec:
             in the suite); a bare string in the suite file is the name of a registered objective.
         objective: registered objective name (default: ``name``).
         objective_config: options of that objective (keys of its ``Config`` dataclass).
+        objective_scales: weights of its losses (``agent.world_model.objective_scales`` of its
+            runs; keys are the loss names it declares).
     """
 
     name: str
     objective: str = ""
     objective_config: dict[str, Any] = field(default_factory=dict)
+    objective_scales: dict[str, float] = field(default_factory=dict)
 
     @property
     def registered(self) -> str:
@@ -98,8 +108,8 @@ class SuiteSpec:
         objectives: the objectives compared (see ``ObjectiveSpec``).
         tasks: task names (``dmc:<domain>-<task>``).
         seeds: integer seeds; every objective × task runs once per seed.
-        config: ``RunConfig`` overrides shared by all runs (not ``objective``, ``objective_config``
-            or ``seed``).
+        config: ``RunConfig`` overrides shared by all runs (not ``objective``, ``objective_config``,
+            ``agent.world_model.objective_scales`` or ``seed``).
         evaluation: evaluation cadence (see ``EvaluationSpec``).
         references: task to the (low, high) returns that normalise its scores in reports.
         description: free text.
@@ -160,6 +170,12 @@ def _run_data(spec: SuiteSpec, objective: ObjectiveSpec, task: str, seed: int) -
     }
     env, train = spec.config.get("env", {}), spec.config.get("train", {})
     data["env"] = {**env, "task": task} if isinstance(env, dict) else env
+    agent = spec.config.get("agent", {})
+    if objective.objective_scales and isinstance(agent, dict):
+        world_model = agent.get("world_model") or {}
+        if isinstance(world_model, dict):
+            scales = {"objective_scales": objective.objective_scales}
+            data["agent"] = {**agent, "world_model": {**world_model, **scales}}
     cadence = {
         "eval_every": spec.evaluation.every,
         "eval_episodes": spec.evaluation.episodes,
@@ -213,6 +229,12 @@ def load_suite(path: str | Path) -> tuple[SuiteSpec, list[Run]]:
                 else "an entry of the suite's 'objectives' list"
             )
             problem(f"config.{key}: set it in {where}, not in config")
+    agent = spec.config.get("agent")
+    if isinstance(agent, dict) and "objective_scales" in (agent.get("world_model") or {}):
+        problem(
+            "config.agent.world_model.objective_scales: set objective_scales in an entry of the "
+            "suite's 'objectives' list (loss names differ between objectives), not in config"
+        )
     for key, field_ in (
         ("every", "eval_every"),
         ("episodes", "eval_episodes"),
@@ -252,15 +274,20 @@ def load_suite(path: str | Path) -> tuple[SuiteSpec, list[Run]]:
                     )
                     if objective.registered in valid and task in valid and seed == spec.seeds[0]:
                         try:
-                            prepare(cfg)  # the objective's own config
+                            prepare(cfg)  # the objective's own config, its check and scales
                         except ConfigError as err:
-                            where = f"suite.objectives[{i}].objective_config"
-                            raise ConfigError(
-                                str(err).replace("objective_config", where, 1)
-                            ) from None
+                            message = str(err)  # name this entry's keys
+                            for key, entry_key in SCOPED.items():
+                                if message.startswith(key):
+                                    message = f"suite.objectives[{i}].{entry_key}" + message[
+                                        len(key) :
+                                    ]
+                            raise ConfigError(message) from None
                     runs.append(Run(run_id(objective.name, task, seed), cfg, objective.name))
                 except ValueError as err:
                     problem(str(err))
+    if len(problems) == 1:
+        raise ConfigError(f"invalid suite: {problems[0]}")
     if problems:
         raise ConfigError("invalid suite:\n  " + "\n  ".join(problems))
     return spec, runs

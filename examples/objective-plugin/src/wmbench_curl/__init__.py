@@ -1,0 +1,1 @@
+"""A CURL-style objective for wmbench, registered as ``curl`` (see ``objective.py``)."""
