@@ -16,7 +16,7 @@ import torch
 from wmbench.agents.config import AgentConfig
 from wmbench.agents.module import DreamerModule
 from wmbench.configio import from_dict
-from wmbench.testing import attached_module as attach
+from wmbench.runtime.harness import attached_module as attach
 
 ACTION_DIM = 6  # walker's action size
 
@@ -50,7 +50,7 @@ _RESULTS: list[dict[str, Any]] = []
 
 def attached_module(config: AgentConfig, objective: str = "reconstruction") -> DreamerModule:
     """A CPU fp32 ``DreamerModule`` for walker's actions, ``training_step`` callable outside
-    ``fit`` (``wmbench.testing.attached_module``)."""
+    ``fit`` (``wmbench.runtime.harness.attached_module``)."""
     return attach(config, ACTION_DIM, objective)
 
 

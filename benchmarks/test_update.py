@@ -13,7 +13,8 @@ import torch
 
 from conftest import ACTION_DIM, CONFIGS, attached_module, run_benchmark
 from wmbench.nn.nets import gaussian_nll, image_to_float
-from wmbench.testing import count_flops, random_batch
+from wmbench.runtime.harness import count_flops
+from wmbench.testing import random_batch
 
 PRECISIONS = {
     "fp32": contextlib.nullcontext,

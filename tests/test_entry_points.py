@@ -224,7 +224,7 @@ def test_a_broken_entry_point_is_one_error_line_and_exit_2_before_any_env(
     def no_env(*args, **kwargs):
         raise AssertionError("an environment was created")
 
-    monkeypatch.setattr("wmbench.runtime.stream.make_env", no_env)
+    monkeypatch.setattr("wmbench.runtime.env_pool.make_env", no_env)
     out = tmp_path / "runs"
     assert main(["train", "--objective", key, "--task", "toy:reach", "--out", str(out)]) == 2
     assert capsys.readouterr().err == f"wmbench: error: {expected(key, broken_plugins)}\n"

@@ -232,7 +232,7 @@ def test_train_and_dry_run_stop_a_failing_objective_before_any_env(cls, register
     def no_env(*args, **kwargs):
         raise AssertionError("an environment was created")
 
-    monkeypatch.setattr("wmbench.runtime.stream.make_env", no_env)
+    monkeypatch.setattr("wmbench.runtime.env_pool.make_env", no_env)
     out = tmp_path / "runs"
     args = ["train", "--objective", cls.name, "--task", "toy:reach", "--out", str(out)]
     assert main(args) == 2

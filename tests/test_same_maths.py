@@ -16,8 +16,9 @@ from conftest import tiny_agent_config, tiny_run_dict
 from wmbench.configio import from_dict
 from wmbench.run_config import RunConfig
 from wmbench.runtime.device import Placement
+from wmbench.runtime.harness import attached_module
 from wmbench.runtime.train import train
-from wmbench.testing import attached_module, random_batch
+from wmbench.testing import random_batch
 
 UPDATES = 3
 

@@ -66,7 +66,8 @@ from wmbench.agents.config import AgentConfig  # noqa: E402
 from wmbench.configio import from_dict  # noqa: E402
 from wmbench.run_config import TrainConfig  # noqa: E402
 from wmbench.runtime.device import Placement, cpu_name, resolve  # noqa: E402
-from wmbench.testing import attached_module, count_flops, random_batch  # noqa: E402
+from wmbench.runtime.harness import attached_module, count_flops  # noqa: E402
+from wmbench.testing import random_batch  # noqa: E402
 
 ACTION_DIM = 6  # walker
 DATASHEET_BF16_TFLOPS = {"H200": 989.0, "H100": 989.0, "A100": 312.0, "L40S": 362.0}
