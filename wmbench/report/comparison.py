@@ -4,8 +4,9 @@ A trained agent is judged against the strongest trivial policy on the same episo
 zero-action and uniform random policies (their own runs, ``wmbench.rundir.BASELINES``) and the
 untrained agent (every run's evaluation at 0 env frames, which uses the final evaluation's
 episodes, see ``wmbench.runtime.stream.StreamBase``). Per task the best of the three is the bar; an
-objective is ``clearly above`` it when the lower end of its 95 % bootstrap CI is above the bar's
-mean, ``not clearly above`` when only its mean is, and ``below`` otherwise. The same table is the
+objective is ``clearly above`` it when the two 95 % bootstrap CIs do not overlap (the objective's
+lower end above the bar's upper end), ``not clearly above`` when only its mean is above the bar's
+mean, and ``below`` otherwise. The same table is the
 suite's printed result and ``comparison.md`` and opens the report.
 """
 
@@ -77,7 +78,7 @@ def comparison_tables(
         name = f"{BASELINE_NAMES[best.objective]} ({best['mean']:.1f})"
         verdict = (
             "clearly above"
-            if row.ci_low > best["mean"]
+            if row.ci_low > best["ci_high"]
             else "not clearly above"
             if row.mean > best["mean"]
             else "below"
@@ -147,7 +148,7 @@ def markdown(trained: pd.DataFrame, baselines: pd.DataFrame) -> str:
             "Final evaluation return (deterministic policy, the same episodes for every "
             "policy): mean over seeds with its 95 % stratified-bootstrap CI. `vs best baseline` "
             "compares it with the best of the trivial policies below: *clearly above* when the "
-            "CI's lower end is above that baseline's mean.",
+            "two CIs do not overlap.",
             "",
             trained.to_markdown(index=False),
             "",

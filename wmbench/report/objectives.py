@@ -14,8 +14,9 @@ from pathlib import Path
 
 import pandas as pd
 
-OWN = ("train/loss/objective/", "train/objective/")
-"""Prefixes of the metrics an objective logs itself."""
+OWN = ("train/loss/objective/", "train/objective/", "train/scale/objective/")
+"""Prefixes of the metrics an objective logs itself, and the scale each of its losses was weighed
+with (``wmbench.agents.module.world_model_loss``)."""
 
 
 def final_own_metrics(table: pd.DataFrame) -> pd.DataFrame:
@@ -94,7 +95,8 @@ def objectives_section(suite_dir: Path, table: pd.DataFrame, objectives: list[st
     ).reset_index(level="order", drop=True).fillna("—")  # —: not run on that task
     lines += [
         "Each objective's own losses (`train/loss/objective/<loss>`, as weighed in the "
-        "world-model loss by its scale) and metrics (`train/objective/<metric>`), named here "
+        "world-model loss by its scale), the scale itself (`train/scale/objective/<loss>`, "
+        "`reports/objective-scales.md`) and metrics (`train/objective/<metric>`), named here "
         "without `train/`, at the end of training: the last logged value of each run, mean ± std "
         "over seeds.",
         "",
