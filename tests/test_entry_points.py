@@ -132,7 +132,7 @@ def test_a_plugin_suite_records_its_provenance_and_own_metrics_in_the_report(toy
     finals = {  # the last logged value of each run, by hand
         name: [pd.read_csv(out / "p" / f"toy-toy_reach-s{seed}" / "metrics.csv")[f"train/{name}"]
                .dropna().iloc[-1] for seed in (0, 1)]
-        for name in ("loss/objective/toy_mse", "objective/toy_pred")
+        for name in ("loss/objective/toy_mse", "objective/toy_pred", "scale/objective/toy_mse")
     }
     assert rows[1:] == [
         ["toy", name, f"{pd.Series(values).mean():.4g} ± {pd.Series(values).std():.2g}"]

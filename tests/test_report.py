@@ -265,6 +265,7 @@ def test_the_verdict_says_a_table_without_learning_ranks_nothing():
     trained = pd.DataFrame({"vs best baseline": [*flags, "clearly above zero action (740.0)"]})
     assert verdict(trained).startswith("1 of 3 objective × task results are clearly above")
     assert "cannot rank" not in verdict(trained)
+    assert verdict(trained.iloc[:0]).startswith("No objective has a final evaluation yet")
 
 
 def test_report_of_a_directory_without_a_store_is_one_clear_error(tmp_path, capsys):

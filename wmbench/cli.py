@@ -251,7 +251,8 @@ def build_parser() -> argparse.ArgumentParser:
         help="train one objective on one task with one seed",
         description="Train one run; unset options take the RunConfig defaults "
         "(wmbench/run_config.py): objective reconstruction, task dmc:cartpole-balance, seed "
-        "0, Dreamer v1 network sizes.",
+        "0, the dreamer-v3 preset at its size S. Tasks: dmc:<domain>-<task> (dm_control pixels) or "
+        "toy:reach (a tiny pixel task for quick checks).",
     )
     p.add_argument("--objective", help="registered objective name (see `wmbench objectives`)")
     p.add_argument("--task", help="dmc:<domain>-<task> (e.g. dmc:walker-walk) or toy:reach (tests)")

@@ -124,8 +124,11 @@ def verdict(trained: pd.DataFrame) -> str:
     Returns:
         How many objective × task cells are clearly above their task's best trivial baseline; when
         none is, that this budget ranks nothing (a ranking among policies no better than doing
-        nothing or acting at random says nothing about the objectives).
+        nothing or acting at random says nothing about the objectives); for an empty table, that
+        nothing finished.
     """
+    if trained.empty:
+        return "No objective has a final evaluation yet: its runs failed or are unfinished."
     above = int(trained["vs best baseline"].str.startswith("clearly above").sum())
     cells = f"{above} of {len(trained)} objective × task results"
     if above == 0:
