@@ -23,6 +23,23 @@ from wmbench.runtime.stream import AgentPolicy, evaluate
 from wmbench.runtime.train import train
 
 
+def fit(module: DreamerModule, batches: list, callback: L.Callback) -> None:
+    """One epoch of ``module`` over ``batches`` on a bare CPU Trainer with ``callback``."""
+    trainer = L.Trainer(
+        accelerator="cpu",
+        devices=1,
+        max_epochs=1,
+        logger=False,
+        enable_checkpointing=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        callbacks=[callback],
+    )
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        trainer.fit(module, train_dataloaders=DataLoader(batches, batch_size=None))
+
+
 def snapshot(module: torch.nn.Module) -> dict[str, torch.Tensor]:
     """Parameters, but not an objective's EMA target (``objective.target``), which moves after
     the world model's step (``test_ema_targets_move_once_per_update_after_the_world_model_step``).
@@ -91,22 +108,7 @@ def test_actor_and_critic_updates_leave_world_model_untouched(objective, preset)
 
     module._step = recording_step
     recorder = Recorder()
-    batches = []
-    for i in range(2):
-        batches.append(random_batch(seed=i))
-    trainer = L.Trainer(
-        accelerator="cpu",
-        devices=1,
-        max_epochs=1,
-        logger=False,
-        enable_checkpointing=False,
-        enable_progress_bar=False,
-        enable_model_summary=False,
-        callbacks=[recorder],
-    )
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        trainer.fit(module, train_dataloaders=DataLoader(batches, batch_size=None))
+    fit(module, [random_batch(seed=i) for i in range(2)], recorder)
 
     assert module.updates == 2
     assert len(step_params) == 6 and len(after_wm_step) == 2 and len(recorder.end) == 2
@@ -153,22 +155,7 @@ def test_ema_targets_move_once_per_update_after_the_world_model_step(objective):
             for _ in range(2):  # more forwards in training mode (as diagnostics do) move nothing
                 world_model_loss(pl_module.world_model, batch, grad_norms=True)
 
-    trainer = L.Trainer(
-        accelerator="cpu",
-        devices=1,
-        max_epochs=1,
-        logger=False,
-        enable_checkpointing=False,
-        enable_progress_bar=False,
-        enable_model_summary=False,
-        callbacks=[ExtraForwards()],
-    )
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        trainer.fit(
-            module, train_dataloaders=DataLoader([random_batch(seed=i) for i in range(3)],
-                                                 batch_size=None)
-        )
+    fit(module, [random_batch(seed=i) for i in range(3)], ExtraForwards())
     assert module.updates == 3 and int(target.updates) == 1 + 3
     for got, want in zip(target["encoder"].parameters(), expected, strict=True):
         torch.testing.assert_close(got, want)

@@ -329,6 +329,19 @@ def _changed(before: dict[str, Tensor], modules: tuple[nn.Module, ...], names: l
     return list(out)
 
 
+def _after_update(objective: Any, world: tuple, cls: type, note) -> bool:
+    """Call ``objective.after_update(encoder, rssm)`` as the module does (no grad); ``note`` what
+    it raised. Returns whether it ran."""
+    try:
+        with torch.no_grad():
+            objective.after_update(*world)
+    except Exception as err:  # noqa: BLE001
+        note(f"after_update raised {type(err).__name__}: {err}{_where(err, cls)}",
+             "fix after_update(encoder, rssm)")
+        return False
+    return True
+
+
 def _check_latent(cls: type, config: Any, latent: str, note) -> dict[str, Any]:
     """Build, run and differentiate the objective on ``latent``'s fake batch; ``note(what, fix)``
     records each problem. Returns what it saw (``losses``, ``metrics``, ``parameters``,
@@ -344,12 +357,7 @@ def _check_latent(cls: type, config: Any, latent: str, note) -> dict[str, Any]:
         return seen
     objective.train()
     seen["parameters"] = sum(p.numel() for p in objective.parameters() if p.requires_grad)
-    try:
-        with torch.no_grad():
-            objective.after_update(*world)
-    except Exception as err:  # noqa: BLE001
-        note(f"after_update raised {type(err).__name__}: {err}{_where(err, cls)}",
-             "fix after_update(encoder, rssm)")
+    if not _after_update(objective, world, cls, note):
         return seen
     before = _snapshot(objective, *world)
     try:
@@ -392,12 +400,7 @@ def _check_latent(cls: type, config: Any, latent: str, note) -> dict[str, Any]:
                  "compute them from inp.embed, inp.feat, inp.post, inp.prior, inp.encoder(...) or "
                  "inp.rssm without detaching")
     before = _snapshot(*world)
-    try:
-        with torch.no_grad():
-            objective.after_update(*world)
-    except Exception as err:  # noqa: BLE001
-        note(f"after_update raised {type(err).__name__}: {err}{_where(err, cls)}",
-             "fix after_update(encoder, rssm)")
+    _after_update(objective, world, cls, note)
     if _changed(before, world, ["encoder", "rssm"]):
         note("after_update changed the world model's encoder or RSSM",
              "change only the objective's own state (e.g. EMATarget.update)")
