@@ -1,7 +1,14 @@
-"""The learning-cpu figure: the reconstruction agent's evaluation returns per seed against the
-trivial baselines and the published DreamerV3 and CURL curves on cartpole-swingup.
+"""The learning-cpu figure: the reconstruction agent per seed against the trivial baselines, the
+SheepRL DreamerV3 peer run at the same budget, and the published DreamerV3 and CURL curves on
+cartpole-swingup.
 
     python reports/learning-cpu/figure.py SUITE_DIR   # writes reports/learning-cpu/curves.png
+
+Left: evaluation returns (wmbench's deterministic policy every 8k frames; the peer's final
+evaluation, ``peer/sheeprl-s0-final.csv``, at 80k). Right: training-episode returns averaged in
+8k-frame bins (the episodes ending in (8k·i, 8k·(i+1)] plotted at the bin's centre), the
+measurement the published DreamerV3 curve is: wmbench's ``train/episode_return`` and the peer's
+``peer/sheeprl-s0-episodes.csv`` (``peer/run.sh`` makes both peer files).
 
 ``published-cartpole-swingup.csv`` holds the published runs' mean, min and max over 10 seeds:
 DreamerV3 (Hafner et al. 2023, episode scores of its 1M-frame dmc_vision runs, averaged over 8k
@@ -24,34 +31,71 @@ from wmbench.report.store import load
 from wmbench.rundir import UNTRAINED
 
 HERE = Path(__file__).parent
+BIN = 8000
+"""Env frames per bin of the training-episode panel (the published DreamerV3 curve's)."""
+PEER = {"color": "tab:red", "label": "SheepRL DreamerV3, seed 0 (same budget)"}
+PUBLISHED = {"dreamerv3": ("DreamerV3", "tab:purple"), "curl": ("CURL", "tab:olive")}
+
+
+def binned(frames: pd.Series, returns: pd.Series) -> pd.Series:
+    """Mean return of the episodes ending in each ``BIN``-frame bin, indexed by the bin's centre."""
+    centre = ((frames - 1) // BIN) * BIN + BIN // 2
+    return returns.groupby(centre.values).mean()
+
+
+def plot_published(ax: plt.Axes, last_frame: float, methods: list[str]) -> None:
+    published = pd.read_csv(HERE / "published-cartpole-swingup.csv")
+    for method in methods:
+        rows = published[(published.method == method) & (published.env_frames <= last_frame)]
+        name, colour = PUBLISHED[method]
+        ax.plot(rows.env_frames, rows["mean"], ls="--", color=colour,
+                label=f"{name} (published, 10 seeds)")
+        ax.fill_between(rows.env_frames, rows["min"], rows["max"], color=colour, alpha=0.12)
 
 
 def main(suite_dir: str) -> Path:
     table, _ = load(suite_dir)
-    evals = table[table.metric == "eval/return"]
-    fig, ax = plt.subplots(figsize=(6.4, 3.8))
-    for (objective, seed), run in evals[~evals.objective.isin(["zero", "random"])].groupby(
-        ["objective", "seed"]
-    ):
-        run = run.sort_values("env_frames")
-        ax.plot(run.env_frames, run.value, marker="o", label=f"{objective}, seed {seed} (wmbench)")
-    published = pd.read_csv(HERE / "published-cartpole-swingup.csv")
-    for method, rows in published.groupby("method"):
-        rows = rows[rows.env_frames <= evals.env_frames.max() + 8000]
-        name = {"dreamerv3": "DreamerV3", "curl": "CURL"}[method]
-        label = f"{name} (published, 10 seeds)"
-        line = ax.plot(rows.env_frames, rows["mean"], ls="--", label=label)
-        colour = line[0].get_color()
-        ax.fill_between(rows.env_frames, rows["min"], rows["max"], color=colour, alpha=0.12)
+    agents = table[~table.objective.isin(["zero", "random"])]
+    last_frame = agents.env_frames.max()
+    fig, (left, right) = plt.subplots(1, 2, figsize=(11, 4), sharey=True)
+    colours = {}
+    runs = agents.groupby(["objective", "seed"])
+    for (objective, seed), run in runs:
+        run = run[run.metric == "eval/return"].sort_values("env_frames")
+        line = left.plot(run.env_frames, run.value, marker="o",
+                         label=f"{objective}, seed {seed} (wmbench)")
+        colours[objective, seed] = line[0].get_color()
+    final = HERE / "peer" / "sheeprl-s0-final.csv"
+    if final.exists():
+        returns = pd.read_csv(final)["return"]
+        left.errorbar([last_frame], [returns.mean()], yerr=[[returns.mean() - returns.min()],
+                      [returns.max() - returns.mean()]], fmt="s", color=PEER["color"], capsize=3,
+                      label=f"{PEER['label']}: final, {len(returns)} episodes (min–max)")
+    plot_published(left, last_frame, ["dreamerv3", "curl"])
     baselines = baseline_scores(table).groupby("objective").value.mean()
     styles = {**BASELINE_STYLES, UNTRAINED: {"color": "brown", "linestyle": "-."}}
-    for key, value in baselines.items():
-        style = {k: v for k, v in styles[key].items() if k != "label"}
-        ax.axhline(value, label=f"{BASELINE_NAMES[key]} ({value:.0f})", **style)
-    ax.set_xlabel("env frames")
-    ax.set_ylabel("evaluation return")
-    ax.set_title("cartpole-swingup pixels, 2 CPU cores")
-    ax.legend(fontsize=7, loc="upper left")
+    for ax in (left, right):
+        for key, value in baselines.items():
+            style = {k: v for k, v in styles[key].items() if k != "label"}
+            ax.axhline(value, label=f"{BASELINE_NAMES[key]} ({value:.0f})", **style)
+    for (objective, seed), run in runs:
+        run = run[run.metric == "train/episode_return"]
+        curve = binned(run.env_frames, run.value)
+        right.plot(curve.index, curve.values, marker="o", color=colours.get((objective, seed)),
+                   label=f"{objective}, seed {seed} (wmbench)")
+    episodes = HERE / "peer" / "sheeprl-s0-episodes.csv"
+    if episodes.exists():
+        peer = pd.read_csv(episodes)
+        curve = binned(peer.env_frames, peer["return"])
+        right.plot(curve.index, curve.values, marker="s", color=PEER["color"], label=PEER["label"])
+    plot_published(right, last_frame, ["dreamerv3"])
+    left.set_title("evaluation (deterministic policy)")
+    right.set_title(f"training episodes (mean per {BIN // 1000}k frames)")
+    left.set_ylabel("return")
+    for ax in (left, right):
+        ax.set_xlabel("env frames")
+        ax.legend(fontsize=6.5, loc="upper left")
+    fig.suptitle("cartpole-swingup pixels, 80k env frames, 2 CPU cores")
     fig.tight_layout()
     out = HERE / "curves.png"
     fig.savefig(out, dpi=150)
