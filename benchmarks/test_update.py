@@ -89,7 +89,7 @@ def test_imagination(benchmark, config_name: str) -> None:
     start = start.map(lambda x: x + torch.randn_like(x))
 
     def rollout() -> None:
-        feat, ret, weight, entropy = module._imagine(start)
+        _, ret, weight, entropy, _ = module._imagine(start)
         module.actor_critic.actor_loss(ret, weight, entropy)[0].backward()
 
     run_benchmark(benchmark, rollout, rounds=5, flops=count_flops(rollout))

@@ -16,10 +16,11 @@ Rules:
   one device: ``cuda:0`` of the devices ``CUDA_VISIBLE_DEVICES`` leaves visible (the suite runner
   sets it per worker, ``wmbench.suite.gpus``).
 - ``precision: auto`` is ``bf16-mixed`` on a GPU with bfloat16 (compute capability 8.0 or newer)
-  and on a CPU with AMX (``amx_bf16`` in ``/proc/cpuinfo``), where bfloat16 matrix products are
-  the fast ones; else ``32-true`` (on a CPU without AMX bfloat16 autocast is slower,
-  ``reports/speed.md``). A resumed run keeps the precision its checkpoint recorded, so one run
-  never changes its arithmetic.
+  and on a CPU where bfloat16 matrix products are the fast ones (``cpu_bf16_is_faster``: AMX
+  tiles, or AVX-512 BF16 on AMD); else ``32-true`` (on an Intel CPU without AMX bfloat16 autocast
+  is slower, ``reports/speed.md``). A rule on the CPU's flags, not a timing at start, so every run
+  of a suite on one kind of machine computes alike. A resumed run keeps the precision its
+  checkpoint recorded, so one run never changes its arithmetic.
 - TF32 (CUDA only): on for ``tf32`` and ``bf16-mixed`` (what autocast keeps in fp32), off for
   ``32-true``, the strict-fp32 reference the other precisions are compared with.
 - Determinism: CPU runs use deterministic algorithms (a same-seed run is the same run; resume is
@@ -54,34 +55,40 @@ many heads and shapes (the update's, acting in ``train.envs`` envs, evaluation i
 
 
 @functools.cache
-def cpu_flags() -> frozenset[str]:
-    """The CPU's feature flags (``flags`` of ``/proc/cpuinfo``; empty where there is none)."""
+def _cpuinfo(field: str) -> str | None:
+    """The first ``field`` line's value in ``/proc/cpuinfo`` (None where there is none)."""
     try:
         with open("/proc/cpuinfo") as f:
             for line in f:
-                if line.startswith("flags"):
-                    return frozenset(line.split(":", 1)[1].split())
-    except OSError:
-        pass
-    return frozenset()
-
-
-@functools.cache
-def cpu_name() -> str:
-    """The CPU's model name (``/proc/cpuinfo``), else ``platform.processor()``."""
-    try:
-        with open("/proc/cpuinfo") as f:
-            for line in f:
-                if line.startswith("model name"):
+                if line.split(":", 1)[0].strip() == field:
                     return line.split(":", 1)[1].strip()
     except OSError:
         pass
-    return platform.processor() or platform.machine()
+    return None
 
 
-def cpu_has_amx() -> bool:
-    """Whether the CPU has AMX bfloat16 tiles (``amx_bf16``), which make bf16 matmuls fast."""
-    return "amx_bf16" in cpu_flags()
+def cpu_flags() -> frozenset[str]:
+    """The CPU's feature flags (``flags`` of ``/proc/cpuinfo``; empty where there is none)."""
+    return frozenset((_cpuinfo("flags") or "").split())
+
+
+def cpu_vendor() -> str:
+    """The CPU's ``vendor_id`` (``GenuineIntel``, ``AuthenticAMD``; empty where unknown)."""
+    return _cpuinfo("vendor_id") or ""
+
+
+def cpu_name() -> str:
+    """The CPU's model name (``/proc/cpuinfo``), else ``platform.processor()``."""
+    return _cpuinfo("model name") or platform.processor() or platform.machine()
+
+
+def cpu_bf16_is_faster() -> bool:
+    """Whether bfloat16 autocast beats fp32 on this CPU: with AMX tiles (``amx_bf16``), or with
+    AVX-512 BF16 on an AMD CPU (``avx512_bf16``, Zen 4 and later). Measured in
+    ``reports/speed.md``: 2.2x faster on an AMD EPYC with ``avx512_bf16``, 1.35x slower on an
+    Intel Xeon with ``avx512_bf16`` but no AMX; AMX's 2x is the issue's measurement."""
+    flags = cpu_flags()
+    return "amx_bf16" in flags or ("avx512_bf16" in flags and cpu_vendor() == "AuthenticAMD")
 
 
 def cpu_count() -> int:
@@ -273,7 +280,7 @@ def resolve(train: TrainConfig, recorded_precision: str | None = None) -> Placem
         elif accelerator == "cuda":
             precision = "bf16-mixed" if torch.cuda.is_bf16_supported() else "32-true"
         else:
-            precision = "bf16-mixed" if cpu_has_amx() else "32-true"
+            precision = "bf16-mixed" if cpu_bf16_is_faster() else "32-true"
     if precision == "tf32" and accelerator != "cuda":
         raise ConfigError(
             "train.precision=tf32 is a CUDA precision (TF32 matrix units); on the CPU use 32-true, "
