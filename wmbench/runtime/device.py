@@ -85,7 +85,7 @@ def cpu_name() -> str:
 def cpu_bf16_is_faster() -> bool:
     """Whether bfloat16 autocast beats fp32 on this CPU: with AMX tiles (``amx_bf16``), or with
     AVX-512 BF16 on an AMD CPU (``avx512_bf16``, Zen 4 and later). Measured in
-    ``reports/speed.md``: 2.2x faster on an AMD EPYC with ``avx512_bf16``, 1.35x slower on an
+    ``reports/speed.md``: 1.9x faster on an AMD EPYC with ``avx512_bf16``, 1.35x slower on an
     Intel Xeon with ``avx512_bf16`` but no AMX; AMX's 2x is the issue's measurement."""
     flags = cpu_flags()
     return "amx_bf16" in flags or ("avx512_bf16" in flags and cpu_vendor() == "AuthenticAMD")
