@@ -88,6 +88,9 @@ class TrainConfig:
             C++ compiler) or CUDA.
         compile_mode: ``default`` or ``reduce-overhead`` (CUDA graphs of the compiled functions;
             CUDA only; experimental).
+        prefetch: read each replayed batch from the replays (and page-lock it, on CUDA) in a
+            background thread while the previous update runs (default); the same batches as
+            without it. See ``wmbench.runtime.stream.StreamBase``.
         logger: ``csv`` (Lightning CSVLogger) or ``wandb`` (offline, no login).
         progress: show a progress bar over env frames.
         checkpoint_every: env frames between checkpoints (``checkpoints/last.ckpt``, also written at
@@ -123,6 +126,7 @@ class TrainConfig:
     precision: Literal["auto", "32-true", "tf32", "bf16-mixed"] = "auto"
     compile: bool = False
     compile_mode: Literal["default", "reduce-overhead"] = "default"
+    prefetch: bool = True
     logger: Literal["csv", "wandb"] = "csv"
     progress: bool = True
     checkpoint_every: int = 10_000

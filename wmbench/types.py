@@ -116,5 +116,5 @@ class Batch:
 
     def pin_memory(self) -> Batch:
         """The batch in page-locked host memory, from which a GPU copies without blocking (the
-        ``DataLoader`` calls it with ``pin_memory=True``)."""
+        stream reads it so when the module is on CUDA, ``wmbench.runtime.stream.StreamBase``)."""
         return Batch(**{f.name: getattr(self, f.name).pin_memory() for f in fields(self)})

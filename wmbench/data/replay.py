@@ -260,7 +260,8 @@ class Replay:
         self._expect_first = bool(last[-1]) if n else self._expect_first
 
     def sample(self, batch_size: int, seq_len: int) -> dict[str, np.ndarray]:
-        """Samples windows of consecutive stored rows, uniformly over start positions.
+        """Samples windows of consecutive stored rows, uniformly over start positions
+        (``gather(windows(batch_size, seq_len))``).
 
         Each window covers ``seq_len`` rows adjacent in insertion order and never wraps
         across the ring-buffer seam (from the newest row back to the oldest). A window
@@ -286,6 +287,18 @@ class Replay:
             ValueError: If ``batch_size`` or ``seq_len`` is below 1, or fewer than
                 ``seq_len`` rows are stored.
         """
+        return self.gather(self.windows(batch_size, seq_len))
+
+    def windows(self, batch_size: int, seq_len: int) -> np.ndarray:
+        """Draws the slots of ``batch_size`` windows of ``seq_len`` rows (``sample``'s draw,
+        from this replay's generator); ``gather`` reads them.
+
+        Returns:
+            int64 ``[B, T]`` ring-buffer slots, valid until the next ``add`` or ``extend``.
+
+        Raises:
+            ValueError: as ``sample``.
+        """
         if batch_size < 1 or seq_len < 1:
             raise ValueError(f"batch_size and seq_len must be >= 1, got {batch_size} and {seq_len}")
         if self._size < seq_len:
@@ -294,39 +307,51 @@ class Replay:
             )
         oldest = (self._next - self._size) % self.capacity
         starts = self._rng.integers(0, self._size - seq_len + 1, size=batch_size)
-        idx = (oldest + starts[:, None] + np.arange(seq_len)[None, :]) % self.capacity  # [B, T]
-        batch = {
-            "image": self._image[idx],
-            "prev_action": self._prev_action[idx],
-            "reward": self._reward[idx],
-            "is_first": self._is_first[idx],
-            "is_terminal": self._is_terminal[idx],
-            "is_last": self._is_last[idx],
-        }
+        return (oldest + starts[:, None] + np.arange(seq_len)[None, :]) % self.capacity
+
+    def gather(self, slots: np.ndarray) -> dict[str, np.ndarray]:
+        """The rows of ``windows``' slots ``[B, T]``, each window's first row marked
+        ``is_first``: ``sample``'s arrays.
+
+        Only reads the replay (no generator draw), so it may run in another thread while no row
+        is added (``wmbench.runtime.stream.StreamBase``).
+        """
+        batch = {name: getattr(self, f"_{name}")[slots] for name in FIELDS}
         batch["is_first"][:, 0] = True
         return batch
 
 
-def sample_replays(
+Windows = list[tuple[Replay, np.ndarray]]
+"""A batch's windows before they are read: each replay sampled with its slots ``[n, T]``
+(``draw_windows``; ``gather_windows`` reads them)."""
+
+
+def draw_windows(
     replays: Sequence[Replay], rng: np.random.Generator, batch_size: int, seq_len: int
-) -> dict[str, np.ndarray]:
-    """Samples ``batch_size`` windows from several replays (one per env or actor of a run).
+) -> Windows:
+    """Draws ``batch_size`` windows from several replays (one per env or actor of a run).
 
     The windows are split over the replays that hold at least ``seq_len`` rows in proportion to
-    their sizes (one multinomial draw from ``rng``; a single replay is sampled without it) and
-    concatenated in replay order; each replay draws its own windows (``Replay.sample``).
-
-    Returns:
-        ``Replay.sample``'s arrays, ``[batch_size, seq_len, ...]``.
+    their sizes (one multinomial draw from ``rng``; a single replay is sampled without it); each
+    replay draws its own windows (``Replay.windows``). ``gather_windows`` reads them, in replay
+    order.
 
     Raises:
         ValueError: no replay holds ``seq_len`` rows.
     """
     if len(replays) == 1:
-        return replays[0].sample(batch_size, seq_len)
+        return [(replays[0], replays[0].windows(batch_size, seq_len))]
     sizes = np.array([len(r) if len(r) >= seq_len else 0 for r in replays], np.float64)
     if not sizes.sum():
         raise ValueError(f"cannot sample windows of {seq_len} rows: no replay holds that many")
     counts = rng.multinomial(batch_size, sizes / sizes.sum())
-    parts = [r.sample(n, seq_len) for r, n in zip(replays, counts, strict=True) if n]
+    return [(r, r.windows(n, seq_len)) for r, n in zip(replays, counts, strict=True) if n]
+
+
+def gather_windows(windows: Windows) -> dict[str, np.ndarray]:
+    """The rows of ``draw_windows``' windows: ``Replay.sample``'s arrays, ``[batch_size, seq_len,
+    ...]``, the replays' windows concatenated in order. Only reads the replays."""
+    parts = [replay.gather(slots) for replay, slots in windows]
+    if len(parts) == 1:
+        return parts[0]
     return {name: np.concatenate([p[name] for p in parts]) for name in parts[0]}

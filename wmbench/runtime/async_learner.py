@@ -67,14 +67,14 @@ import torch.multiprocessing as mp
 from lightning.pytorch.loggers import Logger
 
 from wmbench.agents.module import DreamerModule
-from wmbench.data.replay import Replay, sample_replays
+from wmbench.data.replay import Replay, draw_windows
 from wmbench.data.replay_disk import ReplayDisk
 from wmbench.errors import RunError
 from wmbench.run_config import RunConfig
 from wmbench.runtime.async_actor import POLL_S, Control, SharedWeights, Step, actor_main
 from wmbench.runtime.schedule import ASYNC_SLACK
 from wmbench.runtime.signals import StopOnSignal
-from wmbench.runtime.stream import Counters, StreamBase, set_global_rng_state
+from wmbench.runtime.stream import Counters, PendingBatch, StreamBase, set_global_rng_state
 from wmbench.types import Batch
 
 
@@ -158,7 +158,7 @@ class AsyncReplayStream(StreamBase):
     def replay_rows(self) -> int:
         return sum(replay.added for replay in self.replays)
 
-    def __iter__(self) -> Iterator[Batch]:
+    def __iter__(self) -> Iterator[Batch | PendingBatch]:
         if self.resume_state is not None:
             self._restore(self.resume_state)
             self.resume_state = None
@@ -195,10 +195,11 @@ class AsyncReplayStream(StreamBase):
             self.processes.append(process)
         self.rates.start(self.counters.env_frames, self.batches)
 
-    def _next_batch(self) -> Batch | None:
+    def _next_batch(self) -> Batch | PendingBatch | None:
         """Receives rows until the limiter lets the next update start; ``None`` once the budget is
         spent."""
         assert self.control is not None
+        self._settle()
         while True:
             self._receive(block=False)
             self._maybe_evaluate()
@@ -281,9 +282,9 @@ class AsyncReplayStream(StreamBase):
     def _sampleable(self) -> bool:
         return any(len(replay) >= self.cfg.train.seq_len for replay in self.replays)
 
-    def _sample(self, extra: dict[str, float] | None) -> Batch:
+    def _sample(self, extra: dict[str, float] | None) -> Batch | PendingBatch:
         t = self.cfg.train
-        return self._batch(sample_replays(self.replays, self.rng, t.batch_size, t.seq_len), extra)
+        return self._batch(draw_windows(self.replays, self.rng, t.batch_size, t.seq_len), extra)
 
     def flush(self) -> None:
         """Writes the pending replay rows to disk (before a checkpoint)."""

@@ -6,7 +6,8 @@ the one writer of metric rows.
 posterior and actor, on the module's device; ``evaluate`` runs full episodes; ``StreamBase`` is the
 part of the sync
 (``wmbench.runtime.sync``) and async (``wmbench.runtime.async_learner``) replay streams that counts
-env frames, shows progress, evaluates, hands out batches and writes every metric row (``log``).
+env frames, shows progress, evaluates, hands out batches (read from the replays in a background
+thread while the update runs, ``PendingBatch``) and writes every metric row (``log``).
 """
 
 from __future__ import annotations
@@ -15,7 +16,8 @@ import random
 import sys
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import asdict, dataclass, fields
 from typing import Any
 
 import gymnasium as gym
@@ -26,6 +28,7 @@ from torch.utils.data import IterableDataset
 from tqdm.auto import tqdm
 
 from wmbench.agents.module import DreamerModule
+from wmbench.data.replay import Windows, gather_windows
 from wmbench.run_config import RunConfig
 from wmbench.runtime.device import rng_devices
 from wmbench.runtime.env_pool import EnvSteps, make_run_env
@@ -174,6 +177,30 @@ def evaluate(
     return float(np.mean(returns))
 
 
+class PendingBatch:
+    """A batch being read from the replays in the stream's background thread.
+
+    The stream hands it to Lightning in place of the ``Batch``; Lightning moves anything with a
+    ``to`` method to the device itself (``lightning.fabric.utilities.apply_func``), so the
+    update's ``training_step`` receives the ``Batch``, read while the previous update ran.
+
+    Args:
+        future: the thread's result, a ``Batch`` (in page-locked memory when the module is on
+            CUDA).
+    """
+
+    def __init__(self, future: Future[Batch]) -> None:
+        self.future = future
+
+    def to(self, device: torch.device | str, **_: Any) -> Batch:
+        """Waits for the batch and returns it on ``device`` (copies from page-locked memory do not
+        block; Lightning's other arguments do not apply)."""
+        batch = self.future.result()
+        return Batch(**{
+            f.name: getattr(batch, f.name).to(device, non_blocking=True) for f in fields(batch)
+        })
+
+
 @dataclass
 class Counters:
     """Progress counters (see ``wmbench.types`` for their meaning)."""
@@ -193,6 +220,13 @@ class StreamBase(IterableDataset):
     (s, all sessions) of when its data was collected: a training row gets those of its batch,
     noted when the batch was handed out (Lightning fetches one batch ahead, so the counters have
     moved on by the time the update ends).
+
+    Batches (``_batch``): the windows are drawn in the stream's thread, in a fixed order with
+    collection, and read from the replays in a background thread (``train.prefetch``), so that
+    Lightning's fetch of batch k+1, made before update k, returns at once and the rows are copied
+    (and page-locked, for a GPU) while update k runs. The replays must not change while a batch is
+    read: a stream calls ``_settle`` before it adds rows. The batches are those read without the
+    thread.
 
     Evaluations (``eval/return``, the deterministic policy's mean return): one at 0 env frames
     (the untrained agent) and one when the budget is spent, each over ``train.final_eval_episodes``
@@ -229,6 +263,11 @@ class StreamBase(IterableDataset):
         # batch number -> the row values of its update
         self.stamps: dict[int, dict[str, float]] = {}
         self.resume_state: dict[str, Any] | None = None
+        self.reader = (
+            ThreadPoolExecutor(max_workers=1, thread_name_prefix="wmbench-batch")
+            if cfg.train.prefetch else None
+        )
+        self.reading: Future[Batch] | None = None
         self.bar = tqdm(
             total=cfg.train.env_frames,
             unit="frame",
@@ -254,11 +293,31 @@ class StreamBase(IterableDataset):
             logger.log_metrics(row, step=self.module.updates)
             logger.save()
 
-    def _batch(self, arrays: dict[str, np.ndarray], extra: dict[str, float] | None = None) -> Batch:
-        """Hands out the next batch; notes its stamp (and ``extra`` values for its update's row)."""
+    def _batch(
+        self, windows: Windows, extra: dict[str, float] | None = None
+    ) -> Batch | PendingBatch:
+        """Hands out the next batch, the rows of ``windows`` (a ``PendingBatch`` read in the
+        background thread with ``train.prefetch``); notes its stamp (and ``extra`` values for its
+        update's row)."""
         self.batches += 1
         self.stamps[self.batches] = self._stamp() | (extra or {})
-        return Batch.from_arrays(arrays)
+        if self.reader is None:
+            return self._read(windows)
+        self.reading = self.reader.submit(self._read, windows)
+        return PendingBatch(self.reading)
+
+    def _read(self, windows: Windows) -> Batch:
+        """The batch of ``windows``, page-locked when the module is on CUDA (its copy to the GPU
+        then does not block)."""
+        batch = Batch.from_arrays(gather_windows(windows))
+        return batch.pin_memory() if self.module.device.type == "cuda" else batch
+
+    def _settle(self) -> None:
+        """Waits until the batch being read (if any) is read: called before rows are added to the
+        replays. Raises what reading it raised."""
+        if self.reading is not None:
+            reading, self.reading = self.reading, None
+            reading.result()
 
     def update_done(self, row: dict[str, float] | None) -> None:
         """After update ``module.updates``: writes its metrics ``row`` (if it logs) with its batch's
@@ -355,6 +414,8 @@ class StreamBase(IterableDataset):
         self.resume_state = state
 
     def close(self) -> None:
-        """Releases what the stream holds (progress bar, envs, processes)."""
+        """Releases what the stream holds (progress bar, reading thread, envs, processes)."""
+        if self.reader is not None:
+            self.reader.shutdown(cancel_futures=True)
         self.bar.close()
         self.eval_env.close()

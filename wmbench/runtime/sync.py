@@ -12,7 +12,7 @@ each step counts towards the train ratio, so the updates per collected step are 
 Where fewer steps than N are left (of the prefill or of the budget) only the first envs step, so a
 run collects exactly its budget. Env i's rows go to replay i (``replay/env-<i>/`` on disk; with one
 env, ``replay/``), which holds one stream of whole episodes; a batch draws its windows from the
-replays in proportion to their sizes (``wmbench.data.replay.sample_replays``).
+replays in proportion to their sizes (``wmbench.data.replay.draw_windows``).
 
 Everything is decided in this process in a fixed order, so the same seed and N give the same run;
 the replays' rows go to disk as they come (``wmbench.data.replay_disk``) and checkpoints hold the
@@ -30,19 +30,20 @@ import numpy as np
 from lightning.pytorch.loggers import Logger
 
 from wmbench.agents.module import DreamerModule
-from wmbench.data.replay import Replay, Row, sample_replays
+from wmbench.data.replay import Replay, Row, draw_windows
 from wmbench.data.replay_disk import ReplayDisk
 from wmbench.run_config import RunConfig
 from wmbench.runtime.env_pool import EnvPool
 from wmbench.runtime.signals import StopOnSignal
-from wmbench.runtime.stream import AgentPolicy, StreamBase, set_global_rng_state
+from wmbench.runtime.stream import AgentPolicy, PendingBatch, StreamBase, set_global_rng_state
 from wmbench.types import Batch
 
 
 class ReplayStream(StreamBase):
     """Collect-then-replay stream feeding the Lightning Trainer (see the module docstring).
 
-    Yields ``wmbench.types.Batch`` es of ``train.batch_size`` windows of ``train.seq_len`` rows.
+    Yields ``wmbench.types.Batch`` es of ``train.batch_size`` windows of ``train.seq_len`` rows
+    (``PendingBatch`` es, read in a background thread, with ``train.prefetch``).
     Every replay row also goes to disk (chunk files, see ``wmbench.data.replay_disk``).
     ``state_dict``/``load_state_dict`` make the stream resumable exactly; see ``state_dict``.
 
@@ -106,14 +107,15 @@ class ReplayStream(StreamBase):
         """Envs to step now: N, or fewer where fewer steps are left ``until`` a step count."""
         return min(self.envs.n, until - self.counters.agent_steps)
 
-    def _sample(self) -> Batch:
+    def _sample(self) -> Batch | PendingBatch:
         t = self.cfg.train
         self.sample_rng = [self.rng.bit_generator.state] + [r.rng_state() for r in self.replays]
-        return self._batch(sample_replays(self.replays, self.rng, t.batch_size, t.seq_len))
+        return self._batch(draw_windows(self.replays, self.rng, t.batch_size, t.seq_len))
 
-    def _next_batch(self) -> Batch | None:
+    def _next_batch(self) -> Batch | PendingBatch | None:
         """Collects until the next update is due and samples its batch; ``None`` once the budget is
         spent."""
+        self._settle()
         while self.batches >= self.schedule.updates_allowed(self.counters.agent_steps):
             if self.counters.agent_steps >= self.schedule.total_steps:
                 self._finish()
@@ -123,7 +125,7 @@ class ReplayStream(StreamBase):
             self._maybe_evaluate()
         return self._sample()
 
-    def __iter__(self) -> Iterator[Batch]:
+    def __iter__(self) -> Iterator[Batch | PendingBatch]:
         if self.resume_state is not None:
             if self._restore(self.resume_state):
                 # handed out again: the batch Lightning had fetched ahead at the checkpoint

@@ -306,8 +306,8 @@ def _train(cfg: RunConfig, run_dir: Path, objective_cls: type, objective_cfg: An
         num_sanity_val_steps=0,
     )
     # On CUDA the uint8 batch is copied once, from page-locked memory and without blocking, and
-    # becomes float on the device (the encoder's ``image_to_float``).
-    loader = DataLoader(stream, batch_size=None, pin_memory=placement.accelerator == "cuda")
+    # becomes float on the device (the encoder's ``image_to_float``); the stream page-locks it.
+    loader = DataLoader(stream, batch_size=None)
     try:
         trainer.fit(
             module,
