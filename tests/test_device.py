@@ -85,14 +85,19 @@ def test_settings_this_machine_cannot_follow_name_the_fix(monkeypatch, options, 
 
 
 def test_tf32_is_switched_on_for_cuda_runs_only_and_restored():
-    before = torch.get_float32_matmul_precision()
+    before = torch.get_float32_matmul_precision(), torch.backends.cudnn.allow_tf32
     restore = device.Placement("cpu", "32-true").apply()
     assert torch.get_float32_matmul_precision() == "highest"
     restore()
     restore = device.Placement("cuda", "bf16-mixed").apply()
-    assert torch.get_float32_matmul_precision() == "high"
+    assert torch.get_float32_matmul_precision() == "high" and torch.backends.cudnn.allow_tf32
     restore()
-    assert torch.get_float32_matmul_precision() == before
+    # strict fp32 on CUDA: cuDNN's convolutions too (torch leaves their TF32 on by default)
+    restore = device.Placement("cuda", "32-true").apply()
+    assert torch.get_float32_matmul_precision() == "highest"
+    assert not torch.backends.cudnn.allow_tf32
+    restore()
+    assert (torch.get_float32_matmul_precision(), torch.backends.cudnn.allow_tf32) == before
 
 
 def test_auto_trains_on_the_cpu_here_and_every_record_says_so(tmp_path):

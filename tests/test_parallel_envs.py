@@ -99,3 +99,28 @@ def test_batched_acting_equals_acting_in_each_env_alone(monkeypatch):
             np.testing.assert_allclose(
                 batched[i], policy(images[i], bool(is_first[i]), explore=False), atol=1e-6
             )
+
+
+def test_acting_under_cuda_graphs_marks_a_step_and_keeps_a_copy_of_the_state(monkeypatch):
+    """With CUDA-graph compilation a compiled call's outputs are overwritten by the next replay:
+    each act starts a graph step and carries a copy of the posterior (same actions as without)."""
+    monkeypatch.setattr(torch, "randn_like", torch.zeros_like)
+    marks = []
+    monkeypatch.setattr(torch.compiler, "cudagraph_mark_step_begin", lambda: marks.append(1))
+    cls = registry.get("reward")
+    module = DreamerModule(tiny_agent_config(), (3, 64, 64), 2, cls, cls.Config())
+    frames = torch.randint(0, 256, (3, ENVS, 3, 64, 64), dtype=torch.uint8).numpy()
+    returned = []
+    act = module.act
+    monkeypatch.setattr(module, "act", lambda *a: returned.append(act(*a)) or returned[-1])
+    policies = {False: AgentPolicy(module, 2), True: AgentPolicy(module, 2)}
+    for t, images in enumerate(frames):
+        actions = {}
+        for graphs, policy in policies.items():
+            module.cuda_graphs = graphs
+            actions[graphs] = policy.act(images, np.full(ENVS, t == 0), explore=False)
+        np.testing.assert_array_equal(actions[True], actions[False])
+        state = returned[-1][1].deter
+        assert torch.equal(policies[True].state.deter, state)
+        assert policies[True].state.deter.data_ptr() != state.data_ptr()
+    assert len(marks) == len(frames)

@@ -5,7 +5,6 @@ is read."""
 from __future__ import annotations
 
 import threading
-import time
 
 import numpy as np
 import pandas as pd
@@ -17,16 +16,18 @@ from wmbench.agents.module import DreamerModule
 from wmbench.configio import from_dict
 from wmbench.data.replay import Replay, draw_windows, gather_windows
 from wmbench.run_config import RunConfig
+from wmbench.rundir import read_status
+from wmbench.runtime.stream import StreamBase
 from wmbench.runtime.train import train
 from wmbench.types import Batch
 
 
-def config(prefetch: bool, envs: int) -> RunConfig:
+def config(prefetch: bool, envs: int, mode: str = "sync") -> RunConfig:
     """toy:reach, 12 random steps, then one update per 8 steps (train ratio 1 at B·T = 8): 21
     updates over 180 steps."""
     data = tiny_run_dict()
     data["train"].update(env_frames=180, learning_starts=12, train_ratio=1, envs=envs,
-                         replay_chunk=16, prefetch=prefetch)
+                         replay_chunk=16, prefetch=prefetch, mode=mode)
     return from_dict(RunConfig, data)
 
 
@@ -88,24 +89,58 @@ def test_prefetch_gives_the_run_of_reading_in_the_training_thread(tmp_path, monk
         torch.testing.assert_close(value, params[1][name], rtol=0, atol=0)
 
 
-def test_no_row_is_added_while_a_batch_is_read(tmp_path, monkeypatch):
-    reading = threading.Event()
+@pytest.mark.parametrize("mode", ["sync", "async"])
+def test_no_row_is_added_while_a_batch_is_read(tmp_path, monkeypatch, mode):
+    """Deterministic: each read is held until the training thread either waits for it
+    (``_settle``, correct) or adds a row (the bug), so an overlap cannot hide behind a slow
+    update."""
+    reading, released = threading.Event(), threading.Event()
     overlaps = []
-    gather, add = Replay.gather, Replay.add
+    batch, gather, add, settle = StreamBase._batch, Replay.gather, Replay.add, StreamBase._settle
 
-    def slow_gather(self, slots):
-        reading.set()
-        time.sleep(0.05)  # longer than a tiny update: the next collection would start meanwhile
+    def marked_batch(self, windows, extra=None):
+        released.clear()
+        reading.set()  # in the training thread, before the read is submitted
+        return batch(self, windows, extra)
+
+    def held_gather(self, slots):
         try:
+            released.wait(timeout=5.0)
             return gather(self, slots)
         finally:
             reading.clear()
 
+    def released_settle(self):
+        released.set()
+        return settle(self)
+
     def checked_add(self, *row):
         overlaps.append(reading.is_set())
+        released.set()
         return add(self, *row)
 
-    monkeypatch.setattr(Replay, "gather", slow_gather)
+    monkeypatch.setattr(StreamBase, "_batch", marked_batch)
+    monkeypatch.setattr(StreamBase, "_settle", released_settle)
+    monkeypatch.setattr(Replay, "gather", held_gather)
     monkeypatch.setattr(Replay, "add", checked_add)
-    assert train(config(True, 1), tmp_path / "run")["updates"] == 21
+    assert train(config(True, 1, mode), tmp_path / "run")["updates"] == 21
     assert len(overlaps) > 100 and not any(overlaps)
+
+
+def test_an_error_while_reading_a_batch_fails_the_run_with_it(tmp_path, monkeypatch):
+    calls = []
+    gather = Replay.gather
+
+    def failing_gather(self, slots):
+        calls.append(threading.current_thread().name)
+        if len(calls) == 3:
+            raise OSError("replay unreadable")
+        return gather(self, slots)
+
+    monkeypatch.setattr(Replay, "gather", failing_gather)
+    with pytest.raises(OSError, match="replay unreadable"):
+        train(config(True, 1), tmp_path / "run")
+    assert calls[2].startswith("wmbench-batch")
+    status = read_status(tmp_path / "run")
+    assert status["status"] == "failed" and "replay unreadable" in status["error"]
+    assert not any(t.name.startswith("wmbench-batch") for t in threading.enumerate())

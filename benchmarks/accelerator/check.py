@@ -171,7 +171,7 @@ def machine(device: torch.device, smoke: bool) -> dict[str, Any]:
 # --- update -------------------------------------------------------------------------------------
 def variant_placement(variant: str, accelerator: str) -> Placement:
     """fp32 and bf16 eager; compiled (and graphs, CUDA only) at the precision ``auto`` picks here
-    (bf16 on a GPU, fp32 on a CPU without AMX)."""
+    (``wmbench.runtime.device.resolve``: bf16 on a GPU, on this CPU as its flags say)."""
     auto = resolve(TrainConfig(accelerator=accelerator)).precision
     return {
         "fp32": Placement(accelerator, "32-true"),
@@ -201,18 +201,22 @@ def run_updates(agent: AgentConfig, batch_size: int, seq_len: int, placement: Pl
 
     torch.manual_seed(1)
     row, first_s, times = None, 0.0, []
-    for i in range(warmup + repeats):
-        sync(device)
-        start = time.perf_counter()
-        out = update(i)
-        sync(device)
-        elapsed = time.perf_counter() - start
-        if i == 0:
-            first_s = elapsed
-        if i == warmup - 1:
-            row = out
-        if i >= warmup:
-            times.append(elapsed)
+    restore = placement.apply()  # TF32 as a run of this placement trains (strict fp32 for fp32)
+    try:
+        for i in range(warmup + repeats):
+            sync(device)
+            start = time.perf_counter()
+            out = update(i)
+            sync(device)
+            elapsed = time.perf_counter() - start
+            if i == 0:
+                first_s = elapsed
+            if i == warmup - 1:
+                row = out
+            if i >= warmup:
+                times.append(elapsed)
+    finally:
+        restore()
     params = torch.cat([p.detach().float().flatten().cpu() for p in module.parameters()])
     result = {
         "ms_min": 1e3 * min(times), "ms_median": 1e3 * statistics.median(times),

@@ -160,6 +160,9 @@ class DreamerModule(L.LightningModule):
             config.world_model.rssm.feat_dim, action_dim, config.actor_critic
         )
         self.updates = 0
+        # compiled into CUDA graphs (``compile_mode=reduce-overhead``, set by
+        # ``wmbench.runtime.device.Placement.compile_module``): acting marks its own graph steps
+        self.cuda_graphs = False
 
     def configure_optimizers(self):
         wm, ac = self.config.world_model, self.config.actor_critic

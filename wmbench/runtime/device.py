@@ -132,13 +132,23 @@ class Placement:
         }
 
     def apply(self) -> Callable[[], None]:
-        """Sets the process-wide float32 matmul precision of the run (TF32 on CUDA for ``tf32``
-        and ``bf16-mixed``, else strict fp32); returns the function that restores the previous
-        setting."""
+        """Sets the process-wide float32 precision of the run's matmuls and, on CUDA, cuDNN's
+        convolutions (TF32 on CUDA for ``tf32`` and ``bf16-mixed``, else strict fp32); returns the
+        function that restores the previous settings."""
         previous = torch.get_float32_matmul_precision()
+        previous_conv = torch.backends.cudnn.allow_tf32
         tf32 = self.accelerator == "cuda" and self.precision in ("tf32", "bf16-mixed")
         torch.set_float32_matmul_precision("high" if tf32 else "highest")
-        return functools.partial(torch.set_float32_matmul_precision, previous)
+        # cuDNN convolutions use TF32 by default whatever the matmul precision says: 32-true on
+        # CUDA must switch them off too to be the strict-fp32 reference.
+        if self.accelerator == "cuda":
+            torch.backends.cudnn.allow_tf32 = tf32
+
+        def restore() -> None:
+            torch.set_float32_matmul_precision(previous)
+            torch.backends.cudnn.allow_tf32 = previous_conv
+
+        return restore
 
     @contextlib.contextmanager
     def autocast(self) -> Iterator[None]:
@@ -185,6 +195,8 @@ class Placement:
         rssm = module.world_model.rssm
         rssm.img_step = torch.compile(rssm.img_step, **options)
         rssm.obs_step = torch.compile(rssm.obs_step, **options)
+        # acting outside the updates marks its own CUDA-graph steps (``AgentPolicy.act``)
+        module.cuda_graphs = backend == "inductor" and self.compile == "reduce-overhead"
 
     def callbacks(self) -> list[Callback]:
         """Lightning callbacks the placement needs: with ``reduce-overhead``, one that marks the
@@ -278,7 +290,9 @@ def resolve(train: TrainConfig, recorded_precision: str | None = None) -> Placem
         if recorded_precision:
             precision = recorded_precision
         elif accelerator == "cuda":
-            precision = "bf16-mixed" if torch.cuda.is_bf16_supported() else "32-true"
+            # native bfloat16 only (compute capability 8.0+); torch's default also counts emulation
+            native = torch.cuda.is_bf16_supported(including_emulation=False)
+            precision = "bf16-mixed" if native else "32-true"
         else:
             precision = "bf16-mixed" if cpu_bf16_is_faster() else "32-true"
     if precision == "tf32" and accelerator != "cuda":

@@ -115,13 +115,19 @@ class AgentPolicy:
             self.state, self.prev_action = None, torch.zeros(len(images), self.action_dim)
         was_training = self.module.training
         self.module.eval()
-        action, self.state = self.module.act(
+        graphs = self.module.cuda_graphs
+        if graphs:  # one CUDA-graph step per act: encoder -> obs_step -> actor in one generation
+            torch.compiler.cudagraph_mark_step_begin()
+        action, state = self.module.act(
             torch.as_tensor(images).to(device),
             self.prev_action.to(device),
             torch.as_tensor(is_first).to(device),
             self.state,
             explore,
         )
+        # CUDA-graph outputs live in the graphs' pool and are overwritten by the next replay (the
+        # next act or update): the state carried to the next call must be a copy
+        self.state = state.map(torch.clone) if graphs else state
         self.module.train(was_training)
         self.prev_action = action
         return action.cpu().numpy()
