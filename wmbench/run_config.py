@@ -78,10 +78,9 @@ class TrainConfig:
             ``wmbench.runtime.device``.
         precision: arithmetic of the updates: ``32-true`` (fp32), ``tf32`` (fp32 with TF32 matrix
             products; CUDA only), ``bf16-mixed`` (bfloat16 autocast, with TF32 for what autocast
-            keeps in fp32 on CUDA) or ``auto`` (default: ``bf16-mixed`` on a GPU with bfloat16
-            and on a CPU where it is the faster one (AMX, or AVX-512 BF16 on AMD), else
-            ``32-true``; a resumed run keeps the precision it started with). See
-            ``wmbench.runtime.device``.
+            keeps in fp32 on CUDA) or ``auto`` (default: ``bf16-mixed`` on a GPU with native
+            bfloat16, else ``32-true``, on every CPU; a resumed run keeps the precision it started
+            with). See ``wmbench.runtime.device``.
         compile: ``torch.compile`` the networks and the RSSM's one-step functions (the world
             model's filtering and the imagination rollout) before training: the same maths, fused
             kernels; the first updates wait for the compilation (seconds to minutes). CPU (needs a

@@ -15,12 +15,13 @@ Rules:
 - ``accelerator: auto`` is ``cuda`` where ``torch.cuda.is_available()``, else ``cpu``. A run uses
   one device: ``cuda:0`` of the devices ``CUDA_VISIBLE_DEVICES`` leaves visible (the suite runner
   sets it per worker, ``wmbench.suite.gpus``).
-- ``precision: auto`` is ``bf16-mixed`` on a GPU with bfloat16 (compute capability 8.0 or newer)
-  and on a CPU where bfloat16 matrix products are the fast ones (``cpu_bf16_is_faster``: AMX
-  tiles, or AVX-512 BF16 on AMD); else ``32-true`` (on an Intel CPU without AMX bfloat16 autocast
-  is slower, ``reports/speed.md``). A rule on the CPU's flags, not a timing at start, so every run
-  of a suite on one kind of machine computes alike. A resumed run keeps the precision its
-  checkpoint recorded, so one run never changes its arithmetic.
+- ``precision: auto`` is ``bf16-mixed`` on a GPU with native bfloat16 (compute capability 8.0 or
+  newer), else ``32-true``: on every CPU. bfloat16 autocast is up to 1.9x faster on CPUs with
+  AMX or (AMD) AVX-512 BF16 and slower on others, but CPU autocast leaves more of the learner in
+  bfloat16 than CUDA's (softmax, the heads' distributions), and a same-seed learning-cpu run in
+  bf16 learned less than fp32 (``reports/speed.md``); ``train.precision=bf16-mixed`` still asks
+  for it. A resumed run keeps the precision its checkpoint recorded, so one run never changes its
+  arithmetic.
 - TF32 (CUDA only): on for ``tf32`` and ``bf16-mixed`` (what autocast keeps in fp32), off for
   ``32-true``, the strict-fp32 reference the other precisions are compared with.
 - Determinism: CPU runs use deterministic algorithms (a same-seed run is the same run; resume is
@@ -67,28 +68,9 @@ def _cpuinfo(field: str) -> str | None:
     return None
 
 
-def cpu_flags() -> frozenset[str]:
-    """The CPU's feature flags (``flags`` of ``/proc/cpuinfo``; empty where there is none)."""
-    return frozenset((_cpuinfo("flags") or "").split())
-
-
-def cpu_vendor() -> str:
-    """The CPU's ``vendor_id`` (``GenuineIntel``, ``AuthenticAMD``; empty where unknown)."""
-    return _cpuinfo("vendor_id") or ""
-
-
 def cpu_name() -> str:
     """The CPU's model name (``/proc/cpuinfo``), else ``platform.processor()``."""
     return _cpuinfo("model name") or platform.processor() or platform.machine()
-
-
-def cpu_bf16_is_faster() -> bool:
-    """Whether bfloat16 autocast beats fp32 on this CPU: with AMX tiles (``amx_bf16``), or with
-    AVX-512 BF16 on an AMD CPU (``avx512_bf16``, Zen 4 and later). Measured in
-    ``reports/speed.md``: 1.9x faster on an AMD EPYC with ``avx512_bf16``, 1.35x slower on an
-    Intel Xeon with ``avx512_bf16`` but no AMX; AMX's 2x is the issue's measurement."""
-    flags = cpu_flags()
-    return "amx_bf16" in flags or ("avx512_bf16" in flags and cpu_vendor() == "AuthenticAMD")
 
 
 def cpu_count() -> int:
@@ -293,8 +275,8 @@ def resolve(train: TrainConfig, recorded_precision: str | None = None) -> Placem
             # native bfloat16 only (compute capability 8.0+); torch's default also counts emulation
             native = torch.cuda.is_bf16_supported(including_emulation=False)
             precision = "bf16-mixed" if native else "32-true"
-        else:
-            precision = "bf16-mixed" if cpu_bf16_is_faster() else "32-true"
+        else:  # bf16 can be faster on a CPU but learned less (module docstring)
+            precision = "32-true"
     if precision == "tf32" and accelerator != "cuda":
         raise ConfigError(
             "train.precision=tf32 is a CUDA precision (TF32 matrix units); on the CPU use 32-true, "
