@@ -118,3 +118,11 @@ class Batch:
         """The batch in page-locked host memory, from which a GPU copies without blocking (the
         stream reads it so when the module is on CUDA, ``wmbench.runtime.stream.StreamBase``)."""
         return Batch(**{f.name: getattr(self, f.name).pin_memory() for f in fields(self)})
+
+    def to(self, device: torch.device | str, non_blocking: bool = True) -> Batch:
+        """The batch on ``device`` (Lightning's device transfer calls it); copies from page-locked
+        memory to a GPU do not block."""
+        return Batch(**{
+            f.name: getattr(self, f.name).to(device, non_blocking=non_blocking)
+            for f in fields(self)
+        })

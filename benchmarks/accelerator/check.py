@@ -171,7 +171,7 @@ def machine(device: torch.device, smoke: bool) -> dict[str, Any]:
 # --- update -------------------------------------------------------------------------------------
 def variant_placement(variant: str, accelerator: str) -> Placement:
     """fp32 and bf16 eager; compiled (and graphs, CUDA only) at the precision ``auto`` picks here
-    (``wmbench.runtime.device.resolve``: bf16 on a GPU, on this CPU as its flags say)."""
+    (``wmbench.runtime.device.resolve``: bf16 on a GPU with native bf16, fp32 on a CPU)."""
     auto = resolve(TrainConfig(accelerator=accelerator)).precision
     return {
         "fp32": Placement(accelerator, "32-true"),
@@ -188,7 +188,7 @@ def run_updates(agent: AgentConfig, batch_size: int, seq_len: int, placement: Pl
     torch.manual_seed(0)
     module = attached_module(agent, ACTION_DIM, "reconstruction", placement, backend)
     batch = random_batch(batch_size, seq_len, ACTION_DIM, seed=0)
-    batch = type(batch)(**{k: v.to(device) for k, v in vars(batch).items()})
+    batch = batch.to(device)
     if device.type == "cuda":
         torch.cuda.reset_peak_memory_stats(device)
     graphs = placement.compile == "reduce-overhead"

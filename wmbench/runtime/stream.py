@@ -17,7 +17,7 @@ import sys
 import time
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass
 from typing import Any
 
 import gymnasium as gym
@@ -201,10 +201,7 @@ class PendingBatch:
     def to(self, device: torch.device | str, **_: Any) -> Batch:
         """Waits for the batch and returns it on ``device`` (copies from page-locked memory do not
         block; Lightning's other arguments do not apply)."""
-        batch = self.future.result()
-        return Batch(**{
-            f.name: getattr(batch, f.name).to(device, non_blocking=True) for f in fields(batch)
-        })
+        return self.future.result().to(device)
 
 
 @dataclass
